@@ -1,0 +1,15 @@
+//! The archive is the contract between the two sides of orderlake: the archiver writes it, the
+//! query server reads it, and neither calls the other. This crate owns that contract: the row
+//! schema users write SQL against, where the table lives, and the per-partition offset ledger that
+//! makes ingestion exactly once.
+
+pub mod error;
+pub mod ledger;
+pub mod schema;
+pub mod storage;
+pub mod table;
+
+pub use error::{ArchiveError, Result};
+pub use ledger::{OffsetLedger, SourcePartition};
+pub use storage::TableLocation;
+pub use table::{ArchiveTable, TableStatus};

@@ -1,0 +1,193 @@
+//! One archive row per Kafka record (or imported legacy record). Column names are a contract with
+//! every SQL user: add columns freely, rename none. The Delta schema is the source of truth; the
+//! Arrow schema is derived from it so writers and readers agree to the field.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::SchemaRef;
+use deltalake::kernel::engine::arrow_conversion::TryIntoArrow as _;
+use deltalake::kernel::{ArrayType, DataType, StructField, StructType};
+
+pub const KAFKA_TOPIC: &str = "kafka_topic";
+pub const KAFKA_PARTITION: &str = "kafka_partition";
+pub const KAFKA_OFFSET: &str = "kafka_offset";
+pub const KAFKA_TIMESTAMP: &str = "kafka_timestamp";
+pub const KAFKA_KEY: &str = "kafka_key";
+pub const KAFKA_VALUE: &str = "kafka_value";
+pub const KAFKA_HEADERS: &str = "kafka_headers";
+pub const ARCHIVED_AT: &str = "archived_at";
+pub const IMPORT_SOURCE: &str = "import_source";
+pub const EVENT_ID: &str = "event_id";
+pub const EVENT_TYPE: &str = "event_type";
+pub const ORDER_ID: &str = "order_id";
+pub const CUSTOMER_ID: &str = "customer_id";
+pub const FACILITY_ID: &str = "facility_id";
+pub const STATUS: &str = "status";
+pub const PREVIOUS_STATUS: &str = "previous_status";
+pub const TOTAL_AMOUNT: &str = "total_amount";
+pub const CURRENCY: &str = "currency";
+pub const EVENT_TIME: &str = "event_time";
+pub const ITEMS: &str = "items";
+pub const DECODE_ERROR: &str = "decode_error";
+pub const EVENT_DATE: &str = "event_date";
+
+/// Hive partition column (`event_date=YYYY-MM-DD/`).
+pub const PARTITION_COLUMNS: [&str; 1] = [EVENT_DATE];
+
+/// Money is `decimal(18, 4)`: exact, and room for three-decimal currencies and fractional unit
+/// prices.
+pub const MONEY_PRECISION: u8 = 18;
+pub const MONEY_SCALE: u8 = 4;
+
+/// Columns whose min/max go into the Delta log. Raw key/value bytes are left out: their statistics
+/// would bloat the log and never prune a useful query.
+pub const STATS_COLUMNS: [&str; 12] = [
+    KAFKA_TOPIC,
+    KAFKA_PARTITION,
+    KAFKA_OFFSET,
+    KAFKA_TIMESTAMP,
+    ARCHIVED_AT,
+    EVENT_ID,
+    EVENT_TYPE,
+    ORDER_ID,
+    CUSTOMER_ID,
+    FACILITY_ID,
+    STATUS,
+    EVENT_TIME,
+];
+
+/// Columns that get Parquet bloom filters (point lookups by the API service).
+pub const BLOOM_FILTER_COLUMNS: [&str; 2] = [ORDER_ID, CUSTOMER_ID];
+
+/// Fields of one `kafka_headers` entry.
+pub mod header {
+    pub const KEY: &str = "key";
+    pub const VALUE: &str = "value";
+}
+
+/// Fields of one `items` entry.
+pub mod item {
+    pub const SKU: &str = "sku";
+    pub const QUANTITY: &str = "quantity";
+    pub const UNIT_PRICE: &str = "unit_price";
+    pub const SALE_PRICE: &str = "sale_price";
+}
+
+fn money() -> DataType {
+    DataType::decimal(MONEY_PRECISION, MONEY_SCALE).expect("decimal(18,4) is a valid Delta type")
+}
+
+fn struct_of(fields: Vec<StructField>) -> DataType {
+    DataType::Struct(Box::new(
+        StructType::try_new(fields).expect("archive struct fields are unique"),
+    ))
+}
+
+fn list_of(element: DataType) -> DataType {
+    DataType::Array(Box::new(ArrayType::new(element, false)))
+}
+
+/// The archive table's Delta schema.
+pub fn delta_schema() -> StructType {
+    use StructField as F;
+    let headers = list_of(struct_of(vec![
+        F::not_null(header::KEY, DataType::STRING),
+        F::nullable(header::VALUE, DataType::BINARY),
+    ]));
+    let items = list_of(struct_of(vec![
+        F::nullable(item::SKU, DataType::STRING),
+        F::nullable(item::QUANTITY, DataType::LONG),
+        F::nullable(item::UNIT_PRICE, money()),
+        F::nullable(item::SALE_PRICE, money()),
+    ]));
+    StructType::try_new(vec![
+        F::nullable(KAFKA_TOPIC, DataType::STRING),
+        F::nullable(KAFKA_PARTITION, DataType::INTEGER),
+        F::nullable(KAFKA_OFFSET, DataType::LONG),
+        F::nullable(KAFKA_TIMESTAMP, DataType::TIMESTAMP),
+        F::nullable(KAFKA_KEY, DataType::BINARY),
+        F::nullable(KAFKA_VALUE, DataType::BINARY),
+        F::nullable(KAFKA_HEADERS, headers),
+        F::not_null(ARCHIVED_AT, DataType::TIMESTAMP),
+        F::nullable(IMPORT_SOURCE, DataType::STRING),
+        F::nullable(EVENT_ID, DataType::STRING),
+        F::nullable(EVENT_TYPE, DataType::STRING),
+        F::nullable(ORDER_ID, DataType::STRING),
+        F::nullable(CUSTOMER_ID, DataType::STRING),
+        F::nullable(FACILITY_ID, DataType::STRING),
+        F::nullable(STATUS, DataType::STRING),
+        F::nullable(PREVIOUS_STATUS, DataType::STRING),
+        F::nullable(TOTAL_AMOUNT, money()),
+        F::nullable(CURRENCY, DataType::STRING),
+        F::nullable(EVENT_TIME, DataType::TIMESTAMP),
+        F::nullable(ITEMS, items),
+        F::nullable(DECODE_ERROR, DataType::STRING),
+        F::not_null(EVENT_DATE, DataType::DATE),
+    ])
+    .expect("archive column names are unique")
+}
+
+static ARROW_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let schema: arrow::datatypes::Schema = (&delta_schema())
+        .try_into_arrow()
+        .expect("the archive's Delta schema converts to Arrow");
+    Arc::new(schema)
+});
+
+/// The Arrow schema of an archive row batch, exactly as delta-rs derives it from the table.
+pub fn arrow_schema() -> SchemaRef {
+    Arc::clone(&ARROW_SCHEMA)
+}
+
+/// Why `existing` cannot hold archive rows, or `None` when every archive column is present with
+/// its type. Extra columns in the table are fine (a newer archiver may have added them).
+pub fn incompatibility(existing: &StructType) -> Option<String> {
+    let mut problems = Vec::new();
+    for wanted in delta_schema().fields() {
+        match existing.field(wanted.name()) {
+            None => problems.push(format!("column `{}` is missing", wanted.name())),
+            Some(found) if found.data_type() != wanted.data_type() => problems.push(format!(
+                "column `{}` is {} but the archive needs {}",
+                wanted.name(),
+                found.data_type(),
+                wanted.data_type()
+            )),
+            Some(_) => {}
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrow_schema_keeps_contract_names_in_order() {
+        let names: Vec<_> = arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names.first().map(String::as_str), Some(KAFKA_TOPIC));
+        assert_eq!(names.last().map(String::as_str), Some(EVENT_DATE));
+        for col in STATS_COLUMNS.iter().chain(&BLOOM_FILTER_COLUMNS) {
+            assert!(names.iter().any(|n| n == col), "{col} not in schema");
+        }
+    }
+
+    #[test]
+    fn own_schema_is_compatible_and_a_changed_type_is_not() {
+        assert_eq!(incompatibility(&delta_schema()), None);
+        let altered = StructType::try_new(delta_schema().fields().map(|f| {
+            if f.name() == ORDER_ID {
+                StructField::nullable(ORDER_ID, DataType::LONG)
+            } else {
+                f.clone()
+            }
+        }))
+        .unwrap();
+        let why = incompatibility(&altered).unwrap();
+        assert!(why.contains("`order_id` is long"), "{why}");
+    }
+}

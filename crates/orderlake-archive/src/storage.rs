@@ -1,0 +1,122 @@
+//! Where the archive table lives: `file:///…`, a plain local path, or `s3://bucket/prefix`.
+//! S3 endpoint and credentials come from the standard `AWS_*` environment variables that
+//! object_store and delta-rs read (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, …), so secrets never pass
+//! through our config structs or logs.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Once;
+
+use url::Url;
+
+use crate::error::{ArchiveError, Result};
+
+/// A resolved table location plus extra object-store options.
+#[derive(Clone)]
+pub struct TableLocation {
+    url: Url,
+    options: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for TableLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Option values may hold secrets: show only their keys.
+        f.debug_struct("TableLocation")
+            .field("url", &self.url.as_str())
+            .field("option_keys", &self.options.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl std::fmt::Display for TableLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.url.as_str())
+    }
+}
+
+fn register_object_stores() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| deltalake::aws::register_handlers(None));
+}
+
+impl TableLocation {
+    /// Parses a table URI. A string without a scheme is a local directory, relative to the
+    /// working directory; local directories are created when missing.
+    pub fn parse(uri: &str, options: HashMap<String, String>) -> Result<Self> {
+        register_object_stores();
+        let invalid = |reason: String| ArchiveError::InvalidLocation {
+            uri: uri.to_owned(),
+            reason,
+        };
+        let url = match Url::parse(uri) {
+            Ok(url) if url.scheme().len() > 1 => url,
+            // No scheme (or a Windows drive letter): a local path.
+            _ => {
+                let path = Path::new(uri);
+                std::fs::create_dir_all(path)
+                    .map_err(|e| invalid(format!("cannot create directory: {e}")))?;
+                let abs = path
+                    .canonicalize()
+                    .map_err(|e| invalid(format!("cannot resolve path: {e}")))?;
+                Url::from_directory_path(&abs)
+                    .map_err(|()| invalid("not an absolute path".to_owned()))?
+            }
+        };
+        match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| invalid("file URI has no local path".to_owned()))?;
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| invalid(format!("cannot create directory: {e}")))?;
+            }
+            "s3" | "s3a" => {
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(invalid(
+                        "an S3 URI needs a bucket: s3://bucket/prefix".into(),
+                    ));
+                }
+            }
+            "memory" => {}
+            other => {
+                return Err(invalid(format!(
+                    "unsupported scheme `{other}` (use file://, s3:// or a local path)"
+                )));
+            }
+        }
+        Ok(Self { url, options })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub fn options(&self) -> &HashMap<String, String> {
+        &self.options
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.url.scheme() == "file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths_become_file_urls_and_bad_schemes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lake/order_events");
+        let loc = TableLocation::parse(p.to_str().unwrap(), HashMap::new()).unwrap();
+        assert_eq!(loc.url().scheme(), "file");
+        assert!(p.is_dir());
+        let err = TableLocation::parse("ftp://host/x", HashMap::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported scheme `ftp`"),
+            "{err}"
+        );
+        let err = TableLocation::parse("s3:///prefix", HashMap::new()).unwrap_err();
+        assert!(err.to_string().contains("needs a bucket"), "{err}");
+    }
+}

@@ -1,0 +1,273 @@
+//! Opening (and on first use creating) the archive's Delta table, and summarising what it holds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray as _};
+use arrow::datatypes::{Int32Type, Int64Type};
+use chrono::{DateTime, Utc};
+use datafusion::prelude::SessionContext;
+use deltalake::operations::create::CreateBuilder;
+use deltalake::table::config::TableProperty;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use futures::StreamExt as _;
+use serde::Serialize;
+
+use crate::error::{ArchiveError, Result};
+use crate::ledger::{OffsetLedger, SourcePartition};
+use crate::schema;
+use crate::storage::TableLocation;
+
+/// Name given to the Delta table's metadata (readers show it; it does not affect paths).
+pub const TABLE_NAME: &str = "order_events";
+
+/// The archive table: a Delta table whose schema has been checked against the archive contract.
+#[derive(Debug, Clone)]
+pub struct ArchiveTable {
+    location: TableLocation,
+    table: DeltaTable,
+}
+
+impl ArchiveTable {
+    /// Opens an existing archive table; refuses a missing table or one with an incompatible schema.
+    pub async fn open(location: TableLocation) -> Result<Self> {
+        let uri = location.to_string();
+        let table = DeltaTableBuilder::from_url(location.url().clone())
+            .map_err(ArchiveError::delta(&uri))?
+            .with_storage_options(location.options().clone())
+            .load()
+            .await
+            .map_err(ArchiveError::delta(&uri))?;
+        let this = Self { location, table };
+        this.check_schema()?;
+        Ok(this)
+    }
+
+    /// Opens the archive table, creating it with the archive schema when nothing is there yet.
+    /// Two instances racing to create it both end up with the one table.
+    pub async fn open_or_create(location: TableLocation) -> Result<Self> {
+        match Self::open(location.clone()).await {
+            Err(ArchiveError::TableNotFound { .. }) => {}
+            other => return other,
+        }
+        let uri = location.to_string();
+        let created = CreateBuilder::new()
+            .with_location(location.url().as_str())
+            .with_storage_options(location.options().clone())
+            .with_table_name(TABLE_NAME)
+            .with_comment("orderlake archive: one row per Kafka order event, raw and typed")
+            .with_columns(schema::delta_schema().fields().cloned())
+            .with_partition_columns(schema::PARTITION_COLUMNS)
+            .with_configuration_property(
+                TableProperty::DataSkippingStatsColumns,
+                Some(schema::STATS_COLUMNS.join(",")),
+            )
+            .await;
+        match created {
+            Ok(table) => {
+                tracing::info!(table = %uri, "created archive table");
+                Ok(Self { location, table })
+            }
+            // Another instance created it between our open and create.
+            Err(e) => {
+                tracing::debug!(table = %uri, error = %e, "create raced, opening instead");
+                Self::open(location).await
+            }
+        }
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        let uri = self.location.to_string();
+        let state = self.table.snapshot().map_err(ArchiveError::delta(&uri))?;
+        if let Some(reason) = schema::incompatibility(&state.schema()) {
+            return Err(ArchiveError::IncompatibleSchema { uri, reason });
+        }
+        let partitions = state.metadata().partition_columns();
+        if !partitions
+            .iter()
+            .map(String::as_str)
+            .eq(schema::PARTITION_COLUMNS)
+        {
+            return Err(ArchiveError::IncompatibleSchema {
+                uri,
+                reason: format!(
+                    "partitioned by {partitions:?} but the archive is partitioned by {:?}",
+                    schema::PARTITION_COLUMNS
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Brings the table to its latest version.
+    pub async fn refresh(&mut self) -> Result<()> {
+        let uri = self.location.to_string();
+        self.table
+            .update_incremental(None)
+            .await
+            .map_err(ArchiveError::delta(&uri))
+    }
+
+    pub fn location(&self) -> &TableLocation {
+        &self.location
+    }
+
+    pub fn delta(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    pub fn version(&self) -> Option<u64> {
+        self.table.version()
+    }
+
+    /// A DataFusion session with this table registered as `name` (plus a `__file` column).
+    pub async fn session_with(&self, name: &str) -> Result<SessionContext> {
+        let uri = self.location.to_string();
+        let ctx = SessionContext::new();
+        self.table
+            .update_datafusion_session(&ctx.state())
+            .map_err(ArchiveError::delta(&uri))?;
+        let provider = self
+            .table
+            .table_provider()
+            .with_file_column(FILE_COLUMN)
+            .await
+            .map_err(|e| ArchiveError::Delta {
+                uri: uri.clone(),
+                source: Box::new(e.into()),
+            })?;
+        ctx.register_table(name, Arc::clone(&provider))
+            .map_err(|e| ArchiveError::Delta {
+                uri,
+                source: Box::new(e.into()),
+            })?;
+        Ok(ctx)
+    }
+
+    /// Summarises the table: version, last commit, and per source partition the ledger offset,
+    /// rows, offset range and files.
+    pub async fn status(&self) -> Result<TableStatus> {
+        let uri = self.location.to_string();
+        let df_err = |e: datafusion::error::DataFusionError| ArchiveError::Delta {
+            uri: uri.clone(),
+            source: Box::new(e.into()),
+        };
+        let ctx = self.session_with("archive").await?;
+        let batches = ctx
+            .sql(&format!(
+                "SELECT kafka_topic, kafka_partition, count(*), min(kafka_offset), \
+                 max(kafka_offset), count(DISTINCT {FILE_COLUMN}), count(decode_error) \
+                 FROM archive GROUP BY 1, 2 ORDER BY 1, 2"
+            ))
+            .await
+            .map_err(df_err)?
+            .collect()
+            .await
+            .map_err(df_err)?;
+        let mut partitions = Vec::new();
+        let mut imported_rows = 0;
+        for batch in &batches {
+            let topics = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| ArchiveError::Delta {
+                uri: uri.clone(),
+                source: Box::new(e.into()),
+            })?;
+            let topics = topics.as_string::<i32>();
+            let parts = batch.column(1).as_primitive::<Int32Type>();
+            let rows = batch.column(2).as_primitive::<Int64Type>();
+            let min = batch.column(3).as_primitive::<Int64Type>();
+            let max = batch.column(4).as_primitive::<Int64Type>();
+            let files = batch.column(5).as_primitive::<Int64Type>();
+            let bad = batch.column(6).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                if topics.is_null(i) {
+                    imported_rows += rows.value(i);
+                    continue;
+                }
+                partitions.push(PartitionStatus {
+                    topic: topics.value(i).to_owned(),
+                    partition: parts.value(i),
+                    archived_offset: None,
+                    rows: rows.value(i),
+                    first_offset: min.value(i),
+                    last_offset: max.value(i),
+                    files: files.value(i),
+                    undecoded_rows: bad.value(i),
+                });
+            }
+        }
+        let ledger = OffsetLedger::read(
+            self,
+            partitions
+                .iter()
+                .map(|p| SourcePartition::new(&p.topic, p.partition)),
+        )
+        .await?;
+        for p in &mut partitions {
+            p.archived_offset = ledger.archived(&SourcePartition::new(&p.topic, p.partition));
+        }
+        let mut history = self.table.history(Some(1));
+        let last_commit = match history.next().await {
+            Some(Ok(info)) => info
+                .timestamp
+                .and_then(DateTime::<Utc>::from_timestamp_millis),
+            _ => None,
+        };
+        let files = self
+            .table
+            .get_file_uris()
+            .map_err(ArchiveError::delta(&uri))?
+            .count();
+        Ok(TableStatus {
+            table_uri: uri,
+            version: self.version(),
+            last_commit,
+            files,
+            rows: partitions.iter().map(|p| p.rows).sum::<i64>() + imported_rows,
+            imported_rows,
+            partitions,
+        })
+    }
+}
+
+/// Name of the per-row source file column in sessions built by [`ArchiveTable::session_with`].
+pub const FILE_COLUMN: &str = "__file";
+
+/// What the archive holds, for `orderlake-archiver status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    pub table_uri: String,
+    pub version: Option<u64>,
+    pub last_commit: Option<DateTime<Utc>>,
+    pub files: usize,
+    pub rows: i64,
+    pub imported_rows: i64,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One source partition in [`TableStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    /// The ledger's offset: the table holds this partition through this offset.
+    pub archived_offset: Option<i64>,
+    pub rows: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub files: i64,
+    pub undecoded_rows: i64,
+}
+
+impl TableStatus {
+    /// Per-topic totals, for the human-readable summary.
+    pub fn topics(&self) -> BTreeMap<&str, (usize, i64)> {
+        let mut out = BTreeMap::<&str, (usize, i64)>::new();
+        for p in &self.partitions {
+            let e = out.entry(p.topic.as_str()).or_default();
+            e.0 += 1;
+            e.1 += p.rows;
+        }
+        out
+    }
+}

@@ -1,0 +1,174 @@
+//! Command-line surface. Every flag has an environment variable; flags beat the environment,
+//! which beats the config file, which beats the built-in defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ArchiverConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orderlake-archiver",
+    version,
+    about = "Drains Kafka order events into the orderlake archive (a Delta Lake table), exactly once."
+)]
+pub struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDERLAKE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Archive Kafka records into the table until stopped (or caught up).
+    Run(RunArgs),
+    /// Show what the archive holds: per topic/partition the archived offset, rows and files.
+    Status(StatusArgs),
+    /// Produce realistic sample OMS order events to Kafka.
+    Generate(GenerateArgs),
+}
+
+/// Options shared by commands that read the config file.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// TOML config file (see config/archiver.toml).
+    #[arg(long, env = "ORDERLAKE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Archive table: file:///…, a local path, or s3://bucket/prefix.
+    #[arg(long, env = "ORDERLAKE_TABLE_URI")]
+    pub table_uri: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+
+    /// Bootstrap brokers, comma separated.
+    #[arg(long, env = "ORDERLAKE_BROKERS")]
+    pub brokers: Option<String>,
+
+    /// Consumer group.
+    #[arg(long, env = "ORDERLAKE_GROUP")]
+    pub group: Option<String>,
+
+    /// Topics to archive, comma separated.
+    #[arg(long, env = "ORDERLAKE_TOPICS", value_delimiter = ',')]
+    pub topics: Option<Vec<String>>,
+
+    /// Run until every assigned partition is archived to its end, then exit 0.
+    #[arg(long, env = "ORDERLAKE_UNTIL_CAUGHT_UP")]
+    pub until_caught_up: bool,
+
+    /// Flush after this many milliseconds even if no more records arrive.
+    #[arg(long, env = "ORDERLAKE_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+
+    /// Flush after this many buffered rows.
+    #[arg(long, env = "ORDERLAKE_FLUSH_MAX_ROWS")]
+    pub flush_max_rows: Option<usize>,
+
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Bootstrap brokers, comma separated.
+    #[arg(long, env = "ORDERLAKE_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+
+    /// Number of events to produce.
+    #[arg(long, default_value_t = 10_000)]
+    pub events: u64,
+
+    /// Random seed: the same seed produces the same stream.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Years of history the events span, ending now.
+    #[arg(long, default_value_t = 3.0)]
+    pub years: f64,
+
+    /// Share of malformed records (0–1).
+    #[arg(long, default_value_t = 0.01)]
+    pub malformed_share: f64,
+
+    /// Events per second (0 = as fast as the broker takes them).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+
+    /// Topic name prefix: topics are PREFIXorders, PREFIXorder-status, PREFIXfulfillment.
+    #[arg(long, default_value = "oms.")]
+    pub topic_prefix: String,
+
+    /// Partitions for topics that do not exist yet.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+
+    /// Skip this many events of the stream first (to continue an earlier run with the same seed).
+    #[arg(long, default_value_t = 0)]
+    pub skip: u64,
+
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// Defaults < file < environment/flags (clap already ranks flags over the environment).
+    pub fn resolve(&self) -> Result<ArchiverConfig, crate::error::CliError> {
+        let mut c = self.common.load()?;
+        if let Some(b) = &self.brokers {
+            c.kafka.brokers.clone_from(b);
+        }
+        if let Some(g) = &self.group {
+            c.kafka.group.clone_from(g);
+        }
+        if let Some(t) = &self.topics {
+            c.kafka.topics.clone_from(t);
+        }
+        if let Some(ms) = self.flush_interval_ms {
+            c.flush.interval_ms = ms;
+        }
+        if let Some(rows) = self.flush_max_rows {
+            c.flush.max_rows = rows;
+        }
+        c.validate(&crate::config::source_name(self.common.config.as_ref()))?;
+        Ok(c)
+    }
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> Result<ArchiverConfig, crate::error::CliError> {
+        let mut c = match &self.config {
+            Some(path) => ArchiverConfig::from_file(path)?,
+            None => ArchiverConfig::default(),
+        };
+        if let Some(uri) = &self.table_uri {
+            c.archive.table_uri.clone_from(uri);
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,48 @@
+//! `orderlake-archiver run`: drain the configured topics into the archive.
+
+use std::time::Duration;
+
+use orderlake_archive::ArchiveTable;
+use orderlake_ingest::{
+    ArchiveWriter, DrainReport, DrainSettings, MappingSet, StopSignal, WriterSettings,
+};
+
+use crate::config::ArchiverConfig;
+use crate::error::CliError;
+
+pub async fn run(
+    config: ArchiverConfig,
+    until_caught_up: bool,
+    stop: StopSignal,
+) -> Result<DrainReport, CliError> {
+    tracing::info!("effective configuration:\n{}", config.redacted());
+    let location = super::table_location(&config)?;
+    let table = ArchiveTable::open_or_create(location).await?;
+    tracing::info!(table = %table.location(), version = ?table.version(), "archive table ready");
+    let mappings = MappingSet::new(config.all_mappings())?;
+    let writer = ArchiveWriter::new(
+        table,
+        WriterSettings {
+            target_file_bytes: config.parquet.target_file_bytes,
+            row_group_rows: config.parquet.row_group_rows,
+            zstd_level: config.parquet.zstd_level,
+            ..WriterSettings::default()
+        },
+    );
+    let settings = DrainSettings {
+        brokers: config.kafka.brokers.clone(),
+        group: config.kafka.group.clone(),
+        topics: config.kafka.topics.clone(),
+        start_from: config.kafka.start_from,
+        flush_rows: config.flush.max_rows,
+        flush_bytes: config.flush.max_bytes,
+        flush_interval: config.flush_interval(),
+        memory_budget_bytes: config.flush.memory_budget_bytes,
+        max_decode_bytes: config.decode.max_value_bytes,
+        until_caught_up,
+        commit_to_group: config.kafka.commit_to_group,
+        shutdown_grace: Duration::from_secs(config.shutdown.grace_secs),
+        kafka: config.kafka.properties.clone(),
+    };
+    Ok(orderlake_ingest::drain(settings, mappings, writer, stop).await?)
+}

@@ -1,0 +1,327 @@
+//! Archiver configuration as documented blocks, one struct per concern. Precedence: built-in
+//! defaults < the TOML file (`--config`) < environment variables < flags. `config/archiver.toml`
+//! is the commented example of every key; a test parses it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orderlake_ingest::{SourceMapping, StartFrom, WriterSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CliError;
+
+/// Kafka source: where to read and as which group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma separated.
+    pub brokers: String,
+    /// Consumer group; instances in one group share the partitions.
+    pub group: String,
+    /// Topics to archive.
+    pub topics: Vec<String>,
+    /// Where a partition the table has never seen starts: `earliest` or `latest`.
+    pub start_from: StartFrom,
+    /// Also commit archived offsets to the Kafka group (advisory, for lag tools).
+    pub commit_to_group: bool,
+    /// Extra librdkafka properties (security, timeouts, …).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group: "orderlake-archiver".into(),
+            topics: orderlake_samples::SampleTopics::default()
+                .all()
+                .map(str::to_owned)
+                .to_vec(),
+            start_from: StartFrom::Earliest,
+            commit_to_group: true,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The archive table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// `file:///…`, a local path, or `s3://bucket/prefix`. S3 endpoint and credentials come from
+    /// `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`.
+    pub table_uri: String,
+    /// Extra object-store options (values are never logged).
+    pub storage_options: BTreeMap<String, String>,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            table_uri: "./data/lake/order_events".into(),
+            storage_options: BTreeMap::new(),
+        }
+    }
+}
+
+/// When buffered rows become a commit, and how much memory they may hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlushConfig {
+    /// Flush after this many buffered rows.
+    pub max_rows: usize,
+    /// Flush after this many buffered bytes.
+    pub max_bytes: usize,
+    /// Flush this long after the first buffered row, even if no more records arrive.
+    pub interval_ms: u64,
+    /// Memory for buffered rows across all partitions and dates (the buffer being filled plus the
+    /// flushes the writer holds); consumption pauses above it. At least 3 × `max_bytes`.
+    pub memory_budget_bytes: usize,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 500_000,
+            max_bytes: 64 * 1024 * 1024,
+            interval_ms: 10_000,
+            memory_budget_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Parquet file layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ParquetConfig {
+    /// Roll to a new file once one reaches this size.
+    pub target_file_bytes: u64,
+    /// Rows per row group.
+    pub row_group_rows: usize,
+    /// zstd compression level (1–22).
+    pub zstd_level: i32,
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        let w = WriterSettings::default();
+        Self {
+            target_file_bytes: w.target_file_bytes,
+            row_group_rows: w.row_group_rows,
+            zstd_level: w.zstd_level,
+        }
+    }
+}
+
+/// Decoding of record values into order columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecodeConfig {
+    /// Values above this size are archived raw without being parsed.
+    pub max_value_bytes: usize,
+    /// Append the built-in mappings (seed 003, seed 004, fulfillment, generic) after `mappings`.
+    pub use_default_mappings: bool,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: orderlake_ingest::decode::DEFAULT_MAX_DECODE_BYTES,
+            use_default_mappings: true,
+        }
+    }
+}
+
+/// Stopping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long a graceful stop (SIGTERM/SIGINT) may take to flush and commit.
+    pub grace_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { grace_secs: 30 }
+    }
+}
+
+/// The whole archiver configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiverConfig {
+    pub kafka: KafkaConfig,
+    pub archive: ArchiveConfig,
+    pub flush: FlushConfig,
+    pub parquet: ParquetConfig,
+    pub decode: DecodeConfig,
+    pub shutdown: ShutdownConfig,
+    /// Source mappings, tried in order before the built-in ones.
+    pub mappings: Vec<SourceMapping>,
+}
+
+impl ArchiverConfig {
+    /// Reads a TOML file; errors name the file and the key.
+    pub fn from_file(path: &Path) -> Result<Self, CliError> {
+        let text = std::fs::read_to_string(path).map_err(|e| CliError::ConfigRead {
+            file: path.to_owned(),
+            source: e,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, CliError> {
+        let de = toml::Deserializer::new(text);
+        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| CliError::Config {
+            file: path.to_owned(),
+            key: e.path().to_string(),
+            reason: e.inner().message().to_owned(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot; `file` is named in the error.
+    pub fn validate(&self, file: &Path) -> Result<(), CliError> {
+        let bad = |key: &str, reason: String| CliError::Config {
+            file: file.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(bad("kafka.brokers", "must name at least one broker".into()));
+        }
+        if self.kafka.group.trim().is_empty() {
+            return Err(bad("kafka.group", "must not be empty".into()));
+        }
+        if self.kafka.topics.iter().all(|t| t.trim().is_empty()) {
+            return Err(bad("kafka.topics", "must list at least one topic".into()));
+        }
+        if self.flush.max_rows == 0 {
+            return Err(bad("flush.max_rows", "must be at least 1".into()));
+        }
+        if self.flush.interval_ms == 0 {
+            return Err(bad("flush.interval_ms", "must be at least 1".into()));
+        }
+        if self.flush.memory_budget_bytes < self.flush.max_bytes.saturating_mul(3) {
+            return Err(bad(
+                "flush.memory_budget_bytes",
+                format!(
+                    "{} is less than 3 × flush.max_bytes ({}): one buffer fills while two flushes are written",
+                    self.flush.memory_budget_bytes, self.flush.max_bytes
+                ),
+            ));
+        }
+        if !(1..=22).contains(&self.parquet.zstd_level) {
+            return Err(bad(
+                "parquet.zstd_level",
+                format!("{} is outside 1–22", self.parquet.zstd_level),
+            ));
+        }
+        if self.parquet.row_group_rows == 0 {
+            return Err(bad("parquet.row_group_rows", "must be at least 1".into()));
+        }
+        orderlake_ingest::MappingSet::new(self.all_mappings())
+            .map_err(|e| bad("mappings", e.to_string()))?;
+        Ok(())
+    }
+
+    /// Configured mappings first, then the built-in ones unless switched off.
+    pub fn all_mappings(&self) -> Vec<SourceMapping> {
+        let mut all = self.mappings.clone();
+        if self.decode.use_default_mappings {
+            all.extend(SourceMapping::defaults());
+        }
+        all
+    }
+
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush.interval_ms)
+    }
+
+    /// The effective configuration as TOML, with storage option values redacted.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.clone();
+        for v in shown.archive.storage_options.values_mut() {
+            *v = "<redacted>".into();
+        }
+        for (k, v) in &mut shown.kafka.properties {
+            if ["password", "secret", "key", "token"]
+                .iter()
+                .any(|s| k.contains(s))
+            {
+                *v = "<redacted>".into();
+            }
+        }
+        shown.mappings.clear();
+        toml::to_string(&shown).unwrap_or_default()
+    }
+}
+
+/// Where the config file came from, for error messages when none was given.
+pub fn source_name(path: Option<&PathBuf>) -> PathBuf {
+    path.cloned()
+        .unwrap_or_else(|| PathBuf::from("<flags and environment>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ArchiverConfig, CliError> {
+        ArchiverConfig::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_parses_and_differs_from_nothing_unexpected() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/archiver.toml");
+        let c = ArchiverConfig::from_file(&path).unwrap();
+        assert_eq!(c.kafka.group, "orderlake-archiver");
+        assert_eq!(c.archive.table_uri, "./data/lake/order_events");
+        assert!(c.mappings.iter().any(|m| m.name == "legacy-export-orders"));
+        assert!(c.all_mappings().len() > c.mappings.len());
+    }
+
+    #[test]
+    fn bad_config_names_the_key_and_the_file() {
+        let err = parse("[flush]\nmax_rows = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.toml") && err.contains("flush.max_rows"),
+            "{err}"
+        );
+        let err = parse("[kafka]\nbrokerz = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("brokerz"), "{err}");
+        let err = parse("[flush]\nmax_bytes = 100\nmemory_budget_bytes = 200\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("flush.memory_budget_bytes"), "{err}");
+        let err = parse(
+            "[[mappings]]\nname = \"m\"\ntopics = [\"t\"]\n[mappings.fields]\norder_id = \"id\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("mappings") && err.contains("JSON pointer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redaction_hides_secrets() {
+        let mut c = ArchiverConfig::default();
+        c.archive
+            .storage_options
+            .insert("aws_secret_access_key".into(), "hunter2".into());
+        c.kafka
+            .properties
+            .insert("sasl.password".into(), "hunter3".into());
+        let shown = c.redacted();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! orderlake-archiver: parse, start telemetry, run the chosen command until it finishes or is
+//! stopped.
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use orderlake_archiver::cli::{Cli, Command};
+use orderlake_archiver::commands;
+use orderlake_ingest::StopSignal;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_env("ORDERLAKE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("warn,orderlake_archiver=info,orderlake_ingest=info,orderlake_archive=info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// First SIGINT/SIGTERM: stop polling, flush, commit, exit 0. Second: exit at once (what was not
+/// committed is re-read on the next start).
+fn install_signal_handlers(stop: StopSignal) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install SIGTERM handler");
+                    return;
+                }
+            };
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            signals += 1;
+            if signals == 1 {
+                tracing::info!(
+                    "stop requested: flushing and committing (signal again to exit at once)"
+                );
+                stop.stop();
+            } else {
+                tracing::warn!(
+                    "second signal: exiting without flushing; uncommitted records will be re-read"
+                );
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    match cli.command {
+        Command::Run(args) => {
+            let config = args.resolve()?;
+            if args.print_config {
+                print!("{}", config.redacted());
+                return Ok(());
+            }
+            let stop = StopSignal::default();
+            install_signal_handlers(stop.clone());
+            let report = commands::run::run(config, args.until_caught_up, stop)
+                .await
+                .context("archiver stopped with an error")?;
+            println!(
+                "archived {} records in {} commits ({} undecodable, kept raw); {} flushes fenced, {} rebalances",
+                report.rows_committed,
+                report.flushes_committed,
+                report.undecoded_rows,
+                report.flushes_fenced,
+                report.rebalances
+            );
+        }
+        Command::Status(args) => {
+            let config = args.common.load()?;
+            let status = commands::status::status(&config).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", commands::status::render(&status));
+            }
+        }
+        Command::Generate(args) => {
+            let s = commands::generate::generate(&args).await?;
+            let per_topic: Vec<String> = s
+                .per_topic
+                .iter()
+                .map(|(t, n)| format!("{t}={n}"))
+                .collect();
+            println!(
+                "produced {} events in {:.1}s ({:.0}/s): {}; {} malformed, {} tombstones; {} acknowledged, {} failed",
+                s.per_topic.values().sum::<u64>(),
+                s.seconds,
+                s.per_topic.values().sum::<u64>() as f64 / s.seconds.max(1e-9),
+                per_topic.join(" "),
+                s.malformed,
+                s.tombstones,
+                s.acked,
+                s.failed
+            );
+            if s.failed > 0 {
+                anyhow::bail!("{} events were not acknowledged by the broker", s.failed);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! Decoding one record's value into the canonical order columns. Decoding never fails a record:
+//! whatever cannot be read becomes a short reason in `decode_error`, the fields that did decode are
+//! kept, and the raw bytes are archived untouched either way.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use orderlake_archive::schema::MONEY_SCALE;
+use serde_json::Value;
+
+use crate::mapping::{CanonicalField, Paths, SourceMapping};
+
+/// One line item, typed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineItem {
+    pub sku: Option<String>,
+    pub quantity: Option<i64>,
+    /// Money in units of 10^-MONEY_SCALE.
+    pub unit_price: Option<i128>,
+    pub sale_price: Option<i128>,
+}
+
+/// The canonical order columns of one record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodedOrder {
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub order_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub facility_id: Option<String>,
+    pub status: Option<String>,
+    pub previous_status: Option<String>,
+    /// Money in units of 10^-MONEY_SCALE.
+    pub total_amount: Option<i128>,
+    pub currency: Option<String>,
+    /// Microseconds since the epoch, UTC.
+    pub event_time: Option<i64>,
+    pub items: Option<Vec<LineItem>>,
+    /// `None` when the record decoded cleanly.
+    pub error: Option<String>,
+}
+
+impl DecodedOrder {
+    fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            error: Some(reason.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Values larger than this are archived raw without an attempt to parse them.
+pub const DEFAULT_MAX_DECODE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Decodes `value` (None for a tombstone) with `mapping` (None when no mapping matches the topic).
+pub fn decode(
+    value: Option<&[u8]>,
+    mapping: Option<&SourceMapping>,
+    max_bytes: usize,
+) -> DecodedOrder {
+    let Some(bytes) = value else {
+        return DecodedOrder::failed("tombstone: the record has no value");
+    };
+    if bytes.is_empty() {
+        return DecodedOrder::failed("empty value");
+    }
+    if bytes.len() > max_bytes {
+        return DecodedOrder::failed(format!(
+            "value of {} bytes is over the {max_bytes}-byte decode limit; archived raw",
+            bytes.len()
+        ));
+    }
+    let Some(mapping) = mapping else {
+        return DecodedOrder::failed("no source mapping matches this topic");
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return DecodedOrder::failed(format!(
+                "not UTF-8: invalid byte at position {}",
+                e.valid_up_to()
+            ));
+        }
+    };
+    let doc: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return DecodedOrder::failed(format!("invalid JSON: {e}")),
+    };
+    if !doc.is_object() {
+        return DecodedOrder::failed(format!("expected a JSON object, got {}", json_kind(&doc)));
+    }
+    decode_document(&doc, mapping)
+}
+
+fn decode_document(doc: &Value, m: &SourceMapping) -> DecodedOrder {
+    let mut problems = Vec::new();
+    let f = &m.fields;
+    let mut field = |name: &str, paths: &Paths, conv: fn(&Value) -> Result<String, String>| {
+        paths.find(doc).and_then(|v| {
+            conv(v)
+                .map_err(|e| problems.push(format!("{name}: {e}")))
+                .ok()
+        })
+    };
+    let mut out = DecodedOrder {
+        event_id: field("event_id", &f.event_id, text),
+        event_type: field("event_type", &f.event_type, text),
+        order_id: field("order_id", &f.order_id, text),
+        customer_id: field("customer_id", &f.customer_id, text),
+        facility_id: field("facility_id", &f.facility_id, text),
+        status: field("status", &f.status, text),
+        previous_status: field("previous_status", &f.previous_status, text),
+        currency: field("currency", &f.currency, text),
+        ..DecodedOrder::default()
+    };
+    if out.event_type.is_none() {
+        out.event_type.clone_from(&m.event_type_default);
+    }
+    out.total_amount = f.total_amount.find(doc).and_then(|v| {
+        money(v)
+            .map_err(|e| problems.push(format!("total_amount: {e}")))
+            .ok()
+    });
+    out.event_time = f.event_time.find(doc).and_then(|v| {
+        timestamp(v)
+            .map_err(|e| problems.push(format!("event_time: {e}")))
+            .ok()
+    });
+    out.items = f.items.find(doc).and_then(|v| match v {
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| line_item(item, m, i, &mut problems))
+                .collect(),
+        ),
+        other => {
+            problems.push(format!(
+                "items: expected an array, got {}",
+                json_kind(other)
+            ));
+            None
+        }
+    });
+    for req in &m.required {
+        if is_missing(&out, *req) && !problems.iter().any(|p| p.starts_with(req.name())) {
+            problems.push(format!("{}: missing", req.name()));
+        }
+    }
+    if !problems.is_empty() {
+        out.error = Some(format!("mapping {}: {}", m.name, problems.join("; ")));
+    }
+    out
+}
+
+fn is_missing(o: &DecodedOrder, f: CanonicalField) -> bool {
+    match f {
+        CanonicalField::EventId => o.event_id.is_none(),
+        CanonicalField::EventType => o.event_type.is_none(),
+        CanonicalField::OrderId => o.order_id.is_none(),
+        CanonicalField::CustomerId => o.customer_id.is_none(),
+        CanonicalField::FacilityId => o.facility_id.is_none(),
+        CanonicalField::Status => o.status.is_none(),
+        CanonicalField::PreviousStatus => o.previous_status.is_none(),
+        CanonicalField::TotalAmount => o.total_amount.is_none(),
+        CanonicalField::Currency => o.currency.is_none(),
+        CanonicalField::EventTime => o.event_time.is_none(),
+        CanonicalField::Items => o.items.is_none(),
+    }
+}
+
+fn line_item(v: &Value, m: &SourceMapping, i: usize, problems: &mut Vec<String>) -> LineItem {
+    let p = &m.item_fields;
+    let mut report = |name: &str, e: String| problems.push(format!("items[{i}].{name}: {e}"));
+    let mut item = LineItem::default();
+    if !v.is_object() {
+        report("", format!("expected an object, got {}", json_kind(v)));
+        return item;
+    }
+    item.sku = p
+        .sku
+        .find(v)
+        .and_then(|x| text(x).map_err(|e| report("sku", e)).ok());
+    item.quantity = p
+        .quantity
+        .find(v)
+        .and_then(|x| integer(x).map_err(|e| report("quantity", e)).ok());
+    item.unit_price = p
+        .unit_price
+        .find(v)
+        .and_then(|x| money(x).map_err(|e| report("unit_price", e)).ok());
+    item.sale_price = p
+        .sale_price
+        .find(v)
+        .and_then(|x| money(x).map_err(|e| report("sale_price", e)).ok());
+    item
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Text fields accept strings and numbers (seed 004 sends numeric ids).
+fn text(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(format!("expected text, got {}", json_kind(other))),
+    }
+}
+
+fn integer(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("expected a whole number, got {n}")),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected a whole number, got \"{s}\"")),
+        other => Err(format!("expected a whole number, got {}", json_kind(other))),
+    }
+}
+
+/// Money from a JSON number or a numeric string, exactly: JSON numbers are read back from their
+/// shortest decimal form, never through float arithmetic.
+fn money(v: &Value) -> Result<i128, String> {
+    let s = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        other => {
+            return Err(format!(
+                "expected a decimal amount, got {}",
+                json_kind(other)
+            ));
+        }
+    };
+    parse_decimal(&s, u32::from(MONEY_SCALE))
+}
+
+/// Parses a decimal literal (optional sign, fraction and exponent) into units of 10^-scale.
+/// Refuses more fractional digits than `scale` and values beyond 18 digits of precision.
+pub fn parse_decimal(s: &str, scale: u32) -> Result<i128, String> {
+    let bad = || format!("\"{s}\" is not a decimal amount");
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], s[i + 1..].parse::<i32>().map_err(|_| bad())?),
+        None => (s, 0),
+    };
+    let (neg, digits) = match mantissa.as_bytes().first() {
+        Some(b'-') => (true, &mantissa[1..]),
+        Some(b'+') => (false, &mantissa[1..]),
+        _ => (false, mantissa),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let all: String = format!("{int}{frac}");
+    let frac_digits = i64::try_from(frac.len()).map_err(|_| bad())? - i64::from(exp);
+    let shift = i64::from(scale) - frac_digits;
+    let significant = all.trim_start_matches('0');
+    let mut value: i128 = if significant.is_empty() {
+        0
+    } else if significant.len() > 38 {
+        return Err(format!("\"{s}\" is too large for an amount"));
+    } else {
+        significant.parse().map_err(|_| bad())?
+    };
+    if shift < 0 {
+        let divisor = 10i128
+            .checked_pow(u32::try_from(-shift).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
+        if value % divisor != 0 {
+            return Err(format!("\"{s}\" has more than {scale} decimal places"));
+        }
+        value /= divisor;
+    } else {
+        let factor = 10i128
+            .checked_pow(u32::try_from(shift).map_err(|_| bad())?)
+            .ok_or_else(|| format!("\"{s}\" is too large for an amount"))?;
+        value = value
+            .checked_mul(factor)
+            .ok_or_else(|| format!("\"{s}\" is too large for an amount"))?;
+    }
+    if value >= 10i128.pow(18) {
+        return Err(format!("\"{s}\" is too large for an amount"));
+    }
+    Ok(if neg { -value } else { value })
+}
+
+/// Event times: ISO-8601 with a zone, without one (taken as UTC), a bare date, or epoch
+/// milliseconds as a number or a digit string.
+fn timestamp(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|ms| ms.checked_mul(1000))
+            .ok_or_else(|| format!("{n} is not epoch milliseconds")),
+        Value::String(s) => parse_timestamp(s.trim()),
+        other => Err(format!("expected a timestamp, got {}", json_kind(other))),
+    }
+}
+
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<i64>()
+            .ok()
+            .and_then(|ms| ms.checked_mul(1000))
+            .ok_or_else(|| format!("\"{s}\" is not epoch milliseconds"));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc).timestamp_micros());
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc().timestamp_micros());
+        }
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+            return Ok(t.with_timezone(&Utc).timestamp_micros());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_micros());
+    }
+    Err(format!(
+        "\"{s}\" is not an ISO-8601 timestamp or epoch milliseconds"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snake() -> SourceMapping {
+        SourceMapping::seed_snake_case_orders()
+    }
+
+    #[test]
+    fn seed_003_order_with_items_decodes_exactly() {
+        let v = br#"{"event_id":"e1","event_type":"order_created","order_id":"ORD-001",
+            "customer_id":"CUST-001","facility_id":"FAC-001","status":"pending",
+            "total_amount":99.99,"currency":"INR","order_datetime":"2024-01-01T10:00:00",
+            "items":[{"sku":"ITEM-001","quantity":2,"unit_price":45.00,"sale_price":"49.99"}]}"#;
+        let d = decode(Some(v), Some(&snake()), DEFAULT_MAX_DECODE_BYTES);
+        assert_eq!(d.error, None);
+        assert_eq!(d.order_id.as_deref(), Some("ORD-001"));
+        assert_eq!(d.total_amount, Some(999_900));
+        assert_eq!(d.event_time, Some(1_704_103_200_000_000));
+        let items = d.items.unwrap();
+        assert_eq!(items[0].quantity, Some(2));
+        assert_eq!(items[0].unit_price, Some(450_000));
+        assert_eq!(items[0].sale_price, Some(499_900));
+    }
+
+    #[test]
+    fn seed_004_numeric_ids_and_epoch_millis() {
+        let v =
+            br#"{"orderId":1,"oldStatus":"CREATED","newStatus":"PAID","timestamp":1704103500000}"#;
+        let d = decode(
+            Some(v),
+            Some(&SourceMapping::seed_camel_case_status()),
+            DEFAULT_MAX_DECODE_BYTES,
+        );
+        assert_eq!(d.error, None);
+        assert_eq!(d.order_id.as_deref(), Some("1"));
+        assert_eq!(d.status.as_deref(), Some("PAID"));
+        assert_eq!(d.previous_status.as_deref(), Some("CREATED"));
+        assert_eq!(d.event_time, Some(1_704_103_500_000_000));
+    }
+
+    #[test]
+    fn bad_input_gets_a_reason_and_keeps_what_decoded() {
+        let m = snake();
+        let cases: [(Option<&[u8]>, &str); 6] = [
+            (None, "tombstone"),
+            (Some(b""), "empty value"),
+            (Some(b"{not json"), "invalid JSON"),
+            (Some(b"\xff\xfe{}"), "not UTF-8"),
+            (Some(b"[1,2]"), "expected a JSON object, got an array"),
+            (Some(br#"{"status":"paid"}"#), "order_id: missing"),
+        ];
+        for (value, want) in cases {
+            let d = decode(value, Some(&m), DEFAULT_MAX_DECODE_BYTES);
+            let err = d.error.unwrap_or_default();
+            assert!(err.contains(want), "{value:?}: {err}");
+        }
+        let d = decode(
+            Some(br#"{"order_id":"A","total_amount":true,"order_datetime":"yesterday"}"#),
+            Some(&m),
+            DEFAULT_MAX_DECODE_BYTES,
+        );
+        assert_eq!(d.order_id.as_deref(), Some("A"));
+        let err = d.error.unwrap();
+        assert!(
+            err.contains("total_amount: expected a decimal amount, got a boolean"),
+            "{err}"
+        );
+        assert!(err.contains("event_time: \"yesterday\""), "{err}");
+        let big = vec![b'x'; 100];
+        let d = decode(Some(&big), Some(&m), 10);
+        assert!(d.error.unwrap().contains("decode limit"));
+    }
+
+    #[test]
+    fn decimals_are_exact_and_refuse_extra_precision() {
+        assert_eq!(parse_decimal("12.5", 4), Ok(125_000));
+        assert_eq!(parse_decimal("-0.0001", 4), Ok(-1));
+        assert_eq!(parse_decimal("1e3", 4), Ok(10_000_000));
+        assert_eq!(parse_decimal("1.5E-2", 4), Ok(150));
+        assert!(
+            parse_decimal("0.00001", 4)
+                .unwrap_err()
+                .contains("more than 4 decimal")
+        );
+        assert!(parse_decimal("1e30", 4).unwrap_err().contains("too large"));
+        assert!(parse_decimal("abc", 4).is_err());
+        assert!(parse_decimal(".", 4).is_err());
+    }
+
+    #[test]
+    fn timestamps_with_and_without_zone() {
+        let utc = parse_timestamp("2024-01-01T10:00:00Z").unwrap();
+        assert_eq!(parse_timestamp("2024-01-01T11:00:00+01:00").unwrap(), utc);
+        assert_eq!(parse_timestamp("2024-01-01T10:00:00").unwrap(), utc);
+        assert_eq!(parse_timestamp("2024-01-01 10:00:00.000").unwrap(), utc);
+        assert_eq!(parse_timestamp("1704103200000").unwrap(), utc);
+    }
+}

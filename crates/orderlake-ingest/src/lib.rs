@@ -1,0 +1,15 @@
+//! The ingest side of orderlake: Kafka records become archive rows (raw envelope plus typed order
+//! columns decoded through per-topic source mappings), buffered and committed to the Delta table
+//! exactly once, with each commit carrying its Kafka offsets.
+
+pub mod decode;
+pub mod drain;
+pub mod error;
+pub mod mapping;
+pub mod rowbuf;
+pub mod writer;
+
+pub use drain::{DrainReport, DrainSettings, StartFrom, StopSignal, drain};
+pub use error::{IngestError, Result};
+pub use mapping::{MappingSet, SourceMapping};
+pub use writer::{ArchiveWriter, WriterSettings};

@@ -1,0 +1,275 @@
+//! The exactly-once writer. A flush becomes Parquet files plus one Delta commit that carries, for
+//! every Kafka partition in the flush, the ledger entry "archived through offset N". Before every
+//! commit attempt the writer re-reads the ledger at the latest table version: if another instance
+//! moved it, this flush is fenced and nothing is committed; if the ledger already shows this very
+//! flush (an earlier attempt landed but its answer was lost), the flush counts as committed.
+
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::Action;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+use deltalake::{DeltaTableError, kernel::Add};
+use orderlake_archive::schema::BLOOM_FILTER_COLUMNS;
+use orderlake_archive::{ArchiveTable, OffsetLedger, SourcePartition};
+
+use crate::error::{IngestError, Result};
+
+/// How files are laid out and commits retried.
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    /// Roll a new Parquet file once one reaches this many bytes.
+    pub target_file_bytes: u64,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
+    /// zstd level for Parquet pages.
+    pub zstd_level: i32,
+    /// Longest wait between retries of a failing write or commit.
+    pub max_backoff: Duration,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self {
+            target_file_bytes: 128 * 1024 * 1024,
+            row_group_rows: 128 * 1024,
+            zstd_level: 3,
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl WriterSettings {
+    fn writer_properties(&self) -> WriterProperties {
+        let level = ZstdLevel::try_new(self.zstd_level).unwrap_or_default();
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_statistics_enabled(EnabledStatistics::Page);
+        for col in BLOOM_FILTER_COLUMNS {
+            props = props.set_column_bloom_filter_enabled(ColumnPath::from(col), true);
+        }
+        props.build()
+    }
+}
+
+/// A partition's ledger move in one flush: from "archived through `after`" to "through `through`".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerAdvance {
+    pub partition: SourcePartition,
+    pub after: Option<i64>,
+    pub through: i64,
+}
+
+/// One flush: the rows and the ledger moves they make.
+#[derive(Debug, Clone)]
+pub struct Flush {
+    pub batch: RecordBatch,
+    pub advances: Vec<LedgerAdvance>,
+}
+
+/// What became of a flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushOutcome {
+    Committed {
+        version: u64,
+        files: usize,
+    },
+    /// A previous attempt of this flush had already landed.
+    AlreadyCommitted,
+    /// Another instance archived some of these records first; nothing was committed.
+    Fenced {
+        partition: SourcePartition,
+        expected: Option<i64>,
+        found: Option<i64>,
+    },
+}
+
+enum LedgerCheck {
+    Ours,
+    Landed,
+    Moved(SourcePartition, Option<i64>, Option<i64>),
+}
+
+/// Writes flushes to the archive table, exactly once per ledger range.
+#[derive(Debug)]
+pub struct ArchiveWriter {
+    table: ArchiveTable,
+    settings: WriterSettings,
+}
+
+impl ArchiveWriter {
+    pub fn new(table: ArchiveTable, settings: WriterSettings) -> Self {
+        Self { table, settings }
+    }
+
+    pub fn table(&self) -> &ArchiveTable {
+        &self.table
+    }
+
+    pub fn table_mut(&mut self) -> &mut ArchiveTable {
+        &mut self.table
+    }
+
+    fn write_err(&self) -> impl FnOnce(DeltaTableError) -> IngestError + '_ {
+        |source| IngestError::Write {
+            table: self.table.location().to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    async fn check_ledger(&mut self, advances: &[LedgerAdvance]) -> Result<LedgerCheck> {
+        self.table.refresh().await?;
+        let partitions: Vec<SourcePartition> =
+            advances.iter().map(|a| a.partition.clone()).collect();
+        let ledger = OffsetLedger::read(&self.table, partitions).await?;
+        if advances
+            .iter()
+            .all(|a| ledger.archived(&a.partition) == Some(a.through))
+        {
+            return Ok(LedgerCheck::Landed);
+        }
+        for a in advances {
+            let found = ledger.archived(&a.partition);
+            if found != a.after {
+                return Ok(LedgerCheck::Moved(a.partition.clone(), a.after, found));
+            }
+        }
+        Ok(LedgerCheck::Ours)
+    }
+
+    /// Encodes the batch into Parquet files under the table (no commit yet).
+    async fn write_files(&self, batch: &RecordBatch) -> Result<Vec<Add>> {
+        let mut writer = RecordBatchWriter::for_table(self.table.delta())
+            .map_err(self.write_err())?
+            .with_writer_properties(self.settings.writer_properties())
+            .with_target_file_size(self.settings.target_file_bytes);
+        // Parquet encoding and zstd are CPU work: keep them off the async workers' polling path.
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| handle.block_on(writer.write(batch.clone())))
+            .map_err(self.write_err())?;
+        writer.flush().await.map_err(self.write_err())
+    }
+
+    /// Commits `adds` with the ledger entries, once, against the current table version.
+    async fn try_commit(
+        &self,
+        adds: &[Add],
+        advances: &[LedgerAdvance],
+    ) -> Result<u64, DeltaTableError> {
+        let txns = advances
+            .iter()
+            .map(|a| a.partition.ledger_entry(a.through))
+            .collect();
+        let props = CommitProperties::default()
+            .with_application_transactions(txns)
+            .with_max_retries(0);
+        let actions = adds.iter().cloned().map(Action::Add).collect();
+        let state = self.table.delta().snapshot()?;
+        let committed = CommitBuilder::from(props)
+            .with_actions(actions)
+            .build(
+                Some(state),
+                self.table.delta().log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await?;
+        Ok(committed.version())
+    }
+
+    /// Writes and commits one flush. Transient failures (storage unreachable, timeouts) are
+    /// retried with backoff until they succeed; a concurrent commit is answered by re-checking the
+    /// ledger before the next attempt.
+    pub async fn commit(&mut self, flush: &Flush) -> Result<FlushOutcome> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        let mut adds: Option<Vec<Add>> = None;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.check_ledger(&flush.advances).await {
+                Ok(LedgerCheck::Ours) => {}
+                Ok(LedgerCheck::Landed) => return Ok(FlushOutcome::AlreadyCommitted),
+                Ok(LedgerCheck::Moved(partition, expected, found)) => {
+                    return Ok(FlushOutcome::Fenced {
+                        partition,
+                        expected,
+                        found,
+                    });
+                }
+                Err(e) => {
+                    self.wait_after(&e, attempt, &mut backoff, "reading the ledger")
+                        .await;
+                    continue;
+                }
+            }
+            let files = match &adds {
+                Some(files) => files,
+                None => match self.write_files(&flush.batch).await {
+                    Ok(written) => adds.insert(written),
+                    Err(e) => {
+                        self.wait_after(&e, attempt, &mut backoff, "writing Parquet files")
+                            .await;
+                        continue;
+                    }
+                },
+            };
+            match self.try_commit(files, &flush.advances).await {
+                Ok(version) => {
+                    let files = files.len();
+                    tracing::debug!(
+                        version,
+                        files,
+                        rows = flush.batch.num_rows(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "committed flush"
+                    );
+                    return Ok(FlushOutcome::Committed { version, files });
+                }
+                Err(
+                    DeltaTableError::Transaction {
+                        source:
+                            TransactionError::VersionAlreadyExists(_)
+                            | TransactionError::MaxCommitAttempts(_),
+                    }
+                    | DeltaTableError::VersionAlreadyExists(_),
+                ) => {
+                    // Another writer committed first: loop to re-read the ledger at the new version.
+                    tracing::info!(
+                        attempt,
+                        "table moved during commit; re-checking offsets before retrying"
+                    );
+                }
+                Err(e) => {
+                    let e = IngestError::Write {
+                        table: self.table.location().to_string(),
+                        source: Box::new(e),
+                    };
+                    self.wait_after(&e, attempt, &mut backoff, "committing to the Delta log")
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn wait_after(&self, e: &IngestError, attempt: u32, backoff: &mut Duration, what: &str) {
+        tracing::warn!(
+            table = %self.table.location(),
+            attempt,
+            retry_in_ms = backoff.as_millis() as u64,
+            error = %e,
+            "{what} failed; retrying"
+        );
+        tokio::time::sleep(*backoff).await;
+        *backoff = (*backoff * 2).min(self.settings.max_backoff);
+    }
+}

@@ -1,0 +1,100 @@
+# Shared shell functions for orderlake's scripts: cached tool installs and real services (tansu,
+# moto) on free loopback ports. Source it; do not run it.
+#
+# Cache (outside the clone, survives between runs): ${ORDERLAKE_CACHE:-$HOME/.cache/orderlake}
+#   tansu-0.6.0/bin/tansu   the Kafka-protocol broker, built once (~10 min on 2 cores)
+#   venv/                   Python clients: pyarrow, deltalake, duckdb, adbc, confluent-kafka, moto
+#   target/                 the cargo target directory
+
+set -euo pipefail
+
+ORDERLAKE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ORDERLAKE_CACHE="${ORDERLAKE_CACHE:-$HOME/.cache/orderlake}"
+TANSU_VERSION=0.6.0
+TANSU_BIN="$ORDERLAKE_CACHE/tansu-$TANSU_VERSION/bin/tansu"
+VENV="$ORDERLAKE_CACHE/venv"
+PYTHON="$VENV/bin/python"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ORDERLAKE_CACHE/target}"
+mkdir -p "$ORDERLAKE_CACHE"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Runs "$@" holding an exclusive lock named $1 (so parallel runs never build the same tool twice).
+with_lock() {
+  local name=$1; shift
+  (flock 9; "$@") 9>"$ORDERLAKE_CACHE/.$name.lock"
+}
+
+_install_tansu() {
+  [ -x "$TANSU_BIN" ] && return 0
+  log "building tansu $TANSU_VERSION once (about 10 minutes on 2 cores; cached in $ORDERLAKE_CACHE)"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql \
+    --root "$ORDERLAKE_CACHE/tansu-$TANSU_VERSION" >"$ORDERLAKE_CACHE/tansu-build.log" 2>&1 \
+    || { tail -30 "$ORDERLAKE_CACHE/tansu-build.log"; return 1; }
+}
+ensure_tansu() { with_lock tansu _install_tansu; }
+
+PY_REQUIREMENTS="$ORDERLAKE_ROOT/tests/python/requirements.txt"
+_install_venv() {
+  local stamp="$VENV/.requirements.sha"
+  local want; want=$(sha256sum "$PY_REQUIREMENTS" | cut -d' ' -f1)
+  if [ -x "$PYTHON" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  log "installing Python test clients into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$PY_REQUIREMENTS"
+  echo "$want" >"$stamp"
+}
+ensure_venv() { with_lock venv _install_venv; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() {
+  local port=$1 what=$2 tries=${3:-300}
+  for _ in $(seq "$tries"); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  log "$what did not open port $port"; return 1
+}
+
+ORDERLAKE_PIDS=()
+stop_services() {
+  for pid in "${ORDERLAKE_PIDS[@]}"; do
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${ORDERLAKE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  ORDERLAKE_PIDS=()
+}
+
+# start_tansu STORAGE_URL LOGFILE -> exports ORDERLAKE_BROKERS, TANSU_PID
+start_tansu() {
+  local storage=${1:-memory://tansu/} logfile=${2:-/dev/null}
+  local port; port=$(free_port)
+  "$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine "$storage" \
+    >"$logfile" 2>&1 &
+  TANSU_PID=$!
+  ORDERLAKE_PIDS+=("$TANSU_PID")
+  wait_for_port "$port" tansu
+  export ORDERLAKE_BROKERS="127.0.0.1:$port" TANSU_PID
+}
+
+# start_moto BUCKET LOGFILE -> exports AWS_* for the S3 server and ORDERLAKE_S3_BUCKET, MOTO_PID
+start_moto() {
+  local bucket=${1:-orderlake} logfile=${2:-/dev/null}
+  local port; port=$(free_port)
+  "$PYTHON" -m moto.server -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
+  MOTO_PID=$!
+  ORDERLAKE_PIDS+=("$MOTO_PID")
+  wait_for_port "$port" moto
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test \
+    AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true \
+    ORDERLAKE_S3_BUCKET="$bucket" MOTO_PID
+  "$PYTHON" - "$bucket" <<'PY'
+import sys, boto3
+boto3.client("s3").create_bucket(Bucket=sys.argv[1])
+PY
+}
