@@ -8,9 +8,9 @@ cd "$ORDERLAKE_ROOT"
 events=${DEMO_EVENTS:-50000}
 
 ensure_tansu
-log "building orderlake (release; target dir $CARGO_TARGET_DIR)"
-cargo build --release --locked --bin orderlake-archiver
-bin="$CARGO_TARGET_DIR/release/orderlake-archiver"
+log "building orderlake (target dir $CARGO_TARGET_DIR)"
+cargo build --locked --bin orderlake-archiver
+bin="$CARGO_TARGET_DIR/debug/orderlake-archiver"
 
 trap stop_services EXIT
 start_tansu memory://tansu/ "$ORDERLAKE_CACHE/demo-tansu.log"
