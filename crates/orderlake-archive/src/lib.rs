@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod schema;
 pub mod storage;
 pub mod table;
+pub mod time;
 
 pub use error::{ArchiveError, Result};
 pub use ledger::{OffsetLedger, SourcePartition};

@@ -35,6 +35,86 @@ pub enum Command {
     Status(StatusArgs),
     /// Produce realistic sample OMS order events to Kafka.
     Generate(GenerateArgs),
+    /// Send archived records back into Kafka, byte for byte, resumably.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+
+    /// Bootstrap brokers of the cluster to replay into (default: the config's kafka.brokers).
+    #[arg(long, env = "ORDERLAKE_BROKERS")]
+    pub brokers: Option<String>,
+
+    /// Topic to send the records to.
+    #[arg(long)]
+    pub to_topic: String,
+
+    /// Start of the time range (inclusive), ISO-8601; no zone means UTC.
+    #[arg(long)]
+    pub from: Option<String>,
+
+    /// End of the time range (exclusive), ISO-8601.
+    #[arg(long)]
+    pub to: Option<String>,
+
+    /// Which time --from/--to select on: the order event's time or the original Kafka timestamp.
+    #[arg(long, value_parser = ["event", "kafka"], default_value = "event")]
+    pub time_field: String,
+
+    /// Source topics to replay (default: all).
+    #[arg(long = "source-topics", value_delimiter = ',')]
+    pub source_topics: Vec<String>,
+
+    /// Source partitions to replay (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub partitions: Vec<i32>,
+
+    /// Source offset range, inclusive: A..B, A.. or ..B.
+    #[arg(long)]
+    pub offsets: Option<String>,
+
+    /// SQL predicate over the archive's columns, e.g. "status = 'CANCELLED' AND facility_id = 'FAC-07'".
+    #[arg(long = "where")]
+    pub predicate: Option<String>,
+
+    /// Report what would be sent (records, bytes, partitions, time span) and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// auto (keep when the target has the source partition numbers, else key), keep, key or random.
+    #[arg(long, default_value = "auto")]
+    pub partitioning: orderlake_replay::Partitioning,
+
+    /// Records per second at most.
+    #[arg(long)]
+    pub rate: Option<u64>,
+
+    /// Bytes (keys + values) per second at most.
+    #[arg(long)]
+    pub rate_bytes: Option<u64>,
+
+    /// Continue an interrupted replay from its checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Checkpoint file (default .orderlake-replay/<to-topic>.json).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Allow replaying into a topic the archiver consumes.
+    #[arg(long)]
+    pub allow_loop: bool,
+
+    /// Create the target topic with this many partitions when it does not exist.
+    #[arg(long)]
+    pub create_topic: Option<i32>,
+
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Options shared by commands that read the config file.

@@ -24,10 +24,23 @@ pub enum CliError {
     #[error(transparent)]
     Archive(#[from] orderlake_archive::ArchiveError),
 
+    #[error(transparent)]
+    Replay(#[from] orderlake_replay::ReplayError),
+
     #[error("Kafka: {context}: {source}")]
     Kafka {
         context: String,
         #[source]
         source: rdkafka::error::KafkaError,
     },
+}
+
+impl CliError {
+    /// An interrupted replay (Ctrl-C): not a failure, but not finished either.
+    pub fn is_interruption(&self) -> bool {
+        matches!(
+            self,
+            Self::Replay(orderlake_replay::ReplayError::Interrupted { .. })
+        )
+    }
 }

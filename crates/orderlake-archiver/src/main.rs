@@ -90,6 +90,17 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", commands::status::render(&status));
             }
         }
+        Command::Replay(args) => {
+            let stop = StopSignal::default();
+            install_signal_handlers(stop.clone());
+            if let Err(e) = commands::replay::run(&args, stop.flag()).await {
+                if e.is_interruption() {
+                    eprintln!("{e}");
+                    std::process::exit(130);
+                }
+                return Err(e.into());
+            }
+        }
         Command::Generate(args) => {
             let s = commands::generate::generate(&args).await?;
             let per_topic: Vec<String> = s

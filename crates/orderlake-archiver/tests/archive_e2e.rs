@@ -128,26 +128,13 @@ fn run_until_caught_up(
     group: &str,
     topics: &[&str],
 ) -> std::process::Child {
-    support::archiver(backend)
-        .args([
-            "run",
-            "--until-caught-up",
-            "--brokers",
-            &services.brokers,
-            "--group",
-            group,
-        ])
-        .args([
-            "--topics",
-            &topics.join(","),
-            "--table-uri",
-            &backend.table_uri(),
-        ])
-        .args(["--flush-max-rows", "7000", "--flush-interval-ms", "2000"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+    support::archive_until_caught_up(
+        backend,
+        services,
+        group,
+        topics,
+        &["--flush-max-rows", "7000", "--flush-interval-ms", "2000"],
+    )
 }
 
 fn archived_count(stdout: &str) -> u64 {

@@ -2,8 +2,8 @@
 //! whatever cannot be read becomes a short reason in `decode_error`, the fields that did decode are
 //! kept, and the raw bytes are archived untouched either way.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use orderlake_archive::schema::MONEY_SCALE;
+pub use orderlake_archive::time::parse_timestamp;
 use serde_json::Value;
 
 use crate::mapping::{CanonicalField, Paths, SourceMapping};
@@ -308,39 +308,6 @@ fn timestamp(v: &Value) -> Result<i64, String> {
     }
 }
 
-pub fn parse_timestamp(s: &str) -> Result<i64, String> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<i64>()
-            .ok()
-            .and_then(|ms| ms.checked_mul(1000))
-            .ok_or_else(|| format!("\"{s}\" is not epoch milliseconds"));
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc).timestamp_micros());
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(t.and_utc().timestamp_micros());
-        }
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
-        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
-            return Ok(t.with_timezone(&Utc).timestamp_micros());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc()
-            .timestamp_micros());
-    }
-    Err(format!(
-        "\"{s}\" is not an ISO-8601 timestamp or epoch milliseconds"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,14 +396,5 @@ mod tests {
         assert!(parse_decimal("1e30", 4).unwrap_err().contains("too large"));
         assert!(parse_decimal("abc", 4).is_err());
         assert!(parse_decimal(".", 4).is_err());
-    }
-
-    #[test]
-    fn timestamps_with_and_without_zone() {
-        let utc = parse_timestamp("2024-01-01T10:00:00Z").unwrap();
-        assert_eq!(parse_timestamp("2024-01-01T11:00:00+01:00").unwrap(), utc);
-        assert_eq!(parse_timestamp("2024-01-01T10:00:00").unwrap(), utc);
-        assert_eq!(parse_timestamp("2024-01-01 10:00:00.000").unwrap(), utc);
-        assert_eq!(parse_timestamp("1704103200000").unwrap(), utc);
     }
 }

@@ -76,6 +76,10 @@ impl StopSignal {
     pub fn is_stopped(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+    /// The underlying flag, for code that polls it directly.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
 }
 
 /// Flushes handed to the writer and not yet answered.

@@ -13,8 +13,6 @@ use orderlake_archive::schema::{self, MONEY_PRECISION, MONEY_SCALE};
 
 use crate::decode::DecodedOrder;
 
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-
 /// The envelope of one record, borrowed from the Kafka message or the import reader.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Envelope<'a> {
@@ -218,9 +216,9 @@ impl ArchiveRowBuffer {
             None => self.items.append(false),
         }
         // Partition by event time, else Kafka time, else arrival.
-        let day_of = order.event_time.or(kafka_ts).unwrap_or(archived_at);
-        let day = i32::try_from(day_of.div_euclid(MICROS_PER_DAY)).unwrap_or(0);
-        self.event_date.append_value(day);
+        let instant = order.event_time.or(kafka_ts).unwrap_or(archived_at);
+        self.event_date
+            .append_value(orderlake_archive::time::day_of(instant));
         self.bytes += 160
             + env.key.map_or(0, <[u8]>::len)
             + env.value.map_or(0, <[u8]>::len)

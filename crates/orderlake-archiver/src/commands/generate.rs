@@ -116,21 +116,12 @@ pub fn produce<'r>(
         if let Some(v) = &rec.value {
             record = record.payload(v.as_slice());
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((source, _)) => {
-                    return Err(CliError::Kafka {
-                        context: format!("producing to {}", rec.topic),
-                        source,
-                    });
-                }
+        orderlake_replay::produce::send_blocking(&producer, record).map_err(|source| {
+            CliError::Kafka {
+                context: format!("producing to {}", rec.topic),
+                source,
             }
-        }
+        })?;
         on_sent(rec);
     }
     producer

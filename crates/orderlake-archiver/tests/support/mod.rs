@@ -122,6 +122,36 @@ pub fn archiver(backend: &Backend) -> Command {
     cmd
 }
 
+/// `orderlake-archiver run --until-caught-up` for `topics` into `backend`, not yet waited for.
+pub fn archive_until_caught_up(
+    backend: &Backend,
+    services: &Services,
+    group: &str,
+    topics: &[&str],
+    extra: &[&str],
+) -> std::process::Child {
+    archiver(backend)
+        .args([
+            "run",
+            "--until-caught-up",
+            "--brokers",
+            &services.brokers,
+            "--group",
+            group,
+        ])
+        .args([
+            "--topics",
+            &topics.join(","),
+            "--table-uri",
+            &backend.table_uri(),
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 pub fn assert_success(what: &str, out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
