@@ -3,14 +3,22 @@
 //! `raw-consume`: a plain librdkafka consumer (the same client library the archiver uses) that
 //! reads the topics to nowhere, as fast as the broker serves them: the ceiling for the archiver's
 //! drain rate.
+//!
+//! `raw-produce`: loads records from topics into memory, then sends them to another topic with a
+//! plain idempotent producer (the settings replay uses) and times only the sending: the ceiling
+//! for replay, which also has to read the archive.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message as _;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
 #[derive(Debug, Parser)]
 #[command(about = "Baselines for orderlake's benchmarks")]
@@ -32,6 +40,131 @@ enum Command {
         #[arg(long, default_value = "orderlake-bench-raw")]
         group: String,
     },
+    /// Load `expect` records from topics, then time sending them to `to_topic`.
+    RawProduce {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        #[arg(long)]
+        expect: u64,
+        #[arg(long)]
+        to_topic: String,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+}
+
+type Loaded = (
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(String, Option<Vec<u8>>)>,
+    Option<i64>,
+);
+
+fn raw_produce(
+    brokers: &str,
+    topics: &[String],
+    expect: u64,
+    to_topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("orderlake-bench-load-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    let mut records: Vec<Loaded> = Vec::with_capacity(expect as usize);
+    let started = Instant::now();
+    while (records.len() as u64) < expect {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "loaded only {} records",
+            records.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            let headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().map(<[u8]>::to_vec),
+                headers,
+                m.timestamp().to_millis(),
+            ));
+        }
+    }
+    drop(consumer);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topic = NewTopic::new(to_topic, partitions, TopicReplication::Fixed(1));
+    runtime.block_on(admin.create_topics(&[topic], &AdminOptions::new()))?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("message.max.bytes", "10000000")
+        .create()?;
+    let bytes: u64 = records
+        .iter()
+        .map(|r| (r.0.as_ref().map_or(0, Vec::len) + r.1.as_ref().map_or(0, Vec::len)) as u64)
+        .sum();
+    let started = Instant::now();
+    for (key, value, headers, ts) in &records {
+        let mut hs = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            hs = hs.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to_topic).headers(hs);
+        if let Some(k) = key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = value {
+            record = record.payload(v.as_slice());
+        }
+        if let Some(ts) = ts {
+            record = record.timestamp(*ts);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(300))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "raw-produce records={} bytes={bytes} seconds={secs:.3} records_per_sec={:.0} mb_per_sec={:.2}",
+        records.len(),
+        records.len() as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+    Ok(())
 }
 
 fn raw_consume(brokers: &str, topics: &[String], expect: u64, group: &str) -> anyhow::Result<()> {
@@ -77,5 +210,12 @@ fn main() -> anyhow::Result<()> {
             expect,
             group,
         } => raw_consume(&brokers, &topics, expect, &group),
+        Command::RawProduce {
+            brokers,
+            topics,
+            expect,
+            to_topic,
+            partitions,
+        } => raw_produce(&brokers, &topics, expect, &to_topic, partitions),
     }
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): the archiver's drain rate against the raw consume rate of a plain
-# librdkafka consumer, both reading the same 1M generated events from the same local broker in
-# the same run. Prints events/s for both, their ratio, and the archiver's peak RSS.
-#   BENCH_EVENTS=1000000 ./scripts/bench-archiver.sh
+# Benchmarks (not tests), each against a baseline measured in the same run on the same broker:
+#  1. archiving: the archiver's drain rate vs a plain librdkafka consumer reading the same 1M
+#     generated events to nowhere; prints events/s, the ratio and the archiver's peak RSS;
+#  2. replay: replaying the whole archive to a new topic vs a plain librdkafka producer sending the
+#     same records from memory; prints records/s and MB/s for both.
+#   BENCH_EVENTS=1000000 ./scripts/bench.sh
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
 events=${BENCH_EVENTS:-1000000}
@@ -42,9 +44,20 @@ read -r arch_s arch_rss < <(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver"
   --brokers "$ORDERLAKE_BROKERS" --group "arch-$$" --topics "$topics" \
   --table-uri "$work/lake/order_events" --until-caught-up)
 
-python3 - "$events" "$raw_s" "$arch_s" "$arch_rss" "$work/lake/order_events" <<'PY'
-import os, sys
+log "baseline: plain librdkafka producer sending the same records from memory"
+raw_produce=$("$bin/orderlake-bench" raw-produce --brokers "$ORDERLAKE_BROKERS" --topics "$topics" \
+  --expect "$events" --to-topic "${prefix}raw-produced")
+log "orderlake-archiver replay of the whole archive into a new topic"
+replay_out=$(ORDERLAKE_LOG=warn "$bin/orderlake-archiver" replay --quiet --table-uri "$work/lake/order_events" \
+  --brokers "$ORDERLAKE_BROKERS" --to-topic "${prefix}replayed" --create-topic 4 \
+  --checkpoint "$work/replay-checkpoint.json")
+echo "$raw_produce"; echo "$replay_out"
+
+python3 - "$events" "$raw_s" "$arch_s" "$arch_rss" "$work/lake/order_events" "$raw_produce" "$replay_out" <<'PY'
+import os, re, sys
 events, raw_s, arch_s, rss_kib, lake = int(sys.argv[1]), *map(float, sys.argv[2:5]), sys.argv[5]
+raw_p = dict(kv.split("=") for kv in sys.argv[6].split()[1:])
+rp = re.search(r"in ([0-9.]+)s: ([0-9]+) records/s, ([0-9.]+) MB/s", sys.argv[7])
 size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(lake) for f in fs if f.endswith(".parquet"))
 raw, arch = events / raw_s, events / arch_s
 print(f"""
@@ -54,5 +67,9 @@ archiver drain          {arch:,.0f} events/s  ({arch_s:.1f} s, end to end incl. 
 ratio archiver/raw      {arch / raw:.2f}   (target >= 0.80)
 archiver peak RSS       {rss_kib / 1024:.0f} MiB
 archive Parquet bytes   {size / 1e6:.1f} MB ({size / events:.0f} bytes/event)
+
+raw produce             {float(raw_p["records_per_sec"]):,.0f} records/s, {float(raw_p["mb_per_sec"]):.1f} MB/s
+replay                  {float(rp.group(2)):,.0f} records/s, {float(rp.group(3)):.1f} MB/s  ({float(rp.group(1)):.1f} s, reading the archive included)
+ratio replay/raw        {float(rp.group(2)) / float(raw_p["records_per_sec"]):.2f}
 machine                 {os.cpu_count()} cores""")
 PY
