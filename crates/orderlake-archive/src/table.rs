@@ -32,12 +32,20 @@ impl ArchiveTable {
     /// Opens an existing archive table; refuses a missing table or one with an incompatible schema.
     pub async fn open(location: TableLocation) -> Result<Self> {
         let uri = location.to_string();
-        let table = DeltaTableBuilder::from_url(location.url().clone())
+        let mut table = DeltaTableBuilder::from_url(location.url().clone())
             .map_err(ArchiveError::delta(&uri))?
             .with_storage_options(location.options().clone())
-            .load()
-            .await
+            .build()
             .map_err(ArchiveError::delta(&uri))?;
+        // Look before loading: a missing table is an expected answer, not a log-replay failure.
+        if !table
+            .verify_deltatable_existence()
+            .await
+            .map_err(ArchiveError::delta(&uri))?
+        {
+            return Err(ArchiveError::TableNotFound { uri });
+        }
+        table.load().await.map_err(ArchiveError::delta(&uri))?;
         let this = Self { location, table };
         this.check_schema()?;
         Ok(this)

@@ -101,6 +101,9 @@ pub struct ParquetConfig {
     pub row_group_rows: usize,
     /// zstd compression level (1–22).
     pub zstd_level: i32,
+    /// Files (one per event date) open at once while a flush is written; each holds its own
+    /// encoding and upload buffers, so this bounds memory when a flush spans many dates.
+    pub max_open_files: usize,
 }
 
 impl Default for ParquetConfig {
@@ -110,6 +113,7 @@ impl Default for ParquetConfig {
             target_file_bytes: w.target_file_bytes,
             row_group_rows: w.row_group_rows,
             zstd_level: w.zstd_level,
+            max_open_files: w.max_open_files,
         }
     }
 }
@@ -218,6 +222,9 @@ impl ArchiverConfig {
                 "parquet.zstd_level",
                 format!("{} is outside 1–22", self.parquet.zstd_level),
             ));
+        }
+        if self.parquet.max_open_files == 0 {
+            return Err(bad("parquet.max_open_files", "must be at least 1".into()));
         }
         if self.parquet.row_group_rows == 0 {
             return Err(bad("parquet.row_group_rows", "must be at least 1".into()));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use orderlake_archive::{OffsetLedger, SourcePartition};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
@@ -202,6 +202,19 @@ struct DrainContext {
 }
 
 impl ClientContext for DrainContext {
+    /// Reaching the end of a partition is expected (that is how `--until-caught-up` works), not an
+    /// error; everything else librdkafka reports is logged for the operator.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::debug!(reason, "end of partition");
+        } else {
+            tracing::warn!(error = %error, reason, "Kafka client error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let seq = self.stats_seq.fetch_add(1, Ordering::SeqCst) + 1;
         let mut marks = self.watermarks.lock().expect("watermarks lock");

@@ -26,6 +26,7 @@ pub async fn run(
             target_file_bytes: config.parquet.target_file_bytes,
             row_group_rows: config.parquet.row_group_rows,
             zstd_level: config.parquet.zstd_level,
+            max_open_files: config.parquet.max_open_files,
             ..WriterSettings::default()
         },
     );
