@@ -12,7 +12,7 @@ use orderlake_samples::{RecordKind, SampleRecord};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use support::{Backend, Produced, Services};
 
@@ -66,14 +66,7 @@ fn consume_all(brokers: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec
             Some(Ok(m)) => out.entry(m.partition()).or_default().push(Seen {
                 key: m.key().map(<[u8]>::to_vec),
                 value: m.payload().map(<[u8]>::to_vec),
-                headers: m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                headers: orderlake_replay::produce::header_pairs(&m),
                 timestamp_ms: m.timestamp().to_millis().unwrap(),
             }),
         }

@@ -17,7 +17,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
 #[derive(Debug, Parser)]
@@ -90,14 +90,7 @@ fn raw_produce(
         );
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m?;
-            let headers = m
-                .headers()
-                .map(|hs| {
-                    hs.iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let headers = orderlake_replay::produce::header_pairs(&m);
             records.push((
                 m.key().map(<[u8]>::to_vec),
                 m.payload().map(<[u8]>::to_vec),
@@ -127,13 +120,7 @@ fn raw_produce(
         .sum();
     let started = Instant::now();
     for (key, value, headers, ts) in &records {
-        let mut hs = OwnedHeaders::new_with_capacity(headers.len());
-        for (k, v) in headers {
-            hs = hs.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
+        let hs = orderlake_replay::produce::owned_headers(headers);
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to_topic).headers(hs);
         if let Some(k) = key {
             record = record.key(k.as_slice());

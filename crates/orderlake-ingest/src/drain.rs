@@ -186,6 +186,15 @@ struct DrainState {
     report: DrainReport,
 }
 
+impl DrainState {
+    /// Drops the buffered rows: they were never committed, so Kafka delivers them again.
+    fn discard_buffer(&mut self) {
+        let _ = self.buffer.finish();
+        self.buffer_undecoded = 0;
+        self.buffer_started = None;
+    }
+}
+
 struct DrainContext {
     runtime: tokio::runtime::Handle,
     writer: Arc<tokio::sync::Mutex<ArchiveWriter>>,
@@ -313,9 +322,7 @@ impl DrainContext {
         st.positions.clear();
         st.paused = false;
         // Nothing buffered now belongs to a partition we may keep: it was handed over on revoke.
-        let _ = st.buffer.finish();
-        st.buffer_undecoded = 0;
-        st.buffer_started = None;
+        st.discard_buffer();
         for sp in &assigned {
             let archived = ledger.archived(sp);
             let start = match (archived, self.start_from) {
@@ -737,9 +744,7 @@ impl IngestLoop {
             let mut st = ctx.lock();
             st.generation += 1;
             ctx.writer_generation.store(st.generation, Ordering::SeqCst);
-            let _ = st.buffer.finish();
-            st.buffer_undecoded = 0;
-            st.buffer_started = None;
+            st.discard_buffer();
         }
         ctx.in_flight.wait_idle(self.settings.shutdown_grace);
         while let Ok(r) = self.results.try_recv() {

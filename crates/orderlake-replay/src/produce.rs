@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::util::IntoOpaque;
 
@@ -25,4 +26,31 @@ where
             Err((e, _)) => return Err(e),
         }
     }
+}
+
+/// A record's headers in order, as owned (key, value) pairs.
+pub type HeaderPairs = Vec<(String, Option<Vec<u8>>)>;
+
+/// The headers of a consumed message, owned.
+pub fn header_pairs(msg: &impl Message) -> HeaderPairs {
+    msg.headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Headers to send, in the given order.
+pub fn owned_headers(pairs: &[(String, Option<Vec<u8>>)]) -> OwnedHeaders {
+    pairs.iter().fold(
+        OwnedHeaders::new_with_capacity(pairs.len()),
+        |hs, (k, v)| {
+            hs.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            })
+        },
+    )
 }

@@ -26,7 +26,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -436,14 +436,7 @@ fn read_target_tails(
             }
             Some(Err(e)) => return Err(kafka_err("reading the target topic back")(e)),
             Some(Ok(m)) => {
-                let headers: Vec<(String, Option<Vec<u8>>)> = m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter()
-                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let headers: Vec<(String, Option<Vec<u8>>)> = crate::produce::header_pairs(&m);
                 let fp = fingerprint(
                     m.key(),
                     m.payload(),
@@ -761,13 +754,7 @@ fn send_row(
         s.last_sent = Some(row.offset);
         id
     };
-    let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
-    for (k, v) in &row.headers {
-        headers = headers.insert(Header {
-            key: k,
-            value: v.as_deref(),
-        });
-    }
+    let headers = crate::produce::owned_headers(&row.headers);
     let mut record: BaseRecord<'_, [u8], [u8], Box<Pending>> = BaseRecord::with_opaque_to(
         &opts.target_topic,
         Box::new(Pending {
