@@ -3,6 +3,7 @@
 //! schema users write SQL against, where the table lives, and the per-partition offset ledger that
 //! makes ingestion exactly once.
 
+pub mod config_file;
 pub mod error;
 pub mod ledger;
 pub mod schema;
@@ -10,7 +11,8 @@ pub mod storage;
 pub mod table;
 pub mod time;
 
+pub use config_file::ConfigError;
 pub use error::{ArchiveError, Result};
 pub use ledger::{OffsetLedger, SourcePartition};
-pub use storage::TableLocation;
-pub use table::{ArchiveTable, TableStatus};
+pub use storage::{ArchiveConfig, TableLocation};
+pub use table::{ArchiveTable, TABLE_NAME, TableStatus};

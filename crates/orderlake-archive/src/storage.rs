@@ -3,13 +3,54 @@
 //! object_store and delta-rs read (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, …), so secrets never pass
 //! through our config structs or logs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Once;
 
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{ArchiveError, Result};
+
+/// The archive table, as a configuration block shared by the archiver and the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// `file:///…`, a local path, or `s3://bucket/prefix`. S3 endpoint and credentials come from
+    /// `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`.
+    pub table_uri: String,
+    /// Extra object-store options (values are never logged).
+    pub storage_options: BTreeMap<String, String>,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            table_uri: "./data/lake/order_events".into(),
+            storage_options: BTreeMap::new(),
+        }
+    }
+}
+
+impl ArchiveConfig {
+    pub fn location(&self) -> Result<TableLocation> {
+        let options = self
+            .storage_options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        TableLocation::parse(&self.table_uri, options)
+    }
+
+    /// A copy safe to log: storage option values replaced.
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        for v in shown.storage_options.values_mut() {
+            *v = "<redacted>".into();
+        }
+        shown
+    }
+}
 
 /// A resolved table location plus extra object-store options.
 #[derive(Clone)]

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray as _};
 use arrow::datatypes::{Int32Type, Int64Type};
 use chrono::{DateTime, Utc};
+use datafusion::catalog::TableProvider;
+use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
 use deltalake::operations::create::CreateBuilder;
 use deltalake::table::config::TableProperty;
@@ -128,25 +130,38 @@ impl ArchiveTable {
         self.table.version()
     }
 
-    /// A DataFusion session with this table registered as `name` (plus a `__file` column).
-    pub async fn session_with(&self, name: &str) -> Result<SessionContext> {
+    /// A DataFusion table provider over this table's current version: later commits are not seen
+    /// through it, so every query planned with it reads one consistent version. `file_column`
+    /// adds a column naming each row's Parquet file.
+    pub async fn provider(
+        &self,
+        session: &SessionState,
+        file_column: Option<&str>,
+    ) -> Result<Arc<dyn TableProvider>> {
         let uri = self.location.to_string();
-        let ctx = SessionContext::new();
         self.table
-            .update_datafusion_session(&ctx.state())
+            .update_datafusion_session(session)
             .map_err(ArchiveError::delta(&uri))?;
-        let provider = self
+        let mut builder = self
             .table
             .table_provider()
-            .with_file_column(FILE_COLUMN)
-            .await
+            .with_session(Arc::new(session.clone()));
+        if let Some(column) = file_column {
+            builder = builder.with_file_column(column);
+        }
+        builder.await.map_err(|e| ArchiveError::Delta {
+            uri,
+            source: Box::new(e.into()),
+        })
+    }
+
+    /// A DataFusion session with this table registered as `name` (plus a `__file` column).
+    pub async fn session_with(&self, name: &str) -> Result<SessionContext> {
+        let ctx = SessionContext::new();
+        let provider = self.provider(&ctx.state(), Some(FILE_COLUMN)).await?;
+        ctx.register_table(name, provider)
             .map_err(|e| ArchiveError::Delta {
-                uri: uri.clone(),
-                source: Box::new(e.into()),
-            })?;
-        ctx.register_table(name, Arc::clone(&provider))
-            .map_err(|e| ArchiveError::Delta {
-                uri,
+                uri: self.location.to_string(),
                 source: Box::new(e.into()),
             })?;
         Ok(ctx)

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use orderlake_archive::ArchiveConfig;
+use orderlake_archive::{ConfigError, config_file};
 use orderlake_ingest::{SourceMapping, StartFrom, WriterSettings};
 use serde::{Deserialize, Serialize};
 
@@ -41,26 +43,6 @@ impl Default for KafkaConfig {
             start_from: StartFrom::Earliest,
             commit_to_group: true,
             properties: BTreeMap::new(),
-        }
-    }
-}
-
-/// The archive table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ArchiveConfig {
-    /// `file:///…`, a local path, or `s3://bucket/prefix`. S3 endpoint and credentials come from
-    /// `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`.
-    pub table_uri: String,
-    /// Extra object-store options (values are never logged).
-    pub storage_options: BTreeMap<String, String>,
-}
-
-impl Default for ArchiveConfig {
-    fn default() -> Self {
-        Self {
-            table_uri: "./data/lake/order_events".into(),
-            storage_options: BTreeMap::new(),
         }
     }
 }
@@ -168,31 +150,20 @@ pub struct ArchiverConfig {
 impl ArchiverConfig {
     /// Reads a TOML file; errors name the file and the key.
     pub fn from_file(path: &Path) -> Result<Self, CliError> {
-        let text = std::fs::read_to_string(path).map_err(|e| CliError::ConfigRead {
-            file: path.to_owned(),
-            source: e,
-        })?;
-        Self::from_toml(&text, path)
+        let config: Self = config_file::read_toml(path)?;
+        config.validate(path)?;
+        Ok(config)
     }
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, CliError> {
-        let de = toml::Deserializer::new(text);
-        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| CliError::Config {
-            file: path.to_owned(),
-            key: e.path().to_string(),
-            reason: e.inner().message().to_owned(),
-        })?;
+        let config: Self = config_file::parse_toml(text, path)?;
         config.validate(path)?;
         Ok(config)
     }
 
     /// Checks values serde cannot; `file` is named in the error.
-    pub fn validate(&self, file: &Path) -> Result<(), CliError> {
-        let bad = |key: &str, reason: String| CliError::Config {
-            file: file.to_owned(),
-            key: key.to_owned(),
-            reason,
-        };
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::invalid(file, key, reason);
         if self.kafka.brokers.trim().is_empty() {
             return Err(bad("kafka.brokers", "must name at least one broker".into()));
         }
@@ -250,9 +221,7 @@ impl ArchiverConfig {
     /// The effective configuration as TOML, with storage option values redacted.
     pub fn redacted(&self) -> String {
         let mut shown = self.clone();
-        for v in shown.archive.storage_options.values_mut() {
-            *v = "<redacted>".into();
-        }
+        shown.archive = self.archive.redacted();
         for (k, v) in &mut shown.kafka.properties {
             if ["password", "secret", "key", "token"]
                 .iter()

@@ -1,22 +1,9 @@
 //! Errors the archiver's commands report to the operator.
 
-use std::path::PathBuf;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("cannot read config file {}: {source}", file.display())]
-    ConfigRead {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error("config {}: key `{key}`: {reason}", file.display())]
-    Config {
-        file: PathBuf,
-        key: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    Config(#[from] orderlake_archive::ConfigError),
 
     #[error(transparent)]
     Ingest(#[from] orderlake_ingest::IngestError),

@@ -6,7 +6,9 @@ use orderlake_archive::schema::MONEY_SCALE;
 pub use orderlake_archive::time::parse_timestamp;
 use serde_json::Value;
 
-use crate::mapping::{CanonicalField, Paths, SourceMapping};
+use std::collections::HashMap;
+
+use crate::mapping::{CanonicalField, MappingSet, Paths, SourceMapping};
 
 /// One line item, typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +46,42 @@ impl DecodedOrder {
             error: Some(reason.into()),
             ..Self::default()
         }
+    }
+}
+
+/// Decodes record values with the mapping of their topic (looked up once per topic).
+#[derive(Debug)]
+pub struct TopicDecoder {
+    mappings: MappingSet,
+    by_topic: HashMap<String, Option<usize>>,
+    max_decode_bytes: usize,
+}
+
+impl TopicDecoder {
+    pub fn new(mappings: MappingSet, max_decode_bytes: usize) -> Self {
+        Self {
+            mappings,
+            by_topic: HashMap::new(),
+            max_decode_bytes,
+        }
+    }
+
+    pub fn decode(&mut self, topic: &str, value: Option<&[u8]>) -> DecodedOrder {
+        let idx = match self.by_topic.get(topic) {
+            Some(idx) => *idx,
+            None => {
+                let found = self.mappings.for_topic(topic);
+                tracing::info!(topic, mapping = ?found.map(|m| &m.name), "source mapping for topic");
+                let idx = found.map(|m| self.mappings.index_of(&m.name));
+                self.by_topic.insert(topic.to_owned(), idx);
+                idx
+            }
+        };
+        decode(
+            value,
+            idx.map(|i| self.mappings.get(i)),
+            self.max_decode_bytes,
+        )
     }
 }
 

@@ -19,7 +19,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::decode::decode;
+use crate::decode::TopicDecoder;
 use crate::error::{IngestError, Result};
 use crate::mapping::MappingSet;
 use crate::rowbuf::{ArchiveRowBuffer, Envelope};
@@ -488,33 +488,6 @@ pub async fn drain(
     report
 }
 
-/// Decodes record values with the mapping of their topic (looked up once per topic).
-struct TopicDecoder {
-    mappings: MappingSet,
-    by_topic: HashMap<String, Option<usize>>,
-    max_decode_bytes: usize,
-}
-
-impl TopicDecoder {
-    fn decode(&mut self, topic: &str, value: Option<&[u8]>) -> crate::decode::DecodedOrder {
-        let idx = match self.by_topic.get(topic) {
-            Some(idx) => *idx,
-            None => {
-                let found = self.mappings.for_topic(topic);
-                tracing::info!(topic, mapping = ?found.map(|m| &m.name), "source mapping for topic");
-                let idx = found.map(|m| self.mappings.index_of(&m.name));
-                self.by_topic.insert(topic.to_owned(), idx);
-                idx
-            }
-        };
-        decode(
-            value,
-            idx.map(|i| self.mappings.get(i)),
-            self.max_decode_bytes,
-        )
-    }
-}
-
 struct IngestLoop {
     settings: DrainSettings,
     decoder: TopicDecoder,
@@ -582,11 +555,7 @@ impl IngestLoop {
             "archiver subscribed"
         );
         Ok(Self {
-            decoder: TopicDecoder {
-                mappings,
-                by_topic: HashMap::new(),
-                max_decode_bytes: settings.max_decode_bytes,
-            },
+            decoder: TopicDecoder::new(mappings, settings.max_decode_bytes),
             settings,
             consumer,
             results,

@@ -3,12 +3,14 @@
 //! exactly once, with each commit carrying its Kafka offsets.
 
 pub mod decode;
+pub mod direct;
 pub mod drain;
 pub mod error;
 pub mod mapping;
 pub mod rowbuf;
 pub mod writer;
 
+pub use direct::{SourceRecord, archive_records, read_json_lines};
 pub use drain::{DrainReport, DrainSettings, StartFrom, StopSignal, drain};
 pub use error::{IngestError, Result};
 pub use mapping::{MappingSet, SourceMapping};

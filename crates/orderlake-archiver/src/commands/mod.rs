@@ -11,11 +11,5 @@ use crate::config::ArchiverConfig;
 use crate::error::CliError;
 
 pub fn table_location(c: &ArchiverConfig) -> Result<TableLocation, CliError> {
-    let options = c
-        .archive
-        .storage_options
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Ok(TableLocation::parse(&c.archive.table_uri, options)?)
+    Ok(c.archive.location()?)
 }
