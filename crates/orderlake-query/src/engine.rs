@@ -1,0 +1,826 @@
+//! The cold query engine: DataFusion over one consistent version of the archive at a time.
+//!
+//! A *snapshot* is the Delta table at one version with the business views planned over it; a
+//! background refresh builds a new one when the archiver commits, and swaps it in. Each query
+//! takes the snapshot current when it is planned and keeps it to its last batch, so it never sees
+//! two versions. Each query also gets its own memory pool (operators spill beyond it), a place in
+//! the admission queue, a deadline covering queueing, planning and streaming, and a result-size
+//! limit; dropping its stream stops it and frees everything it held.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::ViewTable;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::object_store::DefaultObjectStoreRegistry;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig};
+use futures::{Stream, StreamExt as _};
+use orderlake_archive::{ArchiveTable, TABLE_NAME, TableLocation};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::error::{QueryError, Result};
+use crate::limits::{Admission, QueryLimits, RunPermit};
+use crate::statement;
+use crate::views::{ViewDefinition, load_views};
+
+/// How the engine names things and how hard it works.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Catalog holding the archive (Trino's catalog): `archive`.
+    pub catalog: String,
+    /// Schema holding the archive table and the views: `oms`.
+    pub schema: String,
+    /// Directory of business views (`<name>.sql`); none means no views.
+    pub views_dir: Option<std::path::PathBuf>,
+    pub limits: QueryLimits,
+    /// Where operators spill; the OS temporary directory when unset.
+    pub spill_dir: Option<std::path::PathBuf>,
+    /// Partitions each query plan fans out to (0: the number of cores).
+    pub target_partitions: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            catalog: "archive".into(),
+            schema: "oms".into(),
+            views_dir: None,
+            limits: QueryLimits::default(),
+            spill_dir: None,
+            target_partitions: 0,
+        }
+    }
+}
+
+/// The catalog and schema that short names resolve against for one client session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryScope {
+    pub catalog: String,
+    pub schema: String,
+}
+
+/// A query to run: its text, bound parameter values and where short names resolve.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    /// Identifies the query for cancellation and logs; chosen by the caller.
+    pub id: String,
+    pub sql: String,
+    pub params: Vec<ScalarValue>,
+    pub scope: QueryScope,
+    /// Who asked (for logs and, later, the running-query list).
+    pub user: String,
+}
+
+/// A planned query: what it returns and which parameters it takes.
+#[derive(Debug)]
+pub struct PlannedQuery {
+    plan: LogicalPlan,
+    state: SessionState,
+    /// Parameter names (`$1`, `$2`, …) in order, with the type the planner inferred.
+    pub parameters: Vec<(String, Option<DataType>)>,
+    /// The schema clients receive (view types replaced by their plain forms).
+    pub schema: SchemaRef,
+}
+
+/// What a client can see of a table or view.
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    pub catalog: String,
+    pub schema: String,
+    pub name: String,
+    /// `TABLE` or `VIEW`.
+    pub kind: &'static str,
+    pub arrow_schema: SchemaRef,
+    pub description: Option<String>,
+}
+
+/// A query that is running now.
+#[derive(Debug, Clone)]
+pub struct RunningQueryInfo {
+    pub id: String,
+    pub user: String,
+    pub sql: String,
+    pub elapsed: Duration,
+}
+
+/// What became of a cancel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The query was running and is being stopped.
+    Cancelled,
+    /// The query had not started; it will be refused if it does.
+    CancelledBeforeStart,
+}
+
+struct Snapshot {
+    version: Option<u64>,
+    base: SessionState,
+    descriptions: HashMap<String, String>,
+}
+
+struct RunningQuery {
+    user: String,
+    sql: String,
+    started: Instant,
+    cancel: CancellationToken,
+}
+
+/// Ids of queries cancelled before they started, remembered this long at most.
+const CANCELLED_MEMORY: usize = 4096;
+
+/// DataFusion over the archive, read-only and limited.
+pub struct ColdQueryEngine {
+    settings: EngineSettings,
+    table: tokio::sync::Mutex<ArchiveTable>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    views: Vec<ViewDefinition>,
+    object_stores: Arc<DefaultObjectStoreRegistry>,
+    admission: Admission,
+    running: Mutex<HashMap<String, RunningQuery>>,
+    cancelled_early: Mutex<VecDeque<String>>,
+}
+
+impl std::fmt::Debug for ColdQueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdQueryEngine")
+            .field("settings", &self.settings)
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ColdQueryEngine {
+    /// Opens the archive table at `location`, reads the views and plans them over the table's
+    /// current version.
+    pub async fn open(location: TableLocation, settings: EngineSettings) -> Result<Self> {
+        let table = ArchiveTable::open(location).await?;
+        let views = match &settings.views_dir {
+            Some(dir) => load_views(dir)?,
+            None => Vec::new(),
+        };
+        let object_stores = Arc::new(DefaultObjectStoreRegistry::new());
+        let engine = Self {
+            admission: Admission::new(&settings.limits),
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                version: None,
+                base: SessionStateBuilder::new().build(),
+                descriptions: HashMap::new(),
+            })),
+            table: tokio::sync::Mutex::new(table),
+            views,
+            object_stores,
+            settings,
+            running: Mutex::new(HashMap::new()),
+            cancelled_early: Mutex::new(VecDeque::new()),
+        };
+        let first = {
+            let table = engine.table.lock().await;
+            engine.build_snapshot(&table).await?
+        };
+        *engine.snapshot.write().expect("snapshot lock") = Arc::new(first);
+        tracing::info!(
+            version = ?engine.version(),
+            views = engine.views.len(),
+            "archive opened for queries"
+        );
+        Ok(engine)
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// The table version queries planned now will read.
+    pub fn version(&self) -> Option<u64> {
+        self.current().version
+    }
+
+    pub fn views(&self) -> &[ViewDefinition] {
+        &self.views
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().expect("snapshot lock"))
+    }
+
+    /// Looks for new commits; when there are, plans the views over the new version and makes it
+    /// the one new queries read. Returns the new version, if it changed.
+    pub async fn refresh(&self) -> Result<Option<u64>> {
+        let mut table = self.table.lock().await;
+        table.refresh().await?;
+        if table.version() == self.version() {
+            return Ok(None);
+        }
+        let next = self.build_snapshot(&table).await?;
+        let version = next.version;
+        *self.snapshot.write().expect("snapshot lock") = Arc::new(next);
+        tracing::debug!(?version, "archive refreshed");
+        Ok(version)
+    }
+
+    /// Refreshes every `every` until the engine is dropped; failures are logged and retried.
+    pub fn spawn_refresh(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(engine) = weak.upgrade() else { return };
+                match engine.refresh().await {
+                    Ok(Some(v)) => tracing::info!(version = v, "new archive version visible"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "could not refresh the archive; queries keep reading version {:?}",
+                        engine.version()
+                    ),
+                }
+            }
+        })
+    }
+
+    fn session_config(&self, scope: &QueryScope) -> SessionConfig {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(&scope.catalog, &scope.schema)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        if self.settings.target_partitions > 0 {
+            config = config.with_target_partitions(self.settings.target_partitions);
+        }
+        let options = config.options_mut();
+        // Clients (JDBC above all) read plain strings and binaries more reliably than views.
+        options.execution.parquet.schema_force_view_types = false;
+        options.sql_parser.map_string_types_to_utf8view = false;
+        // Point lookups: evaluate filters while decoding and skip pages by the page index.
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        options.execution.parquet.enable_page_index = true;
+        options.execution.parquet.bloom_filter_on_read = true;
+        config
+    }
+
+    fn runtime(
+        &self,
+        memory_bytes: Option<usize>,
+    ) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+        let mut builder = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::clone(&self.object_stores)
+                as Arc<dyn datafusion::execution::object_store::ObjectStoreRegistry>);
+        if let Some(bytes) = memory_bytes {
+            builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(bytes),
+                std::num::NonZeroUsize::new(5).expect("non-zero"),
+            )));
+        }
+        if let Some(dir) = &self.settings.spill_dir {
+            builder = builder.with_temp_file_path(dir.clone());
+        }
+        Ok(builder.build_arc()?)
+    }
+
+    async fn build_snapshot(&self, table: &ArchiveTable) -> Result<Snapshot> {
+        let scope = self.default_scope();
+        let schema = Arc::new(MemorySchemaProvider::new());
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        catalog.register_schema(
+            &scope.schema,
+            Arc::clone(&schema) as Arc<dyn SchemaProvider>,
+        )?;
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog(scope.catalog.clone(), catalog as Arc<dyn CatalogProvider>);
+        let base = SessionStateBuilder::new()
+            .with_config(self.session_config(&scope))
+            .with_runtime_env(self.runtime(None)?)
+            .with_catalog_list(catalogs as Arc<dyn CatalogProviderList>)
+            .with_default_features()
+            .build();
+        let provider = table.provider(&base, None).await?;
+        schema.register_table(TABLE_NAME.to_owned(), provider)?;
+
+        // Views may read other views: plan in rounds until a round plans nothing more.
+        let mut descriptions = HashMap::new();
+        descriptions.insert(
+            TABLE_NAME.to_owned(),
+            "Every archived order event, raw and typed".to_owned(),
+        );
+        let mut pending: Vec<&ViewDefinition> = self.views.iter().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut failed = Vec::new();
+            let mut first_error = None;
+            for view in pending {
+                match base.create_logical_plan(&view.sql).await {
+                    Ok(plan) => {
+                        let view_table = ViewTable::new(plan, Some(view.sql.clone()));
+                        schema.register_table(view.name.clone(), Arc::new(view_table))?;
+                        descriptions.insert(view.name.clone(), view.description.clone());
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert((view, e));
+                        failed.push(view);
+                    }
+                }
+            }
+            if failed.len() == before
+                && let Some((view, e)) = first_error
+            {
+                return Err(QueryError::View {
+                    path: view.path.display().to_string(),
+                    message: QueryError::from(e).to_string(),
+                });
+            }
+            pending = failed;
+        }
+        Ok(Snapshot {
+            version: table.version(),
+            base,
+            descriptions,
+        })
+    }
+
+    /// The catalog and schema a new client session starts in.
+    pub fn default_scope(&self) -> QueryScope {
+        QueryScope {
+            catalog: self.settings.catalog.clone(),
+            schema: self.settings.schema.clone(),
+        }
+    }
+
+    /// Checks that a catalog (and schema, when given) exists, for session options.
+    pub fn check_scope(&self, catalog: &str, schema: Option<&str>) -> Result<()> {
+        let snapshot = self.current();
+        let list = snapshot.base.catalog_list();
+        let Some(c) = list.catalog(catalog) else {
+            return Err(QueryError::not_found(format!(
+                "catalog '{catalog}' does not exist; catalogs: {}",
+                list.catalog_names().join(", ")
+            )));
+        };
+        if let Some(schema) = schema
+            && schema != "information_schema"
+            && c.schema(schema).is_none()
+        {
+            return Err(QueryError::not_found(format!(
+                "schema '{catalog}.{schema}' does not exist; schemas: {}",
+                c.schema_names().join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every catalog, schema, table and view a client can list, information_schema included.
+    pub async fn tables(&self) -> Result<Vec<TableEntry>> {
+        let snapshot = self.current();
+        let state = &snapshot.base;
+        let mut out = Vec::new();
+        let list = state.catalog_list();
+        let mut catalogs = list.catalog_names();
+        catalogs.sort();
+        for catalog_name in catalogs {
+            let Some(catalog) = list.catalog(&catalog_name) else {
+                continue;
+            };
+            let mut schemas = catalog.schema_names();
+            schemas.sort();
+            for schema_name in schemas {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                let mut names = schema.table_names();
+                names.sort();
+                for name in names {
+                    let Some(table) = schema.table(&name).await? else {
+                        continue;
+                    };
+                    let kind = match table.table_type() {
+                        datafusion::logical_expr::TableType::View => "VIEW",
+                        _ => "TABLE",
+                    };
+                    out.push(TableEntry {
+                        catalog: catalog_name.clone(),
+                        schema: schema_name.clone(),
+                        description: snapshot.descriptions.get(&name).cloned(),
+                        name,
+                        kind,
+                        arrow_schema: plain_schema(&table.schema()),
+                    });
+                }
+            }
+            for name in ["tables", "views", "columns", "schemata", "df_settings"] {
+                let reference = datafusion::common::TableReference::full(
+                    catalog_name.as_str(),
+                    "information_schema",
+                    name,
+                );
+                let Ok(schema) = state.schema_for_ref(reference) else {
+                    continue;
+                };
+                if let Some(table) = schema.table(name).await? {
+                    out.push(TableEntry {
+                        catalog: catalog_name.clone(),
+                        schema: "information_schema".into(),
+                        name: name.into(),
+                        kind: "VIEW",
+                        arrow_schema: plain_schema(&table.schema()),
+                        description: None,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses, vets and plans `sql` without running it: its result schema and parameters.
+    pub async fn plan(&self, sql: &str, scope: &QueryScope) -> Result<PlannedQuery> {
+        self.plan_with(sql, scope, None).await
+    }
+
+    async fn plan_with(
+        &self,
+        sql: &str,
+        scope: &QueryScope,
+        memory_bytes: Option<usize>,
+    ) -> Result<PlannedQuery> {
+        let snapshot = self.current();
+        let state = SessionStateBuilder::new_from_existing(snapshot.base.clone())
+            .with_config(self.session_config(scope))
+            .with_runtime_env(self.runtime(memory_bytes)?)
+            .build();
+        let dialect = state.config().options().sql_parser.dialect;
+        let mut parsed = state.sql_to_statement(sql, &dialect)?;
+        statement::vet(&parsed)?;
+        if let Some(rewritten) = statement::trino_show(&parsed, &scope.catalog) {
+            parsed = state.sql_to_statement(&rewritten, &dialect)?;
+        }
+        statement::number_placeholders(&mut parsed)?;
+        let plan = state.statement_to_plan(parsed).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        let mut parameters: Vec<(String, Option<DataType>)> =
+            plan.get_parameter_types()?.into_iter().collect();
+        parameters.sort_by_key(|(name, _)| {
+            name.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let schema = plain_schema(&Arc::new(plan.schema().as_arrow().clone()));
+        Ok(PlannedQuery {
+            plan,
+            state,
+            parameters,
+            schema,
+        })
+    }
+
+    /// Runs a query under the limits. The returned stream yields its batches as they are computed;
+    /// dropping it stops the query.
+    pub async fn execute(self: &Arc<Self>, request: QueryRequest) -> Result<QueryStream> {
+        let limits = &self.settings.limits;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + limits.timeout;
+        if self.was_cancelled_early(&request.id) {
+            return Err(QueryError::Cancelled {
+                query_id: request.id,
+            });
+        }
+        let permit = self.admission.admit(limits.timeout).await?;
+        let cancel = CancellationToken::new();
+        let guard = RunningGuard::register(self, &request, cancel.clone());
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let prepare = async {
+            let planned = self
+                .plan_with(&request.sql, &request.scope, Some(limits.memory_bytes))
+                .await?;
+            let plan = bind(planned.plan, &planned.parameters, request.params.clone())?;
+            let df = DataFrame::new(planned.state, plan);
+            let task = Arc::new(df.task_ctx());
+            let physical = df.create_physical_plan().await?;
+            let stream = execute_stream(physical, task)?;
+            Ok::<_, QueryError>((stream, planned.schema))
+        };
+        let (inner, schema) = tokio::select! {
+            r = tokio::time::timeout(remaining, prepare) => r.map_err(|_| QueryError::Timeout { timeout: limits.timeout })??,
+            () = cancel.cancelled() => return Err(QueryError::Cancelled { query_id: request.id }),
+        };
+        Ok(QueryStream {
+            needs_cast: inner.schema() != schema,
+            schema,
+            inner: Some(inner),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            cancelled: Box::pin(cancel.cancelled_owned()),
+            limits: limits.clone(),
+            rows: 0,
+            bytes: 0,
+            started,
+            _permit: permit,
+            guard,
+        })
+    }
+
+    /// Stops the query with this id, or makes sure it never starts.
+    pub fn cancel(&self, id: &str) -> CancelOutcome {
+        if let Some(q) = self.running.lock().expect("running lock").get(id) {
+            q.cancel.cancel();
+            tracing::info!(query_id = id, "query cancelled by its client");
+            return CancelOutcome::Cancelled;
+        }
+        let mut early = self.cancelled_early.lock().expect("cancelled lock");
+        if early.len() >= CANCELLED_MEMORY {
+            early.pop_front();
+        }
+        early.push_back(id.to_owned());
+        CancelOutcome::CancelledBeforeStart
+    }
+
+    fn was_cancelled_early(&self, id: &str) -> bool {
+        self.cancelled_early
+            .lock()
+            .expect("cancelled lock")
+            .iter()
+            .any(|c| c == id)
+    }
+
+    /// The queries running now, longest-running first.
+    pub fn running(&self) -> Vec<RunningQueryInfo> {
+        let mut all: Vec<_> = self
+            .running
+            .lock()
+            .expect("running lock")
+            .iter()
+            .map(|(id, q)| RunningQueryInfo {
+                id: id.clone(),
+                user: q.user.clone(),
+                sql: q.sql.clone(),
+                elapsed: q.started.elapsed(),
+            })
+            .collect();
+        all.sort_by_key(|q| std::cmp::Reverse(q.elapsed));
+        all
+    }
+}
+
+/// Binds parameter values to a plan's placeholders, casting each to the type the planner
+/// inferred for it.
+fn bind(
+    plan: LogicalPlan,
+    parameters: &[(String, Option<DataType>)],
+    values: Vec<ScalarValue>,
+) -> Result<LogicalPlan> {
+    if parameters.is_empty() && values.is_empty() {
+        return Ok(plan);
+    }
+    if parameters.len() != values.len() {
+        return Err(QueryError::invalid(format!(
+            "the statement takes {} parameter(s) but {} value(s) were bound",
+            parameters.len(),
+            values.len()
+        )));
+    }
+    let mut cast = Vec::with_capacity(values.len());
+    for ((name, ty), value) in parameters.iter().zip(values) {
+        cast.push(match ty {
+            Some(ty) if value.data_type() != *ty && !value.is_null() => {
+                value.cast_to(ty).map_err(|e| {
+                    QueryError::invalid(format!(
+                        "parameter {name}: {value} cannot be used as {ty}: {}",
+                        e.strip_backtrace()
+                    ))
+                })?
+            }
+            Some(ty) if value.is_null() => ScalarValue::try_from(ty)?,
+            _ => value,
+        });
+    }
+    Ok(plan.with_param_values(cast)?)
+}
+
+/// Removes a query from the running list when it ends, however it ends.
+struct RunningGuard {
+    engine: std::sync::Weak<ColdQueryEngine>,
+    id: String,
+}
+
+impl RunningGuard {
+    fn register(
+        engine: &Arc<ColdQueryEngine>,
+        request: &QueryRequest,
+        cancel: CancellationToken,
+    ) -> Self {
+        engine.running.lock().expect("running lock").insert(
+            request.id.clone(),
+            RunningQuery {
+                user: request.user.clone(),
+                sql: request.sql.clone(),
+                started: Instant::now(),
+                cancel,
+            },
+        );
+        Self {
+            engine: Arc::downgrade(engine),
+            id: request.id.clone(),
+        }
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.upgrade() {
+            engine
+                .running
+                .lock()
+                .expect("running lock")
+                .remove(&self.id);
+        }
+    }
+}
+
+/// A running query's batches, stopped by its deadline, its cancellation or its result limit.
+pub struct QueryStream {
+    schema: SchemaRef,
+    needs_cast: bool,
+    inner: Option<SendableRecordBatchStream>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    limits: QueryLimits,
+    rows: u64,
+    bytes: u64,
+    started: Instant,
+    // The slot is freed before the query leaves the running list: whoever sees the list empty
+    // can run again.
+    _permit: RunPermit,
+    guard: RunningGuard,
+}
+
+impl std::fmt::Debug for QueryStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryStream")
+            .field("query_id", &self.guard.id)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryStream {
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn stop(&mut self, outcome: &str) {
+        if self.inner.take().is_some() {
+            tracing::info!(
+                query_id = %self.guard.id,
+                rows = self.rows,
+                bytes = self.bytes,
+                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                outcome,
+                "query ended"
+            );
+        }
+    }
+
+    fn over_limit(&self) -> Option<QueryError> {
+        let l = &self.limits;
+        (self.rows > l.max_result_rows || self.bytes > l.max_result_bytes).then(|| {
+            QueryError::ResourcesExhausted {
+                message: format!(
+                    "the result exceeds the server's limit of {} rows or {} bytes; add a LIMIT \
+                     or narrow the query",
+                    l.max_result_rows, l.max_result_bytes
+                ),
+            }
+        })
+    }
+}
+
+impl Stream for QueryStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.inner.is_none() {
+            return Poll::Ready(None);
+        }
+        if self.cancelled.as_mut().poll(cx).is_ready() {
+            self.stop("cancelled");
+            let query_id = self.guard.id.clone();
+            return Poll::Ready(Some(Err(QueryError::Cancelled { query_id })));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.stop("timeout");
+            let timeout = self.limits.timeout;
+            return Poll::Ready(Some(Err(QueryError::Timeout { timeout })));
+        }
+        let next = match self.inner.as_mut() {
+            Some(inner) => inner.poll_next_unpin(cx),
+            None => return Poll::Ready(None),
+        };
+        match next {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                self.stop("finished");
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.stop("failed");
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Some(Ok(batch))) => {
+                let batch = if self.needs_cast {
+                    match cast_batch(&batch, &self.schema) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.stop("failed");
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                } else {
+                    batch
+                };
+                self.rows += batch.num_rows() as u64;
+                self.bytes += batch.get_array_memory_size() as u64;
+                if let Some(e) = self.over_limit() {
+                    self.stop("result too large");
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(Some(Ok(batch)))
+            }
+        }
+    }
+}
+
+impl Drop for QueryStream {
+    fn drop(&mut self) {
+        self.stop("abandoned by the client");
+    }
+}
+
+/// Replaces Arrow's view types (`Utf8View`, `BinaryView`) by their plain forms, at any depth:
+/// not every client reads views.
+pub fn plain_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Fields = schema.fields().iter().map(plain_field).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn plain_field(f: &FieldRef) -> FieldRef {
+    Arc::new(
+        Field::new(f.name(), plain_type(f.data_type()), f.is_nullable())
+            .with_metadata(f.metadata().clone()),
+    )
+}
+
+fn plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(f) => DataType::List(plain_field(f)),
+        DataType::LargeList(f) => DataType::LargeList(plain_field(f)),
+        DataType::ListView(f) => DataType::List(plain_field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(plain_field(f), *n),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(plain_field).collect()),
+        DataType::Map(f, sorted) => DataType::Map(plain_field(f), *sorted),
+        other => other.clone(),
+    }
+}
+
+fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// Opens a table location with no storage options (local paths and tests).
+pub fn local_location(path: &std::path::Path) -> Result<TableLocation> {
+    Ok(TableLocation::parse(
+        &path.display().to_string(),
+        HashMap::new(),
+    )?)
+}
+
+/// A fresh random id for a query.
+pub fn new_query_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

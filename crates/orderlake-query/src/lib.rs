@@ -1,0 +1,18 @@
+//! Cold SQL over the orderlake archive: DataFusion over the Delta table with Trino-like names
+//! (`archive.oms.order_events`, short names through the current catalog and schema), business
+//! views from `sql/`, read-only by construction, and per-query limits on memory, time,
+//! concurrency and result size. The Flight SQL server is a protocol layer over this crate.
+
+pub mod engine;
+pub mod error;
+pub mod limits;
+pub mod statement;
+pub mod views;
+
+pub use engine::{
+    CancelOutcome, ColdQueryEngine, EngineSettings, PlannedQuery, QueryRequest, QueryScope,
+    QueryStream, RunningQueryInfo, TableEntry, new_query_id,
+};
+pub use error::{QueryError, Result};
+pub use limits::QueryLimits;
+pub use views::ViewDefinition;

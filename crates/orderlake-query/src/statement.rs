@@ -1,0 +1,194 @@
+//! What SQL the server accepts. The archive is read-only through the server: only queries and the
+//! statements that describe the catalog (SHOW, DESCRIBE, EXPLAIN) pass; everything else is refused
+//! before planning with a sentence saying why. Planning then runs under DataFusion's `SQLOptions`
+//! as a second fence. Trino's `SHOW CATALOGS` / `SHOW SCHEMAS` become information_schema queries,
+//! and JDBC-style `?` placeholders become `$1, $2, …` in the order they appear.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{self, Expr, Statement, Value};
+
+use crate::error::{QueryError, Result};
+
+/// Checks that `statement` only reads; the error names the statement and the reason.
+pub fn vet(statement: &DfStatement) -> Result<()> {
+    match statement {
+        DfStatement::Statement(s) => vet_sql(s),
+        DfStatement::Explain(e) => vet(&e.statement),
+        DfStatement::CreateExternalTable(t) => Err(QueryError::forbidden(format!(
+            "CREATE EXTERNAL TABLE {} is refused: the server reads only the archive's configured \
+             tables, never other files or URLs",
+            t.name
+        ))),
+        DfStatement::CopyTo(_) => Err(QueryError::forbidden(
+            "COPY is refused: the server is read-only and never writes files",
+        )),
+        DfStatement::Reset(_) => Err(QueryError::forbidden(
+            "RESET is refused: server settings are fixed by its configuration; use Flight SQL \
+             session options to change the current catalog or schema",
+        )),
+    }
+}
+
+fn vet_sql(s: &Statement) -> Result<()> {
+    match s {
+        Statement::Query(_)
+        | Statement::ExplainTable { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::ShowSchemas { .. } => Ok(()),
+        Statement::Explain { statement, .. } => vet_sql(statement),
+        other => Err(QueryError::forbidden(refusal(other))),
+    }
+}
+
+fn refusal(s: &Statement) -> String {
+    // sqlparser prints keywords in upper case: the leading upper-case words name the statement.
+    let text = s.to_string();
+    let keyword: String = text
+        .split_whitespace()
+        .take_while(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = keyword.split(' ').next().unwrap_or_default();
+    let why = match first {
+        "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "TRUNCATE" | "REPLACE" => {
+            "the archive is read-only through this server; the archiver is its only writer"
+        }
+        "CREATE" | "DROP" | "ALTER" | "RENAME" | "COMMENT" | "GRANT" | "REVOKE" => {
+            "the server's tables and views come from its configuration and cannot be changed \
+             by SQL"
+        }
+        "SET" | "USE" => {
+            "server settings are fixed by its configuration; use Flight SQL session options to \
+             change the current catalog or schema"
+        }
+        "COPY" | "UNLOAD" | "EXPORT" | "LOAD" | "INSTALL" | "ATTACH" => {
+            "the server never reads or writes files beyond the archive's tables"
+        }
+        _ => "the server answers queries only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)",
+    };
+    format!("{keyword} is refused: {why}")
+}
+
+/// Rewrites Trino's `SHOW CATALOGS` / `SHOW SCHEMAS` into information_schema queries that
+/// DataFusion plans; returns `None` for every other statement.
+pub fn trino_show(statement: &DfStatement, current_catalog: &str) -> Option<String> {
+    let DfStatement::Statement(s) = statement else {
+        return None;
+    };
+    match s.as_ref() {
+        Statement::ShowCatalogs { .. } => Some(
+            "SELECT DISTINCT table_catalog AS \"Catalog\" FROM information_schema.tables \
+             ORDER BY 1"
+                .to_owned(),
+        ),
+        Statement::ShowSchemas { .. } => Some(format!(
+            "SELECT DISTINCT table_schema AS \"Schema\" FROM information_schema.tables \
+             WHERE table_catalog = '{}' ORDER BY 1",
+            current_catalog.replace('\'', "''")
+        )),
+        _ => None,
+    }
+}
+
+/// Numbers JDBC-style `?` placeholders `$1, $2, …` in the order they appear. Mixing `?` with
+/// numbered placeholders is refused: the numbering would be ambiguous.
+pub fn number_placeholders(statement: &mut DfStatement) -> Result<usize> {
+    let mut question_marks = 0usize;
+    let mut numbered = false;
+    let mut visit = |expr: &mut Expr| {
+        if let Expr::Value(v) = expr
+            && let Value::Placeholder(p) = &mut v.value
+        {
+            if p == "?" {
+                question_marks += 1;
+                *p = format!("${question_marks}");
+            } else {
+                numbered = true;
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    match statement {
+        DfStatement::Statement(s) => {
+            let _ = ast::visit_expressions_mut(s.as_mut(), &mut visit);
+        }
+        DfStatement::Explain(e) => {
+            if let DfStatement::Statement(s) = e.statement.as_mut() {
+                let _ = ast::visit_expressions_mut(s.as_mut(), &mut visit);
+            }
+        }
+        _ => {}
+    }
+    if question_marks > 0 && numbered {
+        return Err(QueryError::invalid(
+            "a statement may use `?` placeholders or numbered `$n` placeholders, not both",
+        ));
+    }
+    Ok(question_marks)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::parser::DFParser;
+
+    use super::*;
+
+    fn parse(sql: &str) -> DfStatement {
+        DFParser::parse_sql(sql).unwrap().pop_front().unwrap()
+    }
+
+    #[test]
+    fn reads_pass_and_writes_are_refused_with_a_reason() {
+        for ok in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "SHOW TABLES",
+            "SHOW COLUMNS FROM order_events",
+            "DESCRIBE order_events",
+            "EXPLAIN SELECT 1",
+            "EXPLAIN ANALYZE SELECT 1",
+        ] {
+            vet(&parse(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, says) in [
+            ("INSERT INTO t VALUES (1)", "INSERT INTO"),
+            ("DELETE FROM t", "DELETE"),
+            ("CREATE TABLE t (a INT)", "CREATE TABLE"),
+            ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"),
+            ("DROP TABLE order_events", "DROP TABLE"),
+            ("SET datafusion.execution.batch_size = 1", "SET"),
+            (
+                "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc'",
+                "CREATE EXTERNAL TABLE x",
+            ),
+            ("COPY (SELECT 1) TO '/tmp/x.parquet'", "COPY"),
+            ("EXPLAIN DELETE FROM t", "DELETE"),
+        ] {
+            let err = vet(&parse(bad)).unwrap_err();
+            let QueryError::Forbidden { message } = &err else {
+                panic!("{bad}: {err:?}");
+            };
+            assert!(message.starts_with(says), "{bad}: {message}");
+            assert!(message.contains("refused"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn question_marks_are_numbered_in_order() {
+        let mut s = parse("SELECT * FROM t WHERE a = ? AND b BETWEEN ? AND ?");
+        assert_eq!(number_placeholders(&mut s).unwrap(), 3);
+        assert_eq!(
+            s.to_string(),
+            "SELECT * FROM t WHERE a = $1 AND b BETWEEN $2 AND $3"
+        );
+        let mut mixed = parse("SELECT * FROM t WHERE a = ? AND b = $2");
+        assert!(number_placeholders(&mut mixed).is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! Each business view answers correctly on a small known archive: `sql/tests/fixture.jsonl` is
+//! written through the archiver's own decoding and writer, then every query in
+//! `sql/tests/<view>.test` must print exactly the table written under it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::util::pretty::pretty_format_batches;
+use futures::TryStreamExt as _;
+use orderlake_archive::{ArchiveTable, TableLocation};
+use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, WriterSettings};
+use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
+
+fn sql_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql")
+}
+
+async fn fixture_engine(dir: &Path) -> Arc<ColdQueryEngine> {
+    let location = TableLocation::parse(&dir.display().to_string(), HashMap::new()).unwrap();
+    let table = ArchiveTable::open_or_create(location.clone())
+        .await
+        .unwrap();
+    let mut writer = ArchiveWriter::new(table, WriterSettings::default());
+    let records =
+        orderlake_ingest::read_json_lines(&sql_dir().join("tests/fixture.jsonl")).unwrap();
+    let mappings = MappingSet::new(SourceMapping::defaults()).unwrap();
+    orderlake_ingest::archive_records(&mut writer, &mappings, &records)
+        .await
+        .unwrap();
+    let settings = EngineSettings {
+        views_dir: Some(sql_dir()),
+        ..EngineSettings::default()
+    };
+    Arc::new(ColdQueryEngine::open(location, settings).await.unwrap())
+}
+
+/// One `query` block of a `.test` file.
+#[derive(Debug)]
+struct Case {
+    title: String,
+    sql: String,
+    expected: Vec<String>,
+}
+
+fn parse_cases(text: &str) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(title) = line.strip_prefix("query ") else {
+            continue;
+        };
+        let mut sql = Vec::new();
+        for l in lines.by_ref() {
+            if l.trim() == "----" {
+                break;
+            }
+            sql.push(l);
+        }
+        let mut expected = Vec::new();
+        while let Some(l) = lines.peek() {
+            if l.trim().is_empty() {
+                break;
+            }
+            expected.push(l.trim_end().to_owned());
+            lines.next();
+        }
+        cases.push(Case {
+            title: title.to_owned(),
+            sql: sql.join("\n"),
+            expected,
+        });
+    }
+    cases
+}
+
+async fn run(engine: &Arc<ColdQueryEngine>, sql: &str) -> Vec<String> {
+    let stream = engine
+        .execute(QueryRequest {
+            id: orderlake_query::engine::new_query_id(),
+            sql: sql.to_owned(),
+            params: Vec::new(),
+            scope: engine.default_scope(),
+            user: "test".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+    let batches: Vec<_> = stream.try_collect().await.unwrap();
+    pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+        .lines()
+        .map(|l| l.trim_end().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_answers_its_test_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = fixture_engine(dir.path()).await;
+    let views: Vec<String> = engine.views().iter().map(|v| v.name.clone()).collect();
+    for name in [
+        "orders",
+        "order_status_history",
+        "order_items",
+        "customer_purchase_summary",
+        "daily_order_kpis",
+    ] {
+        assert!(
+            views.contains(&name.to_owned()),
+            "view {name} is not registered: {views:?}"
+        );
+    }
+    let mut failures = Vec::new();
+    for view in &views {
+        let path = sql_dir().join(format!("tests/{view}.test"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("every view needs a test file: {}: {e}", path.display()));
+        let cases = parse_cases(&text);
+        assert!(!cases.is_empty(), "{} has no queries", path.display());
+        for case in cases {
+            let got = run(&engine, &case.sql).await;
+            if got != case.expected {
+                failures.push(format!(
+                    "{view}: {}\n{}\nexpected:\n{}\ngot:\n{}",
+                    case.title,
+                    case.sql,
+                    case.expected.join("\n"),
+                    got.join("\n")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
