@@ -2,9 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin orderlake-archiver \
- && mkdir -p /out && cp target/release/orderlake-archiver /out/ \
- && (cargo build --release --locked --bin orderlake-server && cp target/release/orderlake-server /out/ || true)
+RUN cargo build --release --locked --bin orderlake-archiver --bin orderlake-server \
+ && mkdir -p /out && cp target/release/orderlake-archiver target/release/orderlake-server /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
@@ -16,5 +15,6 @@ COPY --from=build /out/orderlake-archiver /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/orderlake-archiver"]
 
 FROM runtime AS server
-COPY --from=build /out/orderlake-server* /usr/local/bin/
+COPY --from=build /out/orderlake-server /usr/local/bin/
+COPY sql /etc/orderlake/sql
 ENTRYPOINT ["/usr/local/bin/orderlake-server"]

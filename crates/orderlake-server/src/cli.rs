@@ -1,0 +1,129 @@
+//! Command line: `orderlake-server [serve] [--config FILE] [--listen ADDR] [--table-uri URI] …`,
+//! plus the two helpers an operator needs to fill `[auth]`: `hash-password` and `new-token`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orderlake-server",
+    version,
+    about = "Trino-like SQL over the orderlake archive through Arrow Flight SQL",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Log format: `text` or `json`.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDERLAKE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve Flight SQL (the default).
+    Serve(ServeArgs),
+    /// Read a password on standard input and print its argon2 hash for `[[auth.users]]`.
+    HashPassword,
+    /// Run SQL against a server and print the results (a small Flight SQL client).
+    Query(QueryArgs),
+    /// Print a new service token and the `[[auth.service_tokens]]` entry that accepts it.
+    NewToken {
+        /// Name of the service the token is for.
+        #[arg(long, default_value = "api-service")]
+        name: String,
+    },
+}
+
+/// Where configuration comes from: defaults < file < environment < flags.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see config/server.toml).
+    #[arg(long, env = "ORDERLAKE_SERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long, env = "ORDERLAKE_SERVER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Archive table URI (overrides archive.table_uri).
+    #[arg(long, env = "ORDERLAKE_TABLE_URI")]
+    pub table_uri: Option<String>,
+    /// Directory of business views (overrides sql.views_dir).
+    #[arg(long, env = "ORDERLAKE_VIEWS_DIR")]
+    pub views_dir: Option<PathBuf>,
+    /// TLS certificate (PEM; overrides server.tls_cert).
+    #[arg(long, env = "ORDERLAKE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM; overrides server.tls_key).
+    #[arg(long, env = "ORDERLAKE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl ServeArgs {
+    /// The effective configuration.
+    pub fn resolve(&self) -> Result<ServerConfig, ServerError> {
+        let mut c = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(v) = self.listen {
+            c.server.listen = v;
+        }
+        if let Some(v) = &self.table_uri {
+            c.archive.table_uri.clone_from(v);
+        }
+        if let Some(v) = &self.views_dir {
+            c.sql.views_dir.clone_from(v);
+        }
+        if let Some(v) = &self.tls_cert {
+            c.server.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            c.server.tls_key = Some(v.clone());
+        }
+        let source = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<flags and environment>"));
+        c.validate(&source)?;
+        Ok(c)
+    }
+}
+
+/// `orderlake-server query`: where to connect, as whom, and what to run.
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// Server address, `http://host:port` (`https://` with TLS).
+    #[arg(
+        long,
+        env = "ORDERLAKE_SERVER_URI",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub uri: String,
+    /// User to sign in as.
+    #[arg(long, env = "ORDERLAKE_SERVER_USER")]
+    pub user: Option<String>,
+    /// Password (prefer the environment variable to keep it out of the process list).
+    #[arg(long, env = "ORDERLAKE_SERVER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// A service token instead of a user and password.
+    #[arg(long, env = "ORDERLAKE_SERVER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Statements to run, in order.
+    #[arg(required = true)]
+    pub sql: Vec<String>,
+}

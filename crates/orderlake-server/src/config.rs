@@ -1,0 +1,320 @@
+//! Server configuration as documented blocks, one struct per concern. Precedence: built-in
+//! defaults < the TOML file (`--config`) < environment variables < flags. `config/server.toml` is
+//! the commented example of every key; a test parses it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orderlake_archive::{ArchiveConfig, ConfigError, config_file};
+use orderlake_query::{EngineSettings, QueryLimits};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServerError;
+
+/// Where the server listens, and its TLS identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Address for Flight SQL clients (`host:port`; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, clients must connect with TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// Names clients see and the business views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Catalog holding the archive (Trino's catalog).
+    pub catalog: String,
+    /// Schema holding the archive table and the views.
+    pub schema: String,
+    /// Directory of business views, one `<name>.sql` each; empty for none.
+    pub views_dir: PathBuf,
+    /// How often the server looks for new archive commits.
+    pub refresh_interval_secs: u64,
+    /// Partitions each query fans out to; 0 means one per core.
+    pub target_partitions: usize,
+    /// Where queries spill when over their memory limit; empty for the OS temporary directory.
+    pub spill_dir: PathBuf,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        Self {
+            catalog: "archive".into(),
+            schema: "oms".into(),
+            views_dir: PathBuf::from("sql"),
+            refresh_interval_secs: 10,
+            target_partitions: 0,
+            spill_dir: PathBuf::new(),
+        }
+    }
+}
+
+/// What one query may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Memory one query's operators may hold before spilling, then failing with RESOURCE_EXHAUSTED.
+    pub memory_bytes: usize,
+    /// Longest a query may take, queueing included; then DEADLINE_EXCEEDED.
+    pub timeout_secs: u64,
+    /// Queries running at once.
+    pub max_running: usize,
+    /// Queries waiting for a slot; more are refused with RESOURCE_EXHAUSTED.
+    pub max_queued: usize,
+    /// Rows one result may have.
+    pub max_result_rows: u64,
+    /// Bytes (in Arrow memory) one result may have.
+    pub max_result_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = QueryLimits::default();
+        Self {
+            memory_bytes: d.memory_bytes,
+            timeout_secs: d.timeout.as_secs(),
+            max_running: d.max_running,
+            max_queued: d.max_queued,
+            max_result_rows: d.max_result_rows,
+            max_result_bytes: d.max_result_bytes,
+        }
+    }
+}
+
+/// A person who signs in with a password (BI tools, JDBC, ADBC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// An argon2 PHC string (`orderlake-server hash-password` prints one) or a bcrypt hash.
+    pub password_hash: String,
+}
+
+/// A long-lived token for a service (the API service's delegated lookups).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceTokenConfig {
+    pub name: String,
+    /// Hex SHA-256 of the token (`orderlake-server new-token` prints both).
+    pub token_sha256: String,
+}
+
+/// Who may query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Refuse requests without valid credentials (UNAUTHENTICATED). Only switch off on loopback.
+    pub required: bool,
+    /// Lifetime of the bearer token a password sign-in returns.
+    pub token_ttl_secs: u64,
+    pub users: Vec<UserConfig>,
+    pub service_tokens: Vec<ServiceTokenConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            required: true,
+            token_ttl_secs: 8 * 3600,
+            users: Vec::new(),
+            service_tokens: Vec::new(),
+        }
+    }
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub server: ListenConfig,
+    pub archive: ArchiveConfig,
+    pub sql: SqlConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; errors name the file and the key.
+    pub fn from_file(path: &Path) -> Result<Self, ServerError> {
+        let config: Self = config_file::read_toml(path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ServerError> {
+        let config: Self = config_file::parse_toml(text, path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot; `file` is named in the error.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::invalid(file, key, reason);
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(bad(
+                "server.tls_cert",
+                "TLS needs both server.tls_cert and server.tls_key".into(),
+            ));
+        }
+        for (key, value) in [
+            ("sql.catalog", &self.sql.catalog),
+            ("sql.schema", &self.sql.schema),
+        ] {
+            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(bad(key, format!("'{value}' is not a plain SQL identifier")));
+            }
+        }
+        if self.sql.refresh_interval_secs == 0 {
+            return Err(bad(
+                "sql.refresh_interval_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        let l = &self.limits;
+        for (key, zero) in [
+            ("limits.memory_bytes", l.memory_bytes == 0),
+            ("limits.timeout_secs", l.timeout_secs == 0),
+            ("limits.max_running", l.max_running == 0),
+            ("limits.max_result_rows", l.max_result_rows == 0),
+            ("limits.max_result_bytes", l.max_result_bytes == 0),
+        ] {
+            if zero {
+                return Err(bad(key, "must be at least 1".into()));
+            }
+        }
+        if self.auth.required && self.auth.users.is_empty() && self.auth.service_tokens.is_empty() {
+            return Err(bad(
+                "auth.users",
+                "authentication is required but no users or service tokens are configured; add \
+                 [[auth.users]] (see `orderlake-server hash-password`) or set auth.required = false"
+                    .into(),
+            ));
+        }
+        for (i, u) in self.auth.users.iter().enumerate() {
+            if !(u.password_hash.starts_with("$argon2") || u.password_hash.starts_with("$2")) {
+                return Err(bad(
+                    &format!("auth.users[{i}].password_hash"),
+                    format!(
+                        "the hash for user '{}' is neither argon2 nor bcrypt; \
+                         `orderlake-server hash-password` prints one",
+                        u.name
+                    ),
+                ));
+            }
+        }
+        for (i, t) in self.auth.service_tokens.iter().enumerate() {
+            if t.token_sha256.len() != 64 || !t.token_sha256.chars().all(|c| c.is_ascii_hexdigit())
+            {
+                return Err(bad(
+                    &format!("auth.service_tokens[{i}].token_sha256"),
+                    "must be 64 hex digits (`orderlake-server new-token` prints one)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The query engine's settings from these blocks.
+    pub fn engine_settings(&self) -> EngineSettings {
+        let non_empty = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
+        EngineSettings {
+            catalog: self.sql.catalog.clone(),
+            schema: self.sql.schema.clone(),
+            views_dir: non_empty(&self.sql.views_dir),
+            spill_dir: non_empty(&self.sql.spill_dir),
+            target_partitions: self.sql.target_partitions,
+            limits: QueryLimits {
+                memory_bytes: self.limits.memory_bytes,
+                timeout: Duration::from_secs(self.limits.timeout_secs),
+                max_running: self.limits.max_running,
+                max_queued: self.limits.max_queued,
+                max_result_rows: self.limits.max_result_rows,
+                max_result_bytes: self.limits.max_result_bytes,
+            },
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.clone();
+        shown.archive = self.archive.redacted();
+        for u in &mut shown.auth.users {
+            u.password_hash = "<redacted>".into();
+        }
+        for t in &mut shown.auth.service_tokens {
+            t.token_sha256 = "<redacted>".into();
+        }
+        toml::to_string(&shown).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, ServerError> {
+        ServerConfig::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/server.toml");
+        let c = ServerConfig::from_file(&path).unwrap();
+        assert_eq!(c.sql.catalog, "archive");
+        assert_eq!(c.sql.schema, "oms");
+        assert!(c.auth.required);
+        assert!(!c.auth.users.is_empty());
+        assert!(!c.auth.service_tokens.is_empty());
+    }
+
+    #[test]
+    fn bad_config_names_the_key_and_the_file() {
+        let err = parse("[limits]\ntimeout_secs = \"long\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("test.toml") && err.contains("limits.timeout_secs"),
+            "{err}"
+        );
+        let err = parse("[auth]\nrequired = true\n").unwrap_err().to_string();
+        assert!(err.contains("auth.users"), "{err}");
+        let err = parse("[auth]\nrequired = false\n[server]\ntls_cert = \"a.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.tls_cert"), "{err}");
+        let err = parse("[[auth.users]]\nname = \"bi\"\npassword_hash = \"secret\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.users[0].password_hash"), "{err}");
+    }
+
+    #[test]
+    fn redaction_hides_secrets() {
+        let c = parse(
+            "[[auth.users]]\nname = \"bi\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\"\n\
+             [archive.storage_options]\naws_secret_access_key = \"s3cr3t\"\n",
+        )
+        .unwrap();
+        let shown = c.redacted();
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("argon2id"),
+            "{shown}"
+        );
+    }
+}

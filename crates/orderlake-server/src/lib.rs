@@ -1,0 +1,146 @@
+//! `orderlake-server`: Trino-like cold SQL over the orderlake archive through Arrow Flight SQL,
+//! read-only, authenticated and limited. The query engine lives in `orderlake-query`; this crate
+//! is configuration, authentication, sessions and the Flight SQL protocol.
+
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod service;
+pub mod session;
+pub mod sql_info;
+pub mod ticket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use orderlake_query::ColdQueryEngine;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+pub use config::ServerConfig;
+pub use error::ServerError;
+
+use crate::auth::Authenticator;
+use crate::service::ColdQueryService;
+
+/// Flight messages can be large (wide batches, bound parameter sets).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Chooses rustls' ring provider for TLS. The dependency tree also carries aws-lc-rs (through the
+/// S3 client), and with two providers compiled in rustls will not pick one by itself.
+pub fn install_tls_provider() {
+    // An error means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A server that is listening; dropping it does not stop it, `shutdown` does.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    engine: Arc<ColdQueryEngine>,
+    serve: JoinHandle<Result<(), tonic::transport::Error>>,
+    refresh: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+}
+
+impl RunningServer {
+    /// Opens the archive, binds the listener (port 0 picks a free one) and starts serving.
+    pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let location = config.archive.location()?;
+        let engine = Arc::new(ColdQueryEngine::open(location, config.engine_settings()).await?);
+        let refresh = engine.spawn_refresh(Duration::from_secs(config.sql.refresh_interval_secs));
+        let auth = Arc::new(Authenticator::new(&config.auth));
+        let service = ColdQueryService::new(Arc::clone(&engine), auth);
+
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let mut builder = Server::builder();
+        if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
+            install_tls_provider();
+            let read = |what: &'static str, path: &std::path::Path| {
+                std::fs::read(path).map_err(|source| ServerError::Tls {
+                    what,
+                    path: path.to_owned(),
+                    source,
+                })
+            };
+            let identity = Identity::from_pem(read("certificate", cert)?, read("key", key)?);
+            builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+        }
+        let flight = FlightServiceServer::new(service)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let serve = tokio::spawn(builder.add_service(flight).serve_with_incoming_shutdown(
+            incoming,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        tracing::info!(
+            %addr,
+            tls = config.server.tls_cert.is_some(),
+            auth = config.auth.required,
+            version = ?engine.version(),
+            "orderlake-server listening for Flight SQL"
+        );
+        Ok(Self {
+            addr,
+            engine,
+            serve,
+            refresh,
+            stop,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn engine(&self) -> &Arc<ColdQueryEngine> {
+        &self.engine
+    }
+
+    /// Stops accepting calls, lets running ones finish, and returns.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.stop.send(());
+        self.refresh.abort();
+        match self.serve.await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(ServerError::Query(orderlake_query::QueryError::Engine {
+                message: format!("server task failed: {e}"),
+            })),
+        }
+    }
+
+    /// Serves until `signal` completes (then shuts down gracefully) or the server fails.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
+        tokio::select! {
+            () = signal => {
+                tracing::info!("stopping: no new calls accepted, running ones finish");
+                self.shutdown().await
+            }
+            ended = &mut self.serve => match ended {
+                Ok(result) => Ok(result?),
+                Err(e) => Err(ServerError::Query(orderlake_query::QueryError::Engine {
+                    message: format!("server task failed: {e}"),
+                })),
+            },
+        }
+    }
+}

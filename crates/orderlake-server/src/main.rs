@@ -1,0 +1,87 @@
+//! orderlake-server: parse, start telemetry, serve until SIGINT/SIGTERM.
+
+use std::io::BufRead as _;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use orderlake_server::cli::{Cli, Command};
+use orderlake_server::{RunningServer, auth, client};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_env("ORDERLAKE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("warn,orderlake_server=info,orderlake_query=info,orderlake_archive=info")
+    });
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => subscriber.json().init(),
+        _ => subscriber.init(),
+    }
+}
+
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let serve = match cli.command {
+        Some(Command::HashPassword) => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!("{}", auth::hash_password(password));
+            return Ok(());
+        }
+        Some(Command::NewToken { name }) => {
+            let (token, sha) = auth::new_service_token();
+            println!("token (give it to the service; it is not stored): {token}");
+            println!("\n[[auth.service_tokens]]\nname = \"{name}\"\ntoken_sha256 = \"{sha}\"");
+            return Ok(());
+        }
+        Some(Command::Query(args)) => {
+            let connection = client::Connection {
+                uri: args.uri,
+                user: args.user,
+                password: args.password,
+                token: args.token,
+            };
+            let mut flight = client::connect(&connection)
+                .await
+                .with_context(|| format!("cannot connect to {}", connection.uri))?;
+            for sql in &args.sql {
+                println!("> {sql}");
+                println!("{}\n", client::run(&mut flight, sql).await?);
+            }
+            return Ok(());
+        }
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    let config = serve.resolve()?;
+    if serve.print_config {
+        print!("{}", config.redacted());
+        return Ok(());
+    }
+    let server = RunningServer::start(config)
+        .await
+        .context("orderlake-server could not start")?;
+    server.run_until(stop_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! A server on port 0 over a fresh archive written through the archiver's own decoding and
+//! writer, and signed-in Flight SQL clients.
+
+#![allow(dead_code, reason = "each test binary uses part of the support module")]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow_flight::FlightInfo;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt as _;
+use orderlake_archive::{ArchiveTable, TableLocation};
+use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
+use orderlake_server::config::{ServiceTokenConfig, UserConfig};
+use orderlake_server::{RunningServer, ServerConfig, auth};
+use tonic::transport::Channel;
+
+pub const USER: &str = "analyst";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+/// The known fixture records of `sql/tests/fixture.jsonl`.
+pub fn fixture_records() -> Vec<SourceRecord> {
+    orderlake_ingest::read_json_lines(&repo_path("sql/tests/fixture.jsonl")).unwrap()
+}
+
+pub fn table_location(dir: &Path) -> TableLocation {
+    TableLocation::parse(&dir.display().to_string(), HashMap::new()).unwrap()
+}
+
+/// Archives `records` into the table at `dir` (created on first use) in one commit.
+pub async fn archive(dir: &Path, records: &[SourceRecord]) {
+    let table = ArchiveTable::open_or_create(table_location(dir))
+        .await
+        .unwrap();
+    let mut writer = ArchiveWriter::new(table, WriterSettings::default());
+    let mappings = MappingSet::new(SourceMapping::defaults()).unwrap();
+    orderlake_ingest::archive_records(&mut writer, &mappings, records)
+        .await
+        .unwrap();
+}
+
+pub struct TestServer {
+    pub server: RunningServer,
+    pub archive_dir: PathBuf,
+    pub service_token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A server over an archive holding `records`, with one user and one service token;
+    /// `tweak` adjusts the configuration.
+    pub async fn start(records: &[SourceRecord], tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let archive_dir = dir.path().join("archive");
+        archive(&archive_dir, records).await;
+        let (service_token, token_sha256) = auth::new_service_token();
+        let mut config = ServerConfig::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.archive.table_uri = archive_dir.display().to_string();
+        config.sql.views_dir = repo_path("sql");
+        config.sql.refresh_interval_secs = 1;
+        config.sql.target_partitions = 2;
+        config.auth.users = vec![UserConfig {
+            name: USER.into(),
+            password_hash: auth::hash_password(PASSWORD),
+        }];
+        config.auth.service_tokens = vec![ServiceTokenConfig {
+            name: "api-service".into(),
+            token_sha256,
+        }];
+        tweak(&mut config);
+        config.validate(Path::new("test")).unwrap();
+        let server = RunningServer::start(config).await.unwrap();
+        Self {
+            server,
+            archive_dir,
+            service_token,
+            _dir: dir,
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.uri())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// A client signed in as the test user through the handshake.
+    pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let mut client = FlightSqlServiceClient::new(self.channel().await);
+        client.handshake(USER, PASSWORD).await.unwrap();
+        assert!(
+            client.token().is_some(),
+            "the handshake returns a bearer token"
+        );
+        client
+    }
+}
+
+/// Every batch behind every endpoint of `info`.
+pub async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        assert!(
+            endpoint.location.is_empty(),
+            "endpoints name no location: this server"
+        );
+        let ticket = endpoint.ticket.expect("endpoint has a ticket");
+        let stream = client.do_get(ticket).await.unwrap();
+        batches.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    batches
+}
+
+pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Vec<RecordBatch> {
+    let info = client
+        .execute(sql.to_owned(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    fetch(client, info).await
+}
+
+/// Rows of the batches as text, one `a|b|c` string per row.
+pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let columns: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
+                    .unwrap()
+            })
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(
+                columns
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out
+}
