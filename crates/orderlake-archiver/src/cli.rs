@@ -214,6 +214,13 @@ pub struct GenerateArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Write the events straight into this archive table instead of producing them to Kafka, as
+    /// if each topic had `--partitions` partitions (records keyed to partitions by a hash, offsets
+    /// continuing after what the table holds). For building large benchmark and demo archives
+    /// quickly: never into a table that an archiver fills from real topics of the same names.
+    #[arg(long)]
+    pub into_table: Option<String>,
 }
 
 impl RunArgs {

@@ -7,6 +7,10 @@
 //! `raw-produce`: loads records from topics into memory, then sends them to another topic with a
 //! plain idempotent producer (the settings replay uses) and times only the sending: the ceiling
 //! for replay, which also has to read the archive.
+//!
+//! `query-suite`: the orderlake side of the cold-query benchmark: runs each query of a prepared
+//! suite through the Flight SQL client against a running orderlake-server, several times, and
+//! prints the median and best times (its DuckDB baseline runs in `tests/python/bench_queries.py`).
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +43,19 @@ enum Command {
         expect: u64,
         #[arg(long, default_value = "orderlake-bench-raw")]
         group: String,
+    },
+    /// Time each query of a suite (JSON: {"queries": [{"name", "sql"}]}) through Flight SQL.
+    QuerySuite {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, env = "ORDERLAKE_SERVER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        queries: std::path::PathBuf,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
     },
     /// Load `expect` records from topics, then time sending them to `to_topic`.
     RawProduce {
@@ -204,5 +221,62 @@ fn main() -> anyhow::Result<()> {
             to_topic,
             partitions,
         } => raw_produce(&brokers, &topics, expect, &to_topic, partitions),
+        Command::QuerySuite {
+            uri,
+            user,
+            password,
+            queries,
+            reps,
+        } => tokio::runtime::Runtime::new()?
+            .block_on(query_suite(&uri, &user, &password, &queries, reps)),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Suite {
+    queries: Vec<SuiteQuery>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SuiteQuery {
+    name: String,
+    sql: String,
+}
+
+/// Runs each query once to warm up, then `reps` times; prints one JSON line per query.
+async fn query_suite(
+    uri: &str,
+    user: &str,
+    password: &str,
+    queries: &std::path::Path,
+    reps: usize,
+) -> anyhow::Result<()> {
+    let suite: Suite = serde_json::from_slice(&std::fs::read(queries)?)?;
+    let connection = orderlake_server::client::Connection {
+        uri: uri.to_owned(),
+        user: Some(user.to_owned()),
+        password: Some(password.to_owned()),
+        token: None,
+    };
+    let mut client = orderlake_server::client::connect(&connection).await?;
+    for q in &suite.queries {
+        let warm = orderlake_server::client::fetch_all(&mut client, &q.sql)
+            .await
+            .with_context(|| format!("{}: {}", q.name, q.sql))?;
+        let rows: usize = warm.iter().map(|b| b.num_rows()).sum();
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps.max(1) {
+            let started = Instant::now();
+            orderlake_server::client::fetch_all(&mut client, &q.sql).await?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        eprintln!("orderlake {:<32} {median:10.1} ms  {rows} rows", q.name);
+        println!(
+            "{}",
+            serde_json::json!({"name": q.name, "median_ms": median, "best_ms": times[0], "rows": rows})
+        );
+    }
+    Ok(())
 }

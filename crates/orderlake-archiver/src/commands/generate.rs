@@ -6,8 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
+use orderlake_archive::{ArchiveTable, OffsetLedger, SourcePartition, TableLocation};
+use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
 use orderlake_samples::{
     OrderEventGenerator, RecordKind, SampleRecord, SampleSettings, SampleTopics,
 };
@@ -202,19 +206,20 @@ pub async fn ensure_topics(
     Ok(())
 }
 
-pub async fn generate(args: &GenerateArgs) -> Result<GenerateSummary, CliError> {
-    let topics = SampleTopics::with_prefix(&args.topic_prefix);
-    ensure_topics(&args.brokers, &topics.all(), args.partitions).await?;
+fn sample_settings(args: &GenerateArgs) -> SampleSettings {
     let span = chrono::Duration::milliseconds((args.years.max(0.0) * 365.25 * 86_400_000.0) as i64);
-    let settings = SampleSettings {
+    SampleSettings {
         seed: args.seed,
-        topics: topics.clone(),
+        topics: SampleTopics::with_prefix(&args.topic_prefix),
         start: Utc::now() - span,
         span,
         malformed_share: args.malformed_share,
         expected_events: args.events + args.skip,
         ..SampleSettings::default()
-    };
+    }
+}
+
+fn progress_bar(args: &GenerateArgs) -> ProgressBar {
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -224,6 +229,28 @@ pub async fn generate(args: &GenerateArgs) -> Result<GenerateSummary, CliError> 
         ProgressStyle::with_template("{spinner} {pos}/{len} events {per_sec} eta {eta} {wide_bar}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar
+}
+
+impl GenerateSummary {
+    fn count(&mut self, rec: &SampleRecord) {
+        *self.per_topic.entry(rec.topic.clone()).or_default() += 1;
+        match rec.kind {
+            RecordKind::Valid(_) => {}
+            RecordKind::Malformed(_) => self.malformed += 1,
+            RecordKind::Tombstone => self.tombstones += 1,
+        }
+    }
+}
+
+pub async fn generate(args: &GenerateArgs) -> Result<GenerateSummary, CliError> {
+    if let Some(uri) = &args.into_table {
+        return generate_into_table(args, uri).await;
+    }
+    let topics = SampleTopics::with_prefix(&args.topic_prefix);
+    ensure_topics(&args.brokers, &topics.all(), args.partitions).await?;
+    let settings = sample_settings(args);
+    let bar = progress_bar(args);
     let mut summary = GenerateSummary::default();
     let brokers = args.brokers.clone();
     let (events, skip, rate) = (args.events, args.skip, args.rate);
@@ -239,12 +266,7 @@ pub async fn generate(args: &GenerateArgs) -> Result<GenerateSummary, CliError> 
                 break;
             }
             let r = produce(&brokers, &chunk, rate, false, |rec| {
-                *summary.per_topic.entry(rec.topic.clone()).or_default() += 1;
-                match rec.kind {
-                    RecordKind::Valid(_) => {}
-                    RecordKind::Malformed(_) => summary.malformed += 1,
-                    RecordKind::Tombstone => summary.tombstones += 1,
-                }
+                summary.count(rec);
                 bar.inc(1);
             })?;
             total.acked += r.acked;
@@ -262,4 +284,77 @@ pub async fn generate(args: &GenerateArgs) -> Result<GenerateSummary, CliError> 
         seconds: report.seconds,
         ..summary
     })
+}
+
+/// Records per commit when writing straight into the archive.
+const DIRECT_CHUNK: usize = 200_000;
+
+/// `generate --into-table`: the generator's records through the archiver's own decoding and
+/// exactly-once writer, without a broker.
+async fn generate_into_table(args: &GenerateArgs, uri: &str) -> Result<GenerateSummary, CliError> {
+    let table = ArchiveTable::open_or_create(TableLocation::parse(uri, HashMap::new())?).await?;
+    let mut writer = ArchiveWriter::new(table, WriterSettings::default());
+    let mappings = MappingSet::new(SourceMapping::defaults())?;
+    let partitions = args.partitions.max(1);
+    let topics = SampleTopics::with_prefix(&args.topic_prefix);
+    let all: Vec<SourcePartition> = topics
+        .all()
+        .iter()
+        .flat_map(|t| (0..partitions).map(|p| SourcePartition::new(*t, p)))
+        .collect();
+    let ledger = OffsetLedger::read(writer.table(), all).await?;
+    let mut next: HashMap<SourcePartition, i64> = ledger
+        .iter()
+        .map(|(sp, archived)| (sp.clone(), archived.map_or(0, |o| o + 1)))
+        .collect();
+    let bar = progress_bar(args);
+    let started = Instant::now();
+    let mut summary = GenerateSummary::default();
+    let mut stream = OrderEventGenerator::new(sample_settings(args))
+        .skip(args.skip as usize)
+        .take(args.events as usize);
+    loop {
+        let chunk: Vec<SampleRecord> = stream.by_ref().take(DIRECT_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let records: Vec<SourceRecord> = chunk
+            .into_iter()
+            .map(|rec| {
+                summary.count(&rec);
+                let partition = key_partition(rec.key.as_deref(), partitions);
+                let offset = next
+                    .entry(SourcePartition::new(&rec.topic, partition))
+                    .or_insert(0);
+                let record = SourceRecord {
+                    topic: rec.topic,
+                    partition,
+                    offset: *offset,
+                    timestamp_ms: Some(rec.timestamp_ms),
+                    key: rec.key,
+                    value: rec.value,
+                    headers: rec.headers,
+                };
+                *offset += 1;
+                record
+            })
+            .collect();
+        orderlake_ingest::archive_records(&mut writer, &mappings, &records).await?;
+        bar.inc(records.len() as u64);
+        summary.acked += records.len() as u64;
+    }
+    bar.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// A stable partition for a key (FNV-1a), as a keyed Kafka producer would spread them.
+fn key_partition(key: Option<&[u8]>, partitions: i32) -> i32 {
+    let hash = key
+        .unwrap_or_default()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    (hash % partitions as u64) as i32
 }

@@ -1,0 +1,113 @@
+"""The DuckDB side of the cold-query benchmark, and the report.
+
+  bench_queries.py prepare QUERIES TABLE_DIR REPS OUT_DIR
+      chooses the lookup parameters from the archive, writes OUT_DIR/orderlake.json (the queries
+      for the Flight SQL runner) and times each query in DuckDB over the same Parquet files
+      (OUT_DIR/duckdb.json: median and best milliseconds, rows).
+  bench_queries.py report OUT_DIR TABLE_DIR
+      prints query, orderlake median, DuckDB median, ratio, rows (which must agree), and the
+      archive's bytes per event against the raw JSON bytes per event.
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+import tomllib
+
+import duckdb
+
+
+def connect(table_dir):
+    con = duckdb.connect()
+    con.execute(
+        "CREATE VIEW order_events AS SELECT * FROM read_parquet(?, hive_partitioning = true)",
+        [os.path.join(table_dir, "**", "*.parquet")],
+    )
+    return con
+
+
+def choose_parameters(con):
+    # A mid-history Rozana order with a full journey, and the busiest customer of a middle year.
+    years = con.execute(
+        "SELECT min(year(event_date)), max(year(event_date)) FROM order_events"
+    ).fetchone()
+    year = (years[0] + years[1]) // 2
+    order_id = con.execute(
+        "SELECT order_id FROM order_events WHERE order_id LIKE 'ORD-%' AND year(event_date) = ? "
+        "GROUP BY order_id HAVING count(*) >= 4 ORDER BY order_id LIMIT 1",
+        [year],
+    ).fetchone()[0]
+    customer_id = con.execute(
+        "SELECT customer_id FROM order_events WHERE customer_id IS NOT NULL "
+        "AND year(event_date) = ? GROUP BY customer_id ORDER BY count(*) DESC LIMIT 1 OFFSET 10",
+        [year],
+    ).fetchone()[0]
+    return {"order_id": order_id, "customer_id": customer_id, "year": year, "next_year": year + 1}
+
+
+def prepare(queries_path, table_dir, reps, out_dir):
+    with open(queries_path, "rb") as f:
+        suite = tomllib.load(f)["query"]
+    con = connect(table_dir)
+    params = choose_parameters(con)
+    ours, theirs = [], []
+    for q in suite:
+        sql = q["sql"].format(**params)
+        duck_sql = q.get("duckdb", q["sql"]).format(**params)
+        ours.append({"name": q["name"], "sql": sql})
+        times, rows = [], 0
+        con.execute(duck_sql).fetchall()  # warm, as the server's runs are after a first one
+        for _ in range(reps):
+            t = time.perf_counter()
+            rows = len(con.execute(duck_sql).fetchall())
+            times.append((time.perf_counter() - t) * 1000)
+        theirs.append(
+            {"name": q["name"], "median_ms": statistics.median(times), "best_ms": min(times), "rows": rows}
+        )
+        print(f"duckdb  {q['name']:<32} {statistics.median(times):10.1f} ms  {rows} rows", flush=True)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "orderlake.json"), "w") as f:
+        json.dump({"params": params, "queries": ours}, f)
+    with open(os.path.join(out_dir, "duckdb.json"), "w") as f:
+        json.dump(theirs, f)
+
+
+def report(out_dir, table_dir):
+    duck = {r["name"]: r for r in json.load(open(os.path.join(out_dir, "duckdb.json")))}
+    ours = [json.loads(l) for l in open(os.path.join(out_dir, "orderlake.jsonl"))]
+    params = json.load(open(os.path.join(out_dir, "orderlake.json")))["params"]
+    print(f"parameters: {params}")
+    print(f"| query | orderlake median ms | DuckDB median ms | ratio | rows (orderlake/DuckDB) |")
+    print(f"|---|---:|---:|---:|---|")
+    for r in ours:
+        d = duck[r["name"]]
+        ratio = r["median_ms"] / d["median_ms"] if d["median_ms"] else float("inf")
+        agree = "" if r["rows"] == d["rows"] else "  ROWS DIFFER"
+        print(
+            f"| {r['name']} | {r['median_ms']:.1f} | {d['median_ms']:.1f} | {ratio:.2f} | "
+            f"{r['rows']}/{d['rows']}{agree} |"
+        )
+    con = connect(table_dir)
+    events, raw = con.execute(
+        "SELECT count(*), sum(coalesce(octet_length(kafka_value), 0)) FROM order_events"
+    ).fetchone()
+    files = sizes = 0
+    for root, _, names in os.walk(table_dir):
+        for n in names:
+            sizes += os.path.getsize(os.path.join(root, n))
+            files += n.endswith(".parquet")
+    print(
+        f"archive: {events} events, {files} Parquet files, {sizes / events:.0f} bytes/event on disk "
+        f"vs {raw / events:.0f} bytes/event of raw JSON values ({sizes / raw:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "prepare":
+        prepare(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    elif sys.argv[1] == "report":
+        report(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)
