@@ -20,6 +20,10 @@ pub enum ArchiveError {
     #[error("table at `{uri}` is not an orderlake archive: {reason}. Refusing to write to it")]
     IncompatibleSchema { uri: String, reason: String },
 
+    /// A maintenance operation that would put data at risk without an explicit override.
+    #[error("table `{uri}`: refused: {reason}")]
+    Refused { uri: String, reason: String },
+
     /// The Delta log or the object store failed.
     #[error("Delta table `{uri}`: {source}")]
     Delta {

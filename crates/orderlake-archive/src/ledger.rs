@@ -77,6 +77,19 @@ impl OffsetLedger {
         })
     }
 
+    /// The archived offset of each `(topic, partition)`, in the order given.
+    pub async fn offsets_of<'a>(
+        table: &ArchiveTable,
+        keys: impl IntoIterator<Item = (&'a str, i32)>,
+    ) -> Result<Vec<Option<i64>>> {
+        let keys: Vec<SourcePartition> = keys
+            .into_iter()
+            .map(|(t, p)| SourcePartition::new(t, p))
+            .collect();
+        let ledger = Self::read(table, keys.iter().cloned()).await?;
+        Ok(keys.iter().map(|sp| ledger.archived(sp)).collect())
+    }
+
     /// Table version this ledger was read at.
     pub fn version(&self) -> Option<u64> {
         self.version

@@ -6,13 +6,17 @@
 pub mod config_file;
 pub mod error;
 pub mod ledger;
+pub mod maintenance;
 pub mod schema;
 pub mod storage;
 pub mod table;
 pub mod time;
+pub mod verify;
 
 pub use config_file::ConfigError;
 pub use error::{ArchiveError, Result};
 pub use ledger::{OffsetLedger, SourcePartition};
+pub use maintenance::{CompactReport, MaintenanceSettings};
 pub use storage::{ArchiveConfig, TableLocation};
 pub use table::{ArchiveTable, TABLE_NAME, TableStatus};
+pub use verify::{PartitionCheck, VerifyReport};

@@ -59,6 +59,26 @@ pub const STATS_COLUMNS: [&str; 12] = [
 /// Columns that get Parquet bloom filters (point lookups by the API service).
 pub const BLOOM_FILTER_COLUMNS: [&str; 2] = [ORDER_ID, CUSTOMER_ID];
 
+/// How every archive Parquet file is written, by the archiver and by compaction alike: zstd,
+/// page-level statistics (for the page index) and bloom filters on the lookup columns.
+pub fn parquet_properties(
+    zstd_level: i32,
+    row_group_rows: usize,
+) -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::{Compression, ZstdLevel};
+    use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use deltalake::parquet::schema::types::ColumnPath;
+    let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_statistics_enabled(EnabledStatistics::Page);
+    for col in BLOOM_FILTER_COLUMNS {
+        props = props.set_column_bloom_filter_enabled(ColumnPath::from(col), true);
+    }
+    props.build()
+}
+
 /// Fields of one `kafka_headers` entry.
 pub mod header {
     pub const KEY: &str = "key";

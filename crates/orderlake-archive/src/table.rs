@@ -16,7 +16,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::error::{ArchiveError, Result};
-use crate::ledger::{OffsetLedger, SourcePartition};
+use crate::ledger::OffsetLedger;
 use crate::schema;
 use crate::storage::TableLocation;
 
@@ -126,6 +126,11 @@ impl ArchiveTable {
         &self.table
     }
 
+    /// Takes the table state a Delta operation returned (same table, newer version).
+    pub(crate) fn replace_delta(&mut self, table: DeltaTable) {
+        self.table = table;
+    }
+
     pub fn version(&self) -> Option<u64> {
         self.table.version()
     }
@@ -219,15 +224,13 @@ impl ArchiveTable {
                 });
             }
         }
-        let ledger = OffsetLedger::read(
+        let offsets = OffsetLedger::offsets_of(
             self,
-            partitions
-                .iter()
-                .map(|p| SourcePartition::new(&p.topic, p.partition)),
+            partitions.iter().map(|p| (p.topic.as_str(), p.partition)),
         )
         .await?;
-        for p in &mut partitions {
-            p.archived_offset = ledger.archived(&SourcePartition::new(&p.topic, p.partition));
+        for (p, offset) in partitions.iter_mut().zip(offsets) {
+            p.archived_offset = offset;
         }
         let mut history = self.table.history(Some(1));
         let last_commit = match history.next().await {

@@ -33,8 +33,14 @@ pub enum Command {
     Run(RunArgs),
     /// Show what the archive holds: per topic/partition the archived offset, rows and files.
     Status(StatusArgs),
+    /// Check every source partition for missing and duplicated offsets and against the ledger;
+    /// exits non-zero when anything is off.
+    Verify(StatusArgs),
     /// Produce realistic sample OMS order events to Kafka.
     Generate(GenerateArgs),
+    /// Compact closed dates (z-ordered by order and customer id), checkpoint the log and vacuum
+    /// unreferenced files; each step alone with its flag, all three without one.
+    Maintain(MaintainArgs),
     /// Send archived records back into Kafka, byte for byte, resumably.
     Replay(ReplayArgs),
 }
@@ -171,6 +177,48 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+
+    /// Rewrite the files of each closed event date into few large z-ordered files.
+    #[arg(long)]
+    pub compact: bool,
+
+    /// Write a Delta checkpoint and clean log entries past the log retention.
+    #[arg(long)]
+    pub checkpoint: bool,
+
+    /// Delete data files no version within the retention period references (orphans included).
+    #[arg(long)]
+    pub vacuum: bool,
+
+    /// Dates at least this many days old are closed and compacted.
+    #[arg(long, default_value_t = 2)]
+    pub closed_after_days: i64,
+
+    /// Target size of compacted files, in MiB.
+    #[arg(long, default_value_t = 128)]
+    pub target_file_mib: u64,
+
+    /// Vacuum keeps unreferenced files younger than this many hours.
+    #[arg(long, default_value_t = 168)]
+    pub retention_hours: u64,
+
+    /// Allow a vacuum retention below 24 hours.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Vacuum lists what it would delete and deletes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -90,6 +90,22 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", commands::status::render(&status));
             }
         }
+        Command::Maintain(args) => {
+            let config = args.common.load()?;
+            print!("{}", commands::maintain::maintain(&config, &args).await?);
+        }
+        Command::Verify(args) => {
+            let config = args.common.load()?;
+            let report = commands::status::verify(&config).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", commands::status::render_verify(&report));
+            }
+            if !report.is_clean() {
+                std::process::exit(1);
+            }
+        }
         Command::Replay(args) => {
             let stop = StopSignal::default();
             install_signal_handlers(stop.clone());

@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake::parquet::basic::{Compression, ZstdLevel};
-use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTableError, kernel::Add};
-use orderlake_archive::schema::{BLOOM_FILTER_COLUMNS, EVENT_DATE};
+use orderlake_archive::schema::EVENT_DATE;
 use orderlake_archive::{ArchiveTable, OffsetLedger, SourcePartition};
 
 use crate::error::{IngestError, Result};
@@ -49,15 +47,7 @@ impl Default for WriterSettings {
 
 impl WriterSettings {
     fn writer_properties(&self) -> WriterProperties {
-        let level = ZstdLevel::try_new(self.zstd_level).unwrap_or_default();
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(self.row_group_rows))
-            .set_statistics_enabled(EnabledStatistics::Page);
-        for col in BLOOM_FILTER_COLUMNS {
-            props = props.set_column_bloom_filter_enabled(ColumnPath::from(col), true);
-        }
-        props.build()
+        orderlake_archive::schema::parquet_properties(self.zstd_level, self.row_group_rows)
     }
 }
 

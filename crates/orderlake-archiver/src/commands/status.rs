@@ -1,6 +1,6 @@
 //! `orderlake-archiver status`: what the archive holds, per source partition.
 
-use orderlake_archive::{ArchiveTable, TableStatus};
+use orderlake_archive::{ArchiveTable, TableStatus, VerifyReport};
 
 use crate::config::ArchiverConfig;
 use crate::error::CliError;
@@ -8,6 +8,70 @@ use crate::error::CliError;
 pub async fn status(config: &ArchiverConfig) -> Result<TableStatus, CliError> {
     let table = ArchiveTable::open(super::table_location(config)?).await?;
     Ok(table.status().await?)
+}
+
+pub async fn verify(config: &ArchiverConfig) -> Result<VerifyReport, CliError> {
+    let table = ArchiveTable::open(super::table_location(config)?).await?;
+    Ok(table.verify().await?)
+}
+
+/// The verify report for people: one line per partition, then what is wrong, in full.
+pub fn render_verify(r: &VerifyReport) -> String {
+    let mut out = format!(
+        "table      {}\nversion    {}\n\n{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14}\n",
+        r.table_uri,
+        r.version.map_or("-".into(), |v| v.to_string()),
+        "topic",
+        "partition",
+        "first offset",
+        "last offset",
+        "rows",
+        "missing",
+        "duplicated",
+        "ledger",
+    );
+    for p in &r.partitions {
+        out.push_str(&format!(
+            "{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14}\n",
+            p.topic,
+            p.partition,
+            p.first_offset,
+            p.last_offset,
+            p.rows,
+            p.missing,
+            p.duplicated,
+            p.ledger_offset.map_or("-".into(), |o| o.to_string()),
+        ));
+    }
+    for p in r.partitions.iter().filter(|p| !p.is_clean()) {
+        let name = format!("{}[{}]", p.topic, p.partition);
+        for (from, to) in &p.gaps {
+            out.push_str(&format!("MISSING    {name}: offsets {from}..={to}\n"));
+        }
+        for o in &p.duplicate_offsets {
+            out.push_str(&format!("DUPLICATED {name}: offset {o}\n"));
+        }
+        if p.ledger_disagrees() {
+            out.push_str(&format!(
+                "LEDGER     {name}: the ledger says archived through {} but the last row is offset {}\n",
+                p.ledger_offset.map_or("nothing".into(), |o| o.to_string()),
+                p.last_offset
+            ));
+        }
+    }
+    out.push_str(&if r.is_clean() {
+        format!(
+            "OK: {} partitions, no offset missing or duplicated, ledger agrees\n",
+            r.partitions.len()
+        )
+    } else {
+        format!(
+            "FAILED: {} offsets missing, {} duplicated\n",
+            r.missing(),
+            r.duplicated()
+        )
+    });
+    out
 }
 
 pub fn render(s: &TableStatus) -> String {

@@ -1,0 +1,202 @@
+//! Keeping the archive fast to read while the archiver keeps writing. A streaming archiver leaves
+//! many small files per event date in arrival order; compaction rewrites the files of each closed
+//! date (older than a few days, so live dates are left to the archiver) into few files
+//! z-ordered by order id and customer id, so file statistics and bloom filters prune lookups.
+//! Every rewrite is a Delta commit that removes exactly the files it read and adds their rows
+//! back: a concurrent archiver commit adding files to the same date does not conflict, and readers
+//! see either the old files or the new ones, never both. Checkpoints keep the log short; vacuum
+//! deletes files no version within the retention period references, orphans of crashed writers
+//! included.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use chrono::{NaiveDate, Utc};
+use deltalake::kernel::schema::partitions::{FilterOp, FilterValue};
+use deltalake::operations::optimize::OptimizeType;
+use deltalake::operations::vacuum::VacuumMode;
+use serde::Serialize;
+
+use crate::error::{ArchiveError, Result};
+use crate::schema::{self, CUSTOMER_ID, EVENT_DATE, ORDER_ID};
+use crate::table::ArchiveTable;
+
+/// How compaction and vacuum behave.
+#[derive(Debug, Clone)]
+pub struct MaintenanceSettings {
+    /// Compacted files are cut at about this size.
+    pub target_file_bytes: u64,
+    /// Dates at least this many days before today are closed: the archiver rarely writes there.
+    pub closed_after_days: i64,
+    /// Dates compacted per commit (bounds the memory and the work lost to a conflict).
+    pub dates_per_commit: usize,
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+    /// Vacuum deletes unreferenced files older than this.
+    pub retention: Duration,
+    /// Vacuum refuses a shorter retention unless forced.
+    pub min_retention: Duration,
+}
+
+impl Default for MaintenanceSettings {
+    fn default() -> Self {
+        Self {
+            target_file_bytes: 128 * 1024 * 1024,
+            closed_after_days: 2,
+            dates_per_commit: 64,
+            zstd_level: 3,
+            row_group_rows: 128 * 1024,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            min_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CompactReport {
+    pub dates_compacted: u64,
+    pub files_before: u64,
+    pub files_after: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub commits: u64,
+}
+
+/// Files and bytes per `event_date` in the current version.
+fn files_by_date(table: &ArchiveTable) -> Result<BTreeMap<String, (u64, u64)>> {
+    let uri = table.location().to_string();
+    let state = table
+        .delta()
+        .snapshot()
+        .map_err(ArchiveError::delta(&uri))?;
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for file in state.log_data().iter() {
+        let date = file
+            .partition_values_map()
+            .get(EVENT_DATE)
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
+        let e = out.entry(date).or_default();
+        e.0 += 1;
+        e.1 += u64::try_from(file.size()).unwrap_or(0);
+    }
+    Ok(out)
+}
+
+impl ArchiveTable {
+    /// Compacts every closed date that has more than one file. `progress(done, total)` is called
+    /// as dates are committed.
+    pub async fn compact(
+        &mut self,
+        settings: &MaintenanceSettings,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<CompactReport> {
+        self.refresh().await?;
+        let uri = self.location().to_string();
+        let closed_before = (Utc::now().date_naive()
+            - chrono::Duration::days(settings.closed_after_days))
+        .to_string();
+        let before = files_by_date(self)?;
+        let dates: Vec<&String> = before
+            .iter()
+            .filter(|(date, (files, _))| {
+                *files > 1
+                    && NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok()
+                    && **date < closed_before
+            })
+            .map(|(date, _)| date)
+            .collect();
+        let total = dates.len() as u64;
+        let mut report = CompactReport::default();
+        progress(0, total);
+        let target =
+            NonZeroU64::new(settings.target_file_bytes.max(1024 * 1024)).expect("at least 1 MiB");
+        for chunk in dates.chunks(settings.dates_per_commit.max(1)) {
+            let set: Vec<&str> = chunk.iter().map(|d| d.as_str()).collect();
+            let filters = [(EVENT_DATE, FilterOp::In, FilterValue::Set(set))];
+            let (table, metrics) = self
+                .delta()
+                .clone()
+                .optimize()
+                .with_type(OptimizeType::ZOrder(vec![
+                    ORDER_ID.into(),
+                    CUSTOMER_ID.into(),
+                ]))
+                .with_filters(&filters)
+                .with_target_size(target)
+                .with_writer_properties(schema::parquet_properties(
+                    settings.zstd_level,
+                    settings.row_group_rows,
+                ))
+                .await
+                .map_err(ArchiveError::delta(&uri))?;
+            self.replace_delta(table);
+            report.commits += u64::from(metrics.num_files_removed > 0);
+            report.dates_compacted += chunk.len() as u64;
+            progress(report.dates_compacted, total);
+        }
+        let after = files_by_date(self)?;
+        for date in &dates {
+            let (files, bytes) = before[*date];
+            report.files_before += files;
+            report.bytes_before += bytes;
+            let (files, bytes) = after.get(*date).copied().unwrap_or_default();
+            report.files_after += files;
+            report.bytes_after += bytes;
+        }
+        Ok(report)
+    }
+
+    /// Writes a checkpoint of the current version and removes log entries past the table's log
+    /// retention (30 days unless configured). Returns the version and the log files removed.
+    pub async fn checkpoint(&mut self) -> Result<(u64, usize)> {
+        self.refresh().await?;
+        let uri = self.location().to_string();
+        deltalake::checkpoints::create_checkpoint(self.delta(), None)
+            .await
+            .map_err(ArchiveError::delta(&uri))?;
+        let removed = deltalake::checkpoints::cleanup_metadata(self.delta(), None)
+            .await
+            .map_err(ArchiveError::delta(&uri))?;
+        Ok((self.version().unwrap_or_default(), removed))
+    }
+
+    /// Deletes data files that no version within `retention` references, orphans of crashed
+    /// writers included. A retention below `settings.min_retention` is refused unless `force`.
+    pub async fn vacuum(
+        &mut self,
+        settings: &MaintenanceSettings,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<Vec<String>> {
+        let uri = self.location().to_string();
+        if settings.retention < settings.min_retention && !force {
+            return Err(ArchiveError::Refused {
+                uri,
+                reason: format!(
+                    "a vacuum retention of {:?} is below the minimum of {:?}: files a reader or a \
+                     running writer still needs could be deleted; pass --force to insist",
+                    settings.retention, settings.min_retention
+                ),
+            });
+        }
+        self.refresh().await?;
+        let retention = chrono::Duration::from_std(settings.retention)
+            .unwrap_or_else(|_| chrono::Duration::days(7));
+        let (table, metrics) = self
+            .delta()
+            .clone()
+            .vacuum()
+            .with_mode(VacuumMode::Full)
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .with_dry_run(dry_run)
+            .await
+            .map_err(ArchiveError::delta(&uri))?;
+        self.replace_delta(table);
+        Ok(metrics.files_deleted)
+    }
+}

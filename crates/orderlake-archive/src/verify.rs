@@ -1,0 +1,177 @@
+//! What `orderlake-archiver verify` checks: per source partition, the offsets the table holds,
+//! the offsets missing between the first and the last (on a topic that is not compacted, loss),
+//! the offsets held more than once (duplicates), and whether the offset ledger agrees with the
+//! rows. Reads every row's coordinates, nothing else.
+
+use arrow::array::{Array, AsArray as _};
+use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use serde::Serialize;
+
+use crate::error::{ArchiveError, Result};
+use crate::ledger::OffsetLedger;
+use crate::table::ArchiveTable;
+
+/// How many gap ranges and duplicate offsets a report lists per table (the counts are exact).
+pub const LISTED: usize = 1000;
+
+/// The verdict on one source partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionCheck {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub rows: i64,
+    /// Offsets between first and last that no row holds.
+    pub missing: i64,
+    /// Rows beyond the first for an offset held more than once.
+    pub duplicated: i64,
+    /// The ledger's "archived through" offset.
+    pub ledger_offset: Option<i64>,
+    /// Missing offset ranges, inclusive (at most [`LISTED`] per table).
+    pub gaps: Vec<(i64, i64)>,
+    /// Offsets held more than once (at most [`LISTED`] per table).
+    pub duplicate_offsets: Vec<i64>,
+}
+
+impl PartitionCheck {
+    /// The ledger claims offsets the table does not hold, or rows lie beyond the ledger.
+    pub fn ledger_disagrees(&self) -> bool {
+        self.ledger_offset != Some(self.last_offset)
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.missing == 0 && self.duplicated == 0 && !self.ledger_disagrees()
+    }
+}
+
+/// The verdict on the whole table.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub table_uri: String,
+    pub version: Option<u64>,
+    pub partitions: Vec<PartitionCheck>,
+    /// Rows without Kafka coordinates (imported from legacy exports).
+    pub imported_rows: i64,
+}
+
+impl VerifyReport {
+    pub fn is_clean(&self) -> bool {
+        self.partitions.iter().all(PartitionCheck::is_clean)
+    }
+
+    pub fn missing(&self) -> i64 {
+        self.partitions.iter().map(|p| p.missing).sum()
+    }
+
+    pub fn duplicated(&self) -> i64 {
+        self.partitions.iter().map(|p| p.duplicated).sum()
+    }
+}
+
+impl ArchiveTable {
+    /// Checks every source partition for gaps and duplicates, and against the ledger.
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        let uri = self.location().to_string();
+        let fail = |e: datafusion::error::DataFusionError| ArchiveError::Delta {
+            uri: uri.clone(),
+            source: Box::new(e.into()),
+        };
+        let ctx = self.session_with("archive").await?;
+        let run = |sql: String| {
+            let ctx = ctx.clone();
+            async move { ctx.sql(&sql).await?.collect().await }
+        };
+        let summary = run(
+            "SELECT kafka_topic, kafka_partition, count(*), count(DISTINCT kafka_offset), \
+                 min(kafka_offset), max(kafka_offset) FROM archive GROUP BY 1, 2 ORDER BY 1, 2"
+                .into(),
+        )
+        .await
+        .map_err(fail)?;
+        let gaps = run(format!(
+            "SELECT kafka_topic, kafka_partition, prev + 1, kafka_offset - 1 FROM (\
+               SELECT kafka_topic, kafka_partition, kafka_offset, lag(kafka_offset) OVER (\
+                 PARTITION BY kafka_topic, kafka_partition ORDER BY kafka_offset) AS prev \
+               FROM (SELECT DISTINCT kafka_topic, kafka_partition, kafka_offset FROM archive \
+                     WHERE kafka_topic IS NOT NULL) AS d) AS l \
+             WHERE kafka_offset - prev > 1 ORDER BY 1, 2, 3 LIMIT {LISTED}"
+        ))
+        .await
+        .map_err(fail)?;
+        let dups = run(format!(
+            "SELECT kafka_topic, kafka_partition, kafka_offset, 0 FROM archive \
+             WHERE kafka_topic IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) > 1 \
+             ORDER BY 1, 2, 3 LIMIT {LISTED}"
+        ))
+        .await
+        .map_err(fail)?;
+
+        let mut partitions = Vec::new();
+        let mut imported_rows = 0;
+        for batch in &summary {
+            let topics = arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                .map_err(|e| fail(e.into()))?;
+            let topics = topics.as_string::<i32>();
+            let parts = batch.column(1).as_primitive::<Int32Type>();
+            let count = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
+            let (rows, distinct, first, last) = (count(2), count(3), count(4), count(5));
+            for i in 0..batch.num_rows() {
+                if topics.is_null(i) {
+                    imported_rows += rows.value(i);
+                    continue;
+                }
+                partitions.push(PartitionCheck {
+                    topic: topics.value(i).to_owned(),
+                    partition: parts.value(i),
+                    first_offset: first.value(i),
+                    last_offset: last.value(i),
+                    rows: rows.value(i),
+                    missing: last.value(i) - first.value(i) + 1 - distinct.value(i),
+                    duplicated: rows.value(i) - distinct.value(i),
+                    ledger_offset: None,
+                    gaps: Vec::new(),
+                    duplicate_offsets: Vec::new(),
+                });
+            }
+        }
+        let find = |partitions: &mut Vec<PartitionCheck>, topic: &str, partition: i32| {
+            partitions
+                .iter_mut()
+                .position(|p| p.topic == topic && p.partition == partition)
+        };
+        for (batches, is_gap) in [(&gaps, true), (&dups, false)] {
+            for batch in batches {
+                let topics = arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                    .map_err(|e| fail(e.into()))?;
+                let topics = topics.as_string::<i32>();
+                let parts = batch.column(1).as_primitive::<Int32Type>();
+                let a = batch.column(2).as_primitive::<Int64Type>();
+                let b = batch.column(3).as_primitive::<Int64Type>();
+                for i in 0..batch.num_rows() {
+                    if let Some(at) = find(&mut partitions, topics.value(i), parts.value(i)) {
+                        if is_gap {
+                            partitions[at].gaps.push((a.value(i), b.value(i)));
+                        } else {
+                            partitions[at].duplicate_offsets.push(a.value(i));
+                        }
+                    }
+                }
+            }
+        }
+        let offsets = OffsetLedger::offsets_of(
+            self,
+            partitions.iter().map(|p| (p.topic.as_str(), p.partition)),
+        )
+        .await?;
+        for (p, offset) in partitions.iter_mut().zip(offsets) {
+            p.ledger_offset = offset;
+        }
+        Ok(VerifyReport {
+            table_uri: uri.clone(),
+            version: self.version(),
+            partitions,
+            imported_rows,
+        })
+    }
+}

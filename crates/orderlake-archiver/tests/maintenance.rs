@@ -1,0 +1,291 @@
+//! Maintenance and verification on real archive tables: `verify` finds gaps, duplicates and a
+//! ledger that disagrees; compaction drops the file count and changes no answer, also while
+//! another writer keeps committing; vacuum never removes a file the current or a retained version
+//! references, and refuses a short retention unless forced.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use orderlake_archive::{ArchiveTable, SourcePartition, TableLocation};
+use orderlake_ingest::rowbuf::{ArchiveRowBuffer, Envelope};
+use orderlake_ingest::writer::{Flush, FlushOutcome, LedgerAdvance};
+use orderlake_ingest::{ArchiveWriter, WriterSettings};
+
+fn archiver(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_orderlake-archiver"))
+        .args(args)
+        .env("ORDERLAKE_LOG", "warn")
+        .output()
+        .unwrap();
+    eprintln!(
+        "orderlake-archiver {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Compacts every date older than today.
+fn compact(uri: &str) -> Output {
+    archiver(&[
+        "maintain",
+        "--table-uri",
+        uri,
+        "--compact",
+        "--closed-after-days",
+        "0",
+    ])
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn generate(table: &str, events: &str, seed: &str) {
+    let out = archiver(&[
+        "generate",
+        "--into-table",
+        table,
+        "--events",
+        events,
+        "--years",
+        "0.2",
+        "--seed",
+        seed,
+        "--quiet",
+    ]);
+    assert!(out.status.success());
+}
+
+async fn open(dir: &Path) -> ArchiveTable {
+    ArchiveTable::open(TableLocation::parse(&dir.display().to_string(), HashMap::new()).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Answers that must not change when files are rewritten.
+async fn answers(table: &ArchiveTable) -> Vec<String> {
+    let ctx = table.session_with("t").await.unwrap();
+    let batches = ctx
+        .sql(
+            "SELECT event_date, count(*), count(DISTINCT order_id), sum(total_amount), \
+             min(kafka_offset), max(kafka_offset), count(decode_error) \
+             FROM t GROUP BY event_date ORDER BY event_date",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_reports_gaps_duplicates_and_ledger_disagreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    generate(&uri, "2000", "1");
+    let clean = archiver(&["verify", "--table-uri", &uri]);
+    assert!(clean.status.success());
+    assert!(
+        stdout(&clean).contains("OK: 12 partitions"),
+        "{}",
+        stdout(&clean)
+    );
+
+    // A writer bug, simulated: offsets 0, 1, 1, 4 of a new partition with the ledger through 6.
+    let table = open(dir.path()).await;
+    let mut writer = ArchiveWriter::new(table, WriterSettings::default());
+    let mut rows = ArchiveRowBuffer::new();
+    for offset in [0, 1, 1, 4] {
+        let env = Envelope {
+            topic: Some("oms.broken"),
+            partition: Some(0),
+            offset: Some(offset),
+            timestamp_ms: Some(1_700_000_000_000),
+            value: Some(b"{}"),
+            ..Envelope::default()
+        };
+        let order = orderlake_ingest::decode::decode(Some(b"{}"), None, 1024);
+        rows.append(&env, [], &order, 0);
+    }
+    let flush = Flush {
+        batch: rows.finish(),
+        advances: vec![LedgerAdvance {
+            partition: SourcePartition::new("oms.broken", 0),
+            after: None,
+            through: 6,
+        }],
+    };
+    assert!(matches!(
+        writer.commit(&flush).await.unwrap(),
+        FlushOutcome::Committed { .. }
+    ));
+
+    let broken = archiver(&["verify", "--table-uri", &uri]);
+    assert_eq!(broken.status.code(), Some(1));
+    let text = stdout(&broken);
+    assert!(
+        text.contains("MISSING    oms.broken[0]: offsets 2..=3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DUPLICATED oms.broken[0]: offset 1"),
+        "{text}"
+    );
+    assert!(text.contains("LEDGER     oms.broken[0]: the ledger says archived through 6 but the last row is offset 4"), "{text}");
+    assert!(
+        text.contains("FAILED: 2 offsets missing, 1 duplicated"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&archiver(&["verify", "--table-uri", &uri, "--json"]).stdout)
+            .unwrap();
+    let p = json["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["topic"] == "oms.broken")
+        .unwrap();
+    assert_eq!(
+        (p["missing"].as_i64(), p["duplicated"].as_i64()),
+        (Some(2), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_changes_no_answer_even_while_another_writer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    for seed in ["1", "2", "3"] {
+        generate(&uri, "3000", seed);
+    }
+    let table = open(dir.path()).await;
+    let before = answers(&table).await;
+    let files_before = table.status().await.unwrap().files;
+
+    let out = compact(&uri);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("compact "), "{}", stdout(&out));
+    let mut table = open(dir.path()).await;
+    assert_eq!(
+        answers(&table).await,
+        before,
+        "compaction changed an answer"
+    );
+    let files_after = table.status().await.unwrap().files;
+    assert!(
+        files_after * 2 <= files_before,
+        "{files_before} -> {files_after} files"
+    );
+
+    // Compaction and another writer at the same time: every record once, nothing lost.
+    for seed in ["4", "5"] {
+        generate(&uri, "3000", seed);
+    }
+    let (writing_uri, compact_uri) = (uri.clone(), uri.clone());
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still_writing = std::sync::Arc::clone(&writing);
+    let writer = std::thread::spawn(move || {
+        for seed in ["6", "7", "8"] {
+            generate(&writing_uri, "2000", seed);
+        }
+        still_writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    // Compact again and again for as long as the writer writes.
+    let compactor = std::thread::spawn(move || {
+        let mut runs = 0;
+        while writing.load(std::sync::atomic::Ordering::SeqCst) || runs == 0 {
+            let out = compact(&compact_uri);
+            assert!(out.status.success());
+            runs += 1;
+        }
+        runs
+    });
+    writer.join().unwrap();
+    assert!(compactor.join().unwrap() >= 1);
+    let verified = archiver(&["verify", "--table-uri", &uri]);
+    assert!(verified.status.success(), "{}", stdout(&verified));
+    table.refresh().await.unwrap();
+    assert_eq!(
+        table.status().await.unwrap().rows,
+        3 * 3000 + 2 * 3000 + 3 * 2000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_keeps_every_file_a_retained_version_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    generate(&uri, "2000", "1");
+    generate(&uri, "2000", "2");
+    // An orphan, as a crashed writer leaves: uploaded, never committed.
+    let orphan = dir.path().join("event_date=2020-01-01/part-orphan.parquet");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"never committed").unwrap();
+    let out = compact(&uri);
+    assert!(out.status.success());
+    let table = open(dir.path()).await;
+    let compacted = table.version().unwrap();
+    let before = answers(&table).await;
+
+    // Default retention (7 days): the files compaction replaced are younger, so they stay and the
+    // version before compaction still reads; so does the orphan.
+    let out = archiver(&["maintain", "--table-uri", &uri, "--vacuum"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("vacuum      0 unreferenced files"),
+        "{}",
+        stdout(&out)
+    );
+    let mut old = open(dir.path()).await;
+    let old_rows = {
+        let mut t = old.delta().clone();
+        t.load_version(compacted - 1).await.unwrap();
+        t.snapshot().unwrap().log_data().iter().count()
+    };
+    assert!(old_rows > 0);
+    assert!(orphan.exists());
+
+    // A short retention is refused without --force.
+    let refused = archiver(&[
+        "maintain",
+        "--table-uri",
+        &uri,
+        "--vacuum",
+        "--retention-hours",
+        "1",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+
+    // Forced to zero: replaced files and the orphan go, every current file stays.
+    let out = archiver(&[
+        "maintain",
+        "--table-uri",
+        &uri,
+        "--vacuum",
+        "--retention-hours",
+        "0",
+        "--force",
+    ]);
+    assert!(out.status.success());
+    assert!(!orphan.exists(), "the orphan is removed");
+    old.refresh().await.unwrap();
+    for file in old.delta().snapshot().unwrap().log_data().iter() {
+        let path = dir.path().join(file.path().as_ref());
+        assert!(
+            path.exists(),
+            "vacuum removed a referenced file: {}",
+            path.display()
+        );
+    }
+    assert_eq!(answers(&old).await, before);
+}
