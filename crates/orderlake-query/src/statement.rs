@@ -11,11 +11,42 @@ use datafusion::sql::sqlparser::ast::{self, Expr, Statement, Value};
 
 use crate::error::{QueryError, Result};
 
-/// Checks that `statement` only reads; the error names the statement and the reason.
+/// Checks that `statement` only reads, and only tables; the error names the statement (or the
+/// file) and the reason.
 pub fn vet(statement: &DfStatement) -> Result<()> {
+    vet_kind(statement)?;
+    // A path or URL where a table name belongs is an attempt to read a file directly.
+    let (tables, _) =
+        datafusion::sql::resolve::resolve_table_references(statement, true).unwrap_or_default();
+    if let Some(file) = tables
+        .iter()
+        .map(|t| t.table())
+        .find(|t| looks_like_a_file(t))
+    {
+        return Err(QueryError::forbidden(format!(
+            "reading '{file}' is refused: the server reads only the archive's configured tables \
+             and views, never files or URLs"
+        )));
+    }
+    Ok(())
+}
+
+fn looks_like_a_file(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.contains('/')
+        || name.contains('\\')
+        || lower.contains("://")
+        || [
+            ".parquet", ".csv", ".json", ".ndjson", ".avro", ".arrow", ".gz", ".zst",
+        ]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+fn vet_kind(statement: &DfStatement) -> Result<()> {
     match statement {
         DfStatement::Statement(s) => vet_sql(s),
-        DfStatement::Explain(e) => vet(&e.statement),
+        DfStatement::Explain(e) => vet_kind(&e.statement),
         DfStatement::CreateExternalTable(t) => Err(QueryError::forbidden(format!(
             "CREATE EXTERNAL TABLE {} is refused: the server reads only the archive's configured \
              tables, never other files or URLs",
@@ -170,6 +201,12 @@ mod tests {
             ),
             ("COPY (SELECT 1) TO '/tmp/x.parquet'", "COPY"),
             ("EXPLAIN DELETE FROM t", "DELETE"),
+            ("SELECT * FROM '/etc/passwd'", "reading '/etc/passwd'"),
+            (
+                "SELECT * FROM 's3://bucket/x.parquet'",
+                "reading 's3://bucket/x.parquet'",
+            ),
+            ("SELECT * FROM \"orders.csv\"", "reading 'orders.csv'"),
         ] {
             let err = vet(&parse(bad)).unwrap_err();
             let QueryError::Forbidden { message } = &err else {

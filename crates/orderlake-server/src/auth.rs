@@ -305,4 +305,24 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn issued_tokens_expire() {
+        let auth = Authenticator::new(&AuthConfig {
+            required: true,
+            token_ttl_secs: 0,
+            users: vec![UserConfig {
+                name: "bi".into(),
+                password_hash: hash_password("pw"),
+            }],
+            service_tokens: vec![],
+        });
+        let basic = metadata(&format!("Basic {}", STANDARD.encode("bi:pw")));
+        let (_, token) = auth.sign_in(&basic).unwrap();
+        let err = auth
+            .authenticate(&metadata(&format!("Bearer {token}")))
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert!(err.message().contains("expired"), "{}", err.message());
+    }
 }

@@ -365,13 +365,8 @@ async fn errors_carry_precise_codes_and_writes_are_refused() {
         "SELECT * FROM '/etc/passwd'",
     ] {
         let (code, message) = code_of(&server, token, sql).await;
-        if sql.starts_with("SELECT") {
-            // A file path as a table name is just an unknown table: URL tables are never on.
-            assert_eq!(code, Code::NotFound, "{sql}: {message}");
-        } else {
-            assert_eq!(code, Code::PermissionDenied, "{sql}: {message}");
-            assert!(message.contains("refused"), "{sql}: {message}");
-        }
+        assert_eq!(code, Code::PermissionDenied, "{sql}: {message}");
+        assert!(message.contains("refused"), "{sql}: {message}");
     }
     assert!(!std::path::Path::new("/tmp/orderlake-copy.csv").exists());
 
