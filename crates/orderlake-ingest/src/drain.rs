@@ -142,6 +142,31 @@ struct Position {
     received: bool,
     /// Statistics sequence number at (re)positioning: only later snapshots say where the end is.
     positioned_at: u64,
+    /// Whether a record at or before the position arrived since (re)positioning, proving that
+    /// the broker serves the partition from where we asked.
+    anchored: bool,
+    /// A re-read from further back, after the broker answered a fetch at the position with a
+    /// later record.
+    rewind: Option<Rewind>,
+}
+
+/// How far back the last re-read started, and when.
+#[derive(Debug, Clone, Copy)]
+struct Rewind {
+    back: i64,
+    since: Instant,
+}
+
+/// First look this many offsets back when a fetch skips records; then 8 times further each time.
+const FIRST_REWIND: i64 = 512;
+/// How long stale records of the skipped fetch may keep arriving before looking further back.
+const REWIND_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What the poll loop must do after a record.
+enum AfterRecord {
+    Continue,
+    /// Re-read the partition from this offset.
+    Seek(SourcePartition, i64),
 }
 
 /// A partition's watermarks as the latest fetch responses reported them (librdkafka statistics;
@@ -162,7 +187,52 @@ impl Position {
             start,
             received: false,
             positioned_at: seq,
+            // Nothing to prove without a ledger position: the log's start is where we began.
+            anchored: archived.is_none(),
+            rewind: None,
         }
+    }
+
+    /// The first record after positioning lies beyond the position: records in between are
+    /// either gone from the broker (retention, compaction) or were skipped by it (some brokers
+    /// answer a fetch inside a record batch with the next batch). Never accept that silently:
+    /// re-read from further back until a record at or before the position arrives, or the start
+    /// of the log proves the records are gone.
+    fn check_gap(&mut self, sp: &SourcePartition, offset: i64) -> Option<AfterRecord> {
+        let expected = self.next;
+        if self.anchored || offset <= expected {
+            self.anchored = true;
+            return None;
+        }
+        let back = match self.rewind {
+            None => FIRST_REWIND,
+            Some(r) if r.since.elapsed() < REWIND_PATIENCE => {
+                // Records fetched before the re-read: drop them and wait for it.
+                return Some(AfterRecord::Continue);
+            }
+            Some(r) if r.back >= expected => {
+                tracing::warn!(
+                    topic = %sp.topic, partition = sp.partition, expected, first = offset,
+                    "offsets {expected}..{} are not on the broker (deleted by retention or \
+                     compaction); archiving continues from {offset}",
+                    offset - 1
+                );
+                self.anchored = true;
+                return None;
+            }
+            Some(r) => r.back.saturating_mul(8),
+        };
+        let from = expected.saturating_sub(back).max(0);
+        tracing::warn!(
+            topic = %sp.topic, partition = sp.partition, expected, got = offset, from,
+            "the broker answered a fetch at offset {expected} with offset {offset}; re-reading \
+             from {from} so that no record is skipped"
+        );
+        self.rewind = Some(Rewind {
+            back,
+            since: Instant::now(),
+        });
+        Some(AfterRecord::Seek(sp.clone(), from))
     }
 
     /// True when a snapshot taken after positioning shows nothing beyond what we have read.
@@ -585,7 +655,21 @@ impl IngestLoop {
             self.log_progress();
             match self.consumer.poll(poll_timeout) {
                 None => {}
-                Some(Ok(msg)) => append(self.consumer.context(), &mut self.decoder, &msg),
+                Some(Ok(msg)) => {
+                    if let AfterRecord::Seek(sp, from) =
+                        append(self.consumer.context(), &mut self.decoder, &msg)
+                    {
+                        drop(msg);
+                        if let Err(e) = self.consumer.seek(
+                            &sp.topic,
+                            sp.partition,
+                            Offset::Offset(from),
+                            Duration::from_secs(10),
+                        ) {
+                            tracing::warn!(error = %e, topic = %sp.topic, partition = sp.partition, "seek for a re-read failed; it is retried on the next skipped record");
+                        }
+                    }
+                }
                 // EOF names only the partition number, not the topic: the end of each
                 // (topic, partition) is judged from statistics instead.
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -817,26 +901,30 @@ impl IngestLoop {
     }
 }
 
-/// Appends one Kafka record to the buffer, unless it was already buffered or archived.
+/// Appends one Kafka record to the buffer, unless it was already buffered or archived, or the
+/// broker skipped records before it (then the partition must be re-read from further back).
 fn append(
     ctx: &DrainContext,
     decoder: &mut TopicDecoder,
     msg: &rdkafka::message::BorrowedMessage<'_>,
-) {
+) -> AfterRecord {
     let sp = SourcePartition::new(msg.topic(), msg.partition());
     let offset = msg.offset();
     let mut st = ctx.lock();
     let Some(pos) = st.positions.get_mut(&sp) else {
         // Not (or no longer) ours: a leftover from before a rebalance.
-        return;
+        return AfterRecord::Continue;
     };
+    if let Some(action) = pos.check_gap(&sp, offset) {
+        return action;
+    }
     if pos
         .buffered_through
         .or(pos.after)
         .is_some_and(|last| offset <= last)
     {
         // Already buffered or archived (a re-delivery after a seek): never twice.
-        return;
+        return AfterRecord::Continue;
     }
     pos.buffered_through = Some(offset);
     pos.next = offset + 1;
@@ -866,6 +954,7 @@ fn append(
         chrono::Utc::now().timestamp_micros(),
     );
     st.buffer_started.get_or_insert_with(Instant::now);
+    AfterRecord::Continue
 }
 
 impl DrainContext {

@@ -1,0 +1,134 @@
+//! kill -9 at random moments while archiving (buffering, uploading files, between upload and
+//! commit, during a commit), ten times, restarting each time; then a catch-up run. The table holds
+//! every produced (topic, partition, offset) exactly once, as both the producer's own record and
+//! `verify` say; files orphaned by the crashes are invisible to readers and a vacuum removes them.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rand::Rng as _;
+use support::{Backend, Services};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_ten_times_loses_and_doubles_nothing() {
+    let services = Services::from_env();
+    let backend = Backend::local();
+    let prefix = format!("{}.", support::unique("crash"));
+    const PER_ROUND: usize = 5_000;
+    let settings = support::sample_settings(&prefix, 9, 10 * PER_ROUND as u64, 0.02);
+    let mut produced = support::Produced::default();
+    let topics_owned = settings.topics.clone();
+    let topics = topics_owned.all();
+    let mut rng = rand::rng();
+    for round in 0..10 {
+        // Fresh records every round, so every kill lands while there is work in flight.
+        let batch =
+            support::produce_stream(&services, &settings, round * PER_ROUND, PER_ROUND).await;
+        produced.extend(batch);
+        // A new group each time: where archiving resumes comes from the table's ledger, never
+        // from group offsets (and no dead member holds the partitions).
+        let group = support::unique("g");
+        // Small, frequent flushes: most moments fall inside some flush's upload or commit.
+        let mut child = support::archiver(&backend)
+            .args(["run", "--brokers", &services.brokers, "--group", &group])
+            .args([
+                "--topics",
+                &topics.join(","),
+                "--table-uri",
+                &backend.table_uri(),
+            ])
+            .args(["--flush-interval-ms", "150", "--flush-max-rows", "700"])
+            .env("ORDERLAKE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let after = Duration::from_millis(rng.random_range(700..2500));
+        tokio::time::sleep(after).await;
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "round {round}: the archiver was killed, not finished"
+        );
+    }
+
+    let group = support::unique("g");
+    let out = support::archive_until_caught_up(&backend, &services, &group, &topics, &[])
+        .wait_with_output()
+        .unwrap();
+    support::assert_success("catch-up run after ten kills", &out);
+
+    let rows = support::read_archive(&backend).await;
+    let expected: BTreeSet<_> = produced.by_coordinate().into_keys().collect();
+    let archived: BTreeSet<_> = rows.keys().cloned().collect();
+    let uri = backend.table_uri();
+    let verified = support::archiver(&backend)
+        .args(["verify", "--table-uri", &uri])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verified.stdout).into_owned();
+    let missing: Vec<_> = expected.difference(&archived).take(10).collect();
+    let extra: Vec<_> = archived.difference(&expected).take(10).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} produced, {} archived; missing {:?}…, unexpected {:?}…\ncatch-up: {}\n{report}",
+        expected.len(),
+        archived.len(),
+        missing,
+        extra,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("OK:"), "{report}");
+
+    // Orphans: Parquet files on disk that no version references. A vacuum removes them and
+    // leaves exactly the referenced files.
+    let parquet_on_disk = |dir: &std::path::Path| {
+        walk(dir)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .count()
+    };
+    let dir = std::path::PathBuf::from(uri.trim_start_matches("file://"));
+    let before = parquet_on_disk(&dir);
+    let vacuum = support::archiver(&backend)
+        .args([
+            "maintain",
+            "--table-uri",
+            &uri,
+            "--vacuum",
+            "--retention-hours",
+            "0",
+            "--force",
+        ])
+        .output()
+        .unwrap();
+    let said = support::assert_success("vacuum", &vacuum);
+    let referenced = backend.location();
+    let table = orderlake_archive::ArchiveTable::open(referenced)
+        .await
+        .unwrap();
+    let live = table.delta().snapshot().unwrap().log_data().iter().count();
+    assert_eq!(
+        parquet_on_disk(&dir),
+        live,
+        "after vacuum only referenced files remain: {said}"
+    );
+    assert!(before >= live);
+    assert_eq!(support::read_archive(&backend).await.len(), expected.len());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
