@@ -17,33 +17,36 @@ import time
 import tomllib
 
 import duckdb
+from deltalake import DeltaTable
 
 
 def connect(table_dir):
     con = duckdb.connect()
+    # Exactly the files the table's current version references (compaction leaves replaced
+    # files behind until a vacuum), read with their Hive partition column.
+    files = ", ".join("'" + f.replace("'", "''") + "'" for f in DeltaTable(table_dir).file_uris())
     con.execute(
-        "CREATE VIEW order_events AS SELECT * FROM read_parquet(?, hive_partitioning = true)",
-        [os.path.join(table_dir, "**", "*.parquet")],
+        f"CREATE VIEW order_events AS SELECT * FROM read_parquet([{files}], hive_partitioning = true)"
     )
     return con
 
 
 def choose_parameters(con):
     # A mid-history Rozana order with a full journey, and the busiest customer of a middle year.
-    years = con.execute(
+    years = con.sql(
         "SELECT min(year(event_date)), max(year(event_date)) FROM order_events"
-    ).fetchone()
+    ).fetchall()[0]
     year = (years[0] + years[1]) // 2
-    order_id = con.execute(
-        "SELECT order_id FROM order_events WHERE order_id LIKE 'ORD-%' AND year(event_date) = ? "
-        "GROUP BY order_id HAVING count(*) >= 4 ORDER BY order_id LIMIT 1",
-        [year],
-    ).fetchone()[0]
-    customer_id = con.execute(
+    order_id = con.sql(
+        "SELECT order_id FROM order_events WHERE order_id LIKE 'ORD-%' "
+        f"AND year(event_date) = {int(year)} "
+        "GROUP BY order_id HAVING count(*) >= 4 ORDER BY order_id LIMIT 1"
+    ).fetchall()[0][0]
+    customer_id = con.sql(
         "SELECT customer_id FROM order_events WHERE customer_id IS NOT NULL "
-        "AND year(event_date) = ? GROUP BY customer_id ORDER BY count(*) DESC LIMIT 1 OFFSET 10",
-        [year],
-    ).fetchone()[0]
+        f"AND year(event_date) = {int(year)} "
+        "GROUP BY customer_id ORDER BY count(*) DESC LIMIT 1 OFFSET 10"
+    ).fetchall()[0][0]
     return {"order_id": order_id, "customer_id": customer_id, "year": year, "next_year": year + 1}
 
 
@@ -58,10 +61,10 @@ def prepare(queries_path, table_dir, reps, out_dir):
         duck_sql = q.get("duckdb", q["sql"]).format(**params)
         ours.append({"name": q["name"], "sql": sql})
         times, rows = [], 0
-        con.execute(duck_sql).fetchall()  # warm, as the server's runs are after a first one
+        con.sql(duck_sql).to_arrow_table()  # warm, as the server runs are after a first one
         for _ in range(reps):
             t = time.perf_counter()
-            rows = len(con.execute(duck_sql).fetchall())
+            rows = con.sql(duck_sql).to_arrow_table().num_rows
             times.append((time.perf_counter() - t) * 1000)
         theirs.append(
             {"name": q["name"], "median_ms": statistics.median(times), "best_ms": min(times), "rows": rows}
@@ -90,14 +93,11 @@ def report(out_dir, table_dir):
             f"{r['rows']}/{d['rows']}{agree} |"
         )
     con = connect(table_dir)
-    events, raw = con.execute(
+    events, raw = con.sql(
         "SELECT count(*), sum(coalesce(octet_length(kafka_value), 0)) FROM order_events"
-    ).fetchone()
-    files = sizes = 0
-    for root, _, names in os.walk(table_dir):
-        for n in names:
-            sizes += os.path.getsize(os.path.join(root, n))
-            files += n.endswith(".parquet")
+    ).fetchall()[0]
+    live = DeltaTable(table_dir).file_uris()
+    files, sizes = len(live), sum(os.path.getsize(f.removeprefix("file://")) for f in live)
     print(
         f"archive: {events} events, {files} Parquet files, {sizes / events:.0f} bytes/event on disk "
         f"vs {raw / events:.0f} bytes/event of raw JSON values ({sizes / raw:.2f}x)"

@@ -289,3 +289,40 @@ async fn vacuum_keeps_every_file_a_retained_version_needs() {
     }
     assert_eq!(answers(&old).await, before);
 }
+
+/// One writer, several direct commits in a row (as `generate --into-table` makes them): each
+/// commit sees the one before, so none is fenced and every record lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_direct_commits_through_one_writer_keep_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = TableLocation::parse(&dir.path().display().to_string(), HashMap::new()).unwrap();
+    let table = ArchiveTable::open_or_create(location).await.unwrap();
+    let mut writer = ArchiveWriter::new(table, WriterSettings::default());
+    let mappings =
+        orderlake_ingest::MappingSet::new(orderlake_ingest::SourceMapping::defaults()).unwrap();
+    for chunk in 0..3i64 {
+        let records: Vec<orderlake_ingest::SourceRecord> = (0..100)
+            .map(|i| orderlake_ingest::SourceRecord {
+                topic: "oms.orders".into(),
+                partition: 0,
+                offset: chunk * 100 + i,
+                timestamp_ms: Some(1_700_000_000_000),
+                value: Some(
+                    format!(r#"{{"order_id":"O-{chunk}-{i}","status":"placed"}}"#).into_bytes(),
+                ),
+                ..Default::default()
+            })
+            .collect();
+        let outcome = orderlake_ingest::archive_records(&mut writer, &mappings, &records)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, FlushOutcome::Committed { .. }),
+            "chunk {chunk}: {outcome:?}"
+        );
+    }
+    writer.table_mut().refresh().await.unwrap();
+    let report = writer.table().verify().await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.partitions[0].rows, 300);
+}

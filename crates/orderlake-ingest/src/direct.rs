@@ -38,6 +38,8 @@ pub async fn archive_records(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    // The ledger as of the latest version: this writer's own last commit included.
+    writer.table_mut().refresh().await?;
     let ledger = OffsetLedger::read(writer.table(), partitions.iter().cloned()).await?;
     let mut decoder = TopicDecoder::new(mappings.clone(), DEFAULT_MAX_DECODE_BYTES);
     let mut buffer = ArchiveRowBuffer::new();

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 use orderlake_archive::{ArchiveTable, OffsetLedger, SourcePartition, TableLocation};
+use orderlake_ingest::writer::FlushOutcome;
 use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
 use orderlake_samples::{
     OrderEventGenerator, RecordKind, SampleRecord, SampleSettings, SampleTopics,
@@ -339,7 +340,21 @@ async fn generate_into_table(args: &GenerateArgs, uri: &str) -> Result<GenerateS
                 record
             })
             .collect();
-        orderlake_ingest::archive_records(&mut writer, &mappings, &records).await?;
+        match orderlake_ingest::archive_records(&mut writer, &mappings, &records).await? {
+            FlushOutcome::Committed { .. } | FlushOutcome::AlreadyCommitted => {}
+            FlushOutcome::Fenced {
+                partition,
+                expected,
+                found,
+            } => {
+                // Another writer moved these partitions meanwhile: stop rather than drop records.
+                return Err(CliError::Ingest(orderlake_ingest::IngestError::Fenced {
+                    partition,
+                    expected,
+                    found,
+                }));
+            }
+        }
         bar.inc(records.len() as u64);
         summary.acked += records.len() as u64;
     }
