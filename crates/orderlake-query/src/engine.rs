@@ -811,14 +811,6 @@ fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
-/// Opens a table location with no storage options (local paths and tests).
-pub fn local_location(path: &std::path::Path) -> Result<TableLocation> {
-    Ok(TableLocation::parse(
-        &path.display().to_string(),
-        HashMap::new(),
-    )?)
-}
-
 /// A fresh random id for a query.
 pub fn new_query_id() -> String {
     let bytes: [u8; 12] = rand::random();
