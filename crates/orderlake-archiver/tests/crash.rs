@@ -8,7 +8,11 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use orderlake_archive::{ArchiveTable, TableLocation};
+use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
 use rand::Rng as _;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use support::{Backend, Services};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,9 +60,11 @@ async fn kill_nine_ten_times_loses_and_doubles_nothing() {
     }
 
     let group = support::unique("g");
-    let out = support::archive_until_caught_up(&backend, &services, &group, &topics, &[])
-        .wait_with_output()
-        .unwrap();
+    let out = support::output_within(
+        support::archive_until_caught_up(&backend, &services, &group, &topics, &[]),
+        Duration::from_secs(300),
+        "catch-up run after ten kills",
+    );
     support::assert_success("catch-up run after ten kills", &out);
 
     let rows = support::read_archive(&backend).await;
@@ -107,9 +113,7 @@ async fn kill_nine_ten_times_loses_and_doubles_nothing() {
         .unwrap();
     let said = support::assert_success("vacuum", &vacuum);
     let referenced = backend.location();
-    let table = orderlake_archive::ArchiveTable::open(referenced)
-        .await
-        .unwrap();
+    let table = ArchiveTable::open(referenced).await.unwrap();
     let live = table.delta().snapshot().unwrap().log_data().iter().count();
     assert_eq!(
         parquet_on_disk(&dir),
@@ -118,6 +122,69 @@ async fn kill_nine_ten_times_loses_and_doubles_nothing() {
     );
     assert!(before >= live);
     assert_eq!(support::read_archive(&backend).await.len(), expected.len());
+}
+
+/// The table's ledger ends inside the broker's last record batch (the archiver was killed after
+/// committing part of a batch). Some brokers answer a fetch at such an offset with nothing, ever:
+/// the archiver must notice that the partition has records beyond its position and re-read from
+/// further back, not wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_inside_the_last_record_batch() {
+    let services = Services::from_env();
+    let backend = Backend::local();
+    let topic = support::unique("midbatch");
+    orderlake_archiver::commands::generate::ensure_topics(&services.brokers, &[&topic], 1)
+        .await
+        .unwrap();
+    let value = |i: i64| format!(r#"{{"order_id":"O-{i}","status":"placed"}}"#);
+    // Ten records in one producer batch: offsets 0..=9.
+    let brokers = services.brokers.clone();
+    let t = topic.clone();
+    tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("linger.ms", "1000")
+            .create()
+            .unwrap();
+        for i in 0..10i64 {
+            let v = value(i);
+            producer
+                .send(BaseRecord::<(), _>::to(&t).partition(0).payload(&v))
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    })
+    .await
+    .unwrap();
+    // The table already holds offsets 0..=4, as a killed archiver would have left it.
+    let location = TableLocation::parse(&backend.table_uri(), Default::default()).unwrap();
+    let table = ArchiveTable::open_or_create(location).await.unwrap();
+    let mut writer = ArchiveWriter::new(table, WriterSettings::default());
+    let mappings = MappingSet::new(SourceMapping::defaults()).unwrap();
+    let first_half: Vec<SourceRecord> = (0..5)
+        .map(|i| SourceRecord {
+            topic: topic.clone(),
+            partition: 0,
+            offset: i,
+            timestamp_ms: Some(1_700_000_000_000),
+            value: Some(value(i).into_bytes()),
+            ..Default::default()
+        })
+        .collect();
+    orderlake_ingest::archive_records(&mut writer, &mappings, &first_half)
+        .await
+        .unwrap();
+
+    let group = support::unique("g");
+    let out = support::output_within(
+        support::archive_until_caught_up(&backend, &services, &group, &[&topic], &[]),
+        Duration::from_secs(120),
+        "catch-up from inside the last batch",
+    );
+    support::assert_success("catch-up from inside the last batch", &out);
+    let rows = support::read_archive(&backend).await;
+    let offsets: Vec<i64> = rows.keys().map(|(_, _, o)| *o).collect();
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>());
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -145,21 +145,17 @@ struct Position {
     /// Whether a record at or before the position arrived since (re)positioning, proving that
     /// the broker serves the partition from where we asked.
     anchored: bool,
-    /// A re-read from further back, after the broker answered a fetch at the position with a
-    /// later record.
-    rewind: Option<Rewind>,
-}
-
-/// How far back the last re-read started, and when.
-#[derive(Debug, Clone, Copy)]
-struct Rewind {
-    back: i64,
-    since: Instant,
+    /// How far back the last re-read started, after the broker skipped records or served
+    /// nothing at the position.
+    rewind_back: Option<i64>,
+    /// When the partition was (re)positioned or last re-read.
+    last_seek: Instant,
 }
 
 /// First look this many offsets back when a fetch skips records; then 8 times further each time.
 const FIRST_REWIND: i64 = 512;
-/// How long stale records of the skipped fetch may keep arriving before looking further back.
+/// How long a (re)positioned partition may go without proof of continuity (stale records of an
+/// earlier fetch, or nothing at all) before the archiver reads from further back.
 const REWIND_PATIENCE: Duration = Duration::from_secs(2);
 
 /// What the poll loop must do after a record.
@@ -189,7 +185,8 @@ impl Position {
             positioned_at: seq,
             // Nothing to prove without a ledger position: the log's start is where we began.
             anchored: archived.is_none(),
-            rewind: None,
+            rewind_back: None,
+            last_seek: Instant::now(),
         }
     }
 
@@ -204,13 +201,10 @@ impl Position {
             self.anchored = true;
             return None;
         }
-        let back = match self.rewind {
-            None => FIRST_REWIND,
-            Some(r) if r.since.elapsed() < REWIND_PATIENCE => {
-                // Records fetched before the re-read: drop them and wait for it.
-                return Some(AfterRecord::Continue);
-            }
-            Some(r) if r.back >= expected => {
+        match self.rewind_back {
+            // Records fetched before the re-read: drop them and wait for it.
+            Some(_) if self.last_seek.elapsed() < REWIND_PATIENCE => Some(AfterRecord::Continue),
+            Some(back) if back >= expected => {
                 tracing::warn!(
                     topic = %sp.topic, partition = sp.partition, expected, first = offset,
                     "offsets {expected}..{} are not on the broker (deleted by retention or \
@@ -218,21 +212,52 @@ impl Position {
                     offset - 1
                 );
                 self.anchored = true;
-                return None;
+                None
             }
-            Some(r) => r.back.saturating_mul(8),
-        };
+            _ => Some(self.reread(
+                sp,
+                format_args!(
+                    "the broker answered a fetch at offset {expected} with offset {offset}"
+                ),
+            )),
+        }
+    }
+
+    /// Nothing at all arrived since (re)positioning although the broker reports records beyond
+    /// the position: some brokers answer a fetch inside the last record batch with nothing,
+    /// forever. Re-read from further back (`None`: nothing to do yet).
+    fn check_stall(&mut self, sp: &SourcePartition, marks: Option<&Watermarks>) -> Option<i64> {
+        if self.anchored || self.last_seek.elapsed() < REWIND_PATIENCE {
+            return None;
+        }
+        let w = marks.filter(|w| w.seq > self.positioned_at && w.high > self.next)?;
+        let (expected, high) = (self.next, w.high);
+        match self.reread(
+            sp,
+            format_args!(
+                "no record arrived from offset {expected} in {REWIND_PATIENCE:?} although the \
+                 partition ends at {high}"
+            ),
+        ) {
+            AfterRecord::Seek(_, from) => Some(from),
+            AfterRecord::Continue => None,
+        }
+    }
+
+    /// Seeks further back than the last re-read (512 offsets first, then 8 times further).
+    fn reread(&mut self, sp: &SourcePartition, why: std::fmt::Arguments<'_>) -> AfterRecord {
+        let expected = self.next;
+        let back = self
+            .rewind_back
+            .map_or(FIRST_REWIND, |b| b.saturating_mul(8));
         let from = expected.saturating_sub(back).max(0);
         tracing::warn!(
-            topic = %sp.topic, partition = sp.partition, expected, got = offset, from,
-            "the broker answered a fetch at offset {expected} with offset {offset}; re-reading \
-             from {from} so that no record is skipped"
+            topic = %sp.topic, partition = sp.partition, expected, from,
+            "{why}; re-reading from {from} so that no record is skipped"
         );
-        self.rewind = Some(Rewind {
-            back,
-            since: Instant::now(),
-        });
-        Some(AfterRecord::Seek(sp.clone(), from))
+        self.rewind_back = Some(back);
+        self.last_seek = Instant::now();
+        AfterRecord::Seek(sp.clone(), from)
     }
 
     /// True when a snapshot taken after positioning shows nothing beyond what we have read.
@@ -565,6 +590,7 @@ struct IngestLoop {
     results: mpsc::Receiver<JobResult>,
     last_progress: Instant,
     rows_at_last_progress: u64,
+    last_stall_check: Instant,
 }
 
 impl IngestLoop {
@@ -631,6 +657,7 @@ impl IngestLoop {
             results,
             last_progress: Instant::now(),
             rows_at_last_progress: 0,
+            last_stall_check: Instant::now(),
         })
     }
 
@@ -653,6 +680,7 @@ impl IngestLoop {
                 return self.finish("caught up with every assigned partition");
             }
             self.log_progress();
+            self.reread_stalled();
             match self.consumer.poll(poll_timeout) {
                 None => {}
                 Some(Ok(msg)) => {
@@ -660,14 +688,7 @@ impl IngestLoop {
                         append(self.consumer.context(), &mut self.decoder, &msg)
                     {
                         drop(msg);
-                        if let Err(e) = self.consumer.seek(
-                            &sp.topic,
-                            sp.partition,
-                            Offset::Offset(from),
-                            Duration::from_secs(10),
-                        ) {
-                            tracing::warn!(error = %e, topic = %sp.topic, partition = sp.partition, "seek for a re-read failed; it is retried on the next skipped record");
-                        }
+                        self.seek(&sp, from);
                     }
                 }
                 // EOF names only the partition number, not the topic: the end of each
@@ -675,6 +696,41 @@ impl IngestLoop {
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error"),
             }
+        }
+    }
+
+    /// Re-reads partitions that were (re)positioned and have served nothing since, although the
+    /// broker reports records beyond their position.
+    fn reread_stalled(&mut self) {
+        if self.last_stall_check.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.last_stall_check = Instant::now();
+        let seeks: Vec<(SourcePartition, i64)> = {
+            let ctx = self.ctx();
+            let mut st = ctx.lock();
+            if st.paused {
+                return; // nothing arrives while paused, by design
+            }
+            let marks = ctx.watermarks.lock().expect("watermarks lock");
+            st.positions
+                .iter_mut()
+                .filter_map(|(sp, p)| p.check_stall(sp, marks.get(sp)).map(|o| (sp.clone(), o)))
+                .collect()
+        };
+        for (sp, from) in seeks {
+            self.seek(&sp, from);
+        }
+    }
+
+    fn seek(&self, sp: &SourcePartition, from: i64) {
+        if let Err(e) = self.consumer.seek(
+            &sp.topic,
+            sp.partition,
+            Offset::Offset(from),
+            Duration::from_secs(10),
+        ) {
+            tracing::warn!(error = %e, topic = %sp.topic, partition = sp.partition, "seek for a re-read failed; it is retried");
         }
     }
 

@@ -152,6 +152,27 @@ pub fn archive_until_caught_up(
         .unwrap()
 }
 
+/// Waits for `child` at most `limit`; past it, kills the child and fails with what it printed,
+/// so a hang is a failing test that says where it hung, never a stuck suite.
+pub fn output_within(child: std::process::Child, limit: std::time::Duration, what: &str) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let out = rx.recv().unwrap().unwrap();
+            panic!(
+                "{what} did not finish within {limit:?}; killed it. stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 pub fn assert_success(what: &str, out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
