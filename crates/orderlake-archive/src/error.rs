@@ -46,3 +46,51 @@ impl ArchiveError {
         }
     }
 }
+
+/// An error and its causes on one line, each cause once: our messages often already quote their
+/// source, and repeating it would read as two failures.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+/// How a command-line program ends: success, or its error on one line (never a backtrace) and a
+/// failure status.
+pub fn exit_code<E: AsRef<dyn std::error::Error + 'static>>(
+    result: std::result::Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::other("disk on fire");
+        let quoted = crate::ConfigError::Read {
+            file: "a.toml".into(),
+            source: io,
+        };
+        assert_eq!(
+            super::one_line(&quoted),
+            "cannot read config file a.toml: disk on fire"
+        );
+        let wrapped = anyhow::Error::new(std::io::Error::other("refused")).context("connecting");
+        assert_eq!(super::one_line(wrapped.as_ref()), "connecting: refused");
+    }
+}

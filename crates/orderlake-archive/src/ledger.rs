@@ -2,6 +2,9 @@
 //! stored as Delta application transactions inside the same commits as the data files, so the
 //! table alone says what has been archived. The app id names the source topic and partition (not
 //! the consumer group): a record is archived once per table, whichever group or instance reads it.
+//!
+//! Imports keep a ledger entry of the same kind per imported source (a legacy export file, named
+//! by the SHA-256 of its bytes): how many of its records the table holds.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,6 +46,59 @@ impl fmt::Display for SourcePartition {
     }
 }
 
+/// A source imported without Kafka coordinates: a legacy export file, identified by its content,
+/// or a generated stream, identified by its settings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ImportSource {
+    /// Content identity: the SHA-256 of a file's bytes (hex), or a generator's settings.
+    pub id: String,
+    /// What a user recognises: the file's URI, or the generator's command.
+    pub name: String,
+}
+
+impl ImportSource {
+    pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The application-transaction id whose version counts the records imported so far.
+    pub fn app_id(&self) -> String {
+        format!("orderlake/import/{}", self.id)
+    }
+
+    /// The `import_source` value of its rows: `name#id`, so that `verify` can find the ledger
+    /// entry of any imported row.
+    pub fn label(&self) -> String {
+        format!("{}#{}", self.name, self.id)
+    }
+
+    /// Records of this source the table holds, as of the table's current snapshot.
+    pub async fn imported(&self, table: &ArchiveTable) -> Result<Option<i64>> {
+        transaction_version(table, self.app_id()).await
+    }
+}
+
+impl fmt::Display for ImportSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// The version of one application transaction in the table's current snapshot.
+async fn transaction_version(table: &ArchiveTable, app_id: String) -> Result<Option<i64>> {
+    let delta = table.delta();
+    let Ok(state) = delta.snapshot() else {
+        return Ok(None);
+    };
+    state
+        .transaction_version(delta.log_store().as_ref(), app_id)
+        .await
+        .map_err(ArchiveError::delta(&table.location().to_string()))
+}
+
 /// Archived offsets of a set of partitions as of one table version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OffsetLedger {
@@ -56,23 +112,13 @@ impl OffsetLedger {
         table: &ArchiveTable,
         partitions: impl IntoIterator<Item = SourcePartition>,
     ) -> Result<Self> {
-        let delta = table.delta();
-        let uri = table.location().to_string();
         let mut archived = BTreeMap::new();
-        if let Ok(state) = delta.snapshot() {
-            let log_store = delta.log_store();
-            for sp in partitions {
-                let offset = state
-                    .transaction_version(log_store.as_ref(), sp.app_id())
-                    .await
-                    .map_err(ArchiveError::delta(&uri))?;
-                archived.insert(sp, offset);
-            }
-        } else {
-            archived.extend(partitions.into_iter().map(|sp| (sp, None)));
+        for sp in partitions {
+            let offset = transaction_version(table, sp.app_id()).await?;
+            archived.insert(sp, offset);
         }
         Ok(Self {
-            version: delta.version(),
+            version: table.delta().version(),
             archived,
         })
     }

@@ -14,8 +14,8 @@ pub mod time;
 pub mod verify;
 
 pub use config_file::ConfigError;
-pub use error::{ArchiveError, Result};
-pub use ledger::{OffsetLedger, SourcePartition};
+pub use error::{ArchiveError, Result, exit_code, one_line};
+pub use ledger::{ImportSource, OffsetLedger, SourcePartition};
 pub use maintenance::{CompactReport, MaintenanceSettings};
 pub use storage::{ArchiveConfig, TableLocation};
 pub use table::{ArchiveTable, TABLE_NAME, TableStatus};

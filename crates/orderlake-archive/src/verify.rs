@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use serde::Serialize;
 
 use crate::error::{ArchiveError, Result};
-use crate::ledger::OffsetLedger;
+use crate::ledger::{ImportSource, OffsetLedger};
 use crate::table::ArchiveTable;
 
 /// How many gap ranges and duplicate offsets a report lists per table (the counts are exact).
@@ -45,6 +45,23 @@ impl PartitionCheck {
     }
 }
 
+/// The verdict on one imported source: its rows against its ledger count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportCheck {
+    /// The file or generator the rows came from.
+    pub source: String,
+    pub id: String,
+    pub rows: i64,
+    /// How many records of the source the ledger says the table holds.
+    pub ledger_rows: Option<i64>,
+}
+
+impl ImportCheck {
+    pub fn is_clean(&self) -> bool {
+        self.ledger_rows == Some(self.rows)
+    }
+}
+
 /// The verdict on the whole table.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -53,11 +70,15 @@ pub struct VerifyReport {
     pub partitions: Vec<PartitionCheck>,
     /// Rows without Kafka coordinates (imported from legacy exports).
     pub imported_rows: i64,
+    /// Per imported source: rows against the ledger (a source imported twice, or partly lost,
+    /// disagrees).
+    pub imports: Vec<ImportCheck>,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.partitions.iter().all(PartitionCheck::is_clean)
+            && self.imports.iter().all(ImportCheck::is_clean)
     }
 
     pub fn missing(&self) -> i64 {
@@ -106,6 +127,30 @@ impl ArchiveTable {
         ))
         .await
         .map_err(fail)?;
+
+        let by_source = run("SELECT import_source, count(*) FROM archive \
+             WHERE import_source IS NOT NULL GROUP BY 1 ORDER BY 1"
+            .into())
+        .await
+        .map_err(fail)?;
+        let mut imports = Vec::new();
+        for batch in &by_source {
+            let labels = arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                .map_err(|e| fail(e.into()))?;
+            let labels = labels.as_string::<i32>();
+            let rows = batch.column(1).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                let label = labels.value(i);
+                let (name, id) = label.rsplit_once('#').unwrap_or((label, ""));
+                let source = ImportSource::new(id, name);
+                imports.push(ImportCheck {
+                    ledger_rows: source.imported(self).await?,
+                    source: source.name,
+                    id: source.id,
+                    rows: rows.value(i),
+                });
+            }
+        }
 
         let mut partitions = Vec::new();
         let mut imported_rows = 0;
@@ -172,6 +217,7 @@ impl ArchiveTable {
             version: self.version(),
             partitions,
             imported_rows,
+            imports,
         })
     }
 }

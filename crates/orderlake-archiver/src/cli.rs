@@ -43,6 +43,37 @@ pub enum Command {
     Maintain(MaintainArgs),
     /// Send archived records back into Kafka, byte for byte, resumably.
     Replay(ReplayArgs),
+    /// Load legacy exports (newline-delimited JSON or Parquet, local or s3://) into the archive
+    /// through the source mappings; rows are marked as imported, and importing the same file
+    /// twice adds nothing.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+
+    /// Files to import, in order: local paths, file:// or s3://bucket/key URIs.
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+
+    /// The records are events of this topic: its source mapping decodes them (the rows are not
+    /// archived under it: imported rows carry no Kafka coordinates).
+    #[arg(long, default_value = "oms.orders")]
+    pub topic: String,
+
+    /// ndjson or parquet (default: from each file's extension).
+    #[arg(long)]
+    pub format: Option<orderlake_ingest::ImportFormat>,
+
+    /// Records per commit; an interrupted import resumes after its last commit.
+    #[arg(long, default_value_t = 200_000)]
+    pub chunk_rows: usize,
+
+    /// Hide the progress bars.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -263,10 +294,10 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub quiet: bool,
 
-    /// Write the events straight into this archive table instead of producing them to Kafka, as
-    /// if each topic had `--partitions` partitions (records keyed to partitions by a hash, offsets
-    /// continuing after what the table holds). For building large benchmark and demo archives
-    /// quickly: never into a table that an archiver fills from real topics of the same names.
+    /// Write the events straight into this archive table instead of producing them to Kafka:
+    /// imported like a legacy export (rows marked as imported, no Kafka coordinates), for
+    /// building large benchmark and demo archives quickly. Running the same command again adds
+    /// nothing; a larger `--events` continues the same stream.
     #[arg(long)]
     pub into_table: Option<String>,
 }

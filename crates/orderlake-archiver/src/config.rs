@@ -148,6 +148,17 @@ pub struct ArchiverConfig {
 }
 
 impl ArchiverConfig {
+    /// How the archive writer lays out files (the `[parquet]` block).
+    pub fn writer_settings(&self) -> WriterSettings {
+        WriterSettings {
+            target_file_bytes: self.parquet.target_file_bytes,
+            row_group_rows: self.parquet.row_group_rows,
+            zstd_level: self.parquet.zstd_level,
+            max_open_files: self.parquet.max_open_files,
+            ..WriterSettings::default()
+        }
+    }
+
     /// Reads a TOML file; errors name the file and the key.
     pub fn from_file(path: &Path) -> Result<Self, CliError> {
         let config: Self = config_file::read_toml(path)?;

@@ -14,6 +14,10 @@ pub enum CliError {
     #[error(transparent)]
     Replay(#[from] orderlake_replay::ReplayError),
 
+    /// Flags that cannot be used together, or a value the command cannot use.
+    #[error("{0}")]
+    Usage(String),
+
     #[error("Kafka: {context}: {source}")]
     Kafka {
         context: String,

@@ -57,8 +57,11 @@ fn install_signal_handlers(stop: StopSignal) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    orderlake_archive::exit_code(run(Cli::parse()).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(&cli.log_format);
     match cli.command {
         Command::Run(args) => {
@@ -106,6 +109,10 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Import(args) => {
+            let config = args.common.load()?;
+            print!("{}", commands::import::import(&config, &args).await?);
+        }
         Command::Replay(args) => {
             let stop = StopSignal::default();
             install_signal_handlers(stop.clone());
@@ -124,16 +131,28 @@ async fn main() -> anyhow::Result<()> {
                 .iter()
                 .map(|(t, n)| format!("{t}={n}"))
                 .collect();
+            let total = s.per_topic.values().sum::<u64>();
+            let rate = total as f64 / s.seconds.max(1e-9);
+            let (verb, result) = if args.into_table.is_some() {
+                (
+                    "imported",
+                    format!(
+                        "{} added, {} already in the table",
+                        s.acked, s.already_archived
+                    ),
+                )
+            } else {
+                (
+                    "produced",
+                    format!("{} acknowledged, {} failed", s.acked, s.failed),
+                )
+            };
             println!(
-                "produced {} events in {:.1}s ({:.0}/s): {}; {} malformed, {} tombstones; {} acknowledged, {} failed",
-                s.per_topic.values().sum::<u64>(),
+                "{verb} {total} events in {:.1}s ({rate:.0}/s): {}; {} malformed, {} tombstones; {result}",
                 s.seconds,
-                s.per_topic.values().sum::<u64>() as f64 / s.seconds.max(1e-9),
                 per_topic.join(" "),
                 s.malformed,
                 s.tombstones,
-                s.acked,
-                s.failed
             );
             if s.failed > 0 {
                 anyhow::bail!("{} events were not acknowledged by the broker", s.failed);

@@ -95,15 +95,33 @@ async fn verify_reports_gaps_duplicates_and_ledger_disagreement() {
     let clean = archiver(&["verify", "--table-uri", &uri]);
     assert!(clean.status.success());
     assert!(
-        stdout(&clean).contains("OK: 12 partitions"),
+        stdout(&clean).contains("1 imported sources agree with the ledger"),
         "{}",
         stdout(&clean)
     );
+    let json: serde_json::Value =
+        serde_json::from_slice(&archiver(&["verify", "--table-uri", &uri, "--json"]).stdout)
+            .unwrap();
+    let label = format!(
+        "{}#{}",
+        json["imports"][0]["source"].as_str().unwrap(),
+        json["imports"][0]["id"].as_str().unwrap()
+    );
 
-    // A writer bug, simulated: offsets 0, 1, 1, 4 of a new partition with the ledger through 6.
+    // A writer bug, simulated: offsets 0, 1, 1, 4 of a new partition with the ledger through 6,
+    // and three more rows of the imported source that its ledger entry does not count.
     let table = open(dir.path()).await;
     let mut writer = ArchiveWriter::new(table, WriterSettings::default());
     let mut rows = ArchiveRowBuffer::new();
+    for _ in 0..3 {
+        let env = Envelope {
+            value: Some(b"{}"),
+            import_source: Some(&label),
+            ..Envelope::default()
+        };
+        let order = orderlake_ingest::decode::decode(Some(b"{}"), None, 1024);
+        rows.append(&env, [], &order, 0);
+    }
     for offset in [0, 1, 1, 4] {
         let env = Envelope {
             topic: Some("oms.broken"),
@@ -123,6 +141,7 @@ async fn verify_reports_gaps_duplicates_and_ledger_disagreement() {
             after: None,
             through: 6,
         }],
+        import: None,
     };
     assert!(matches!(
         writer.commit(&flush).await.unwrap(),
@@ -142,7 +161,11 @@ async fn verify_reports_gaps_duplicates_and_ledger_disagreement() {
     );
     assert!(text.contains("LEDGER     oms.broken[0]: the ledger says archived through 6 but the last row is offset 4"), "{text}");
     assert!(
-        text.contains("FAILED: 2 offsets missing, 1 duplicated"),
+        text.contains("IMPORT     orderlake-archiver generate --seed 1 --events 2000 --years 0.2: 2003 rows, the ledger says 2000 records imported"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAILED: 2 offsets missing, 1 duplicated, 1 imported sources disagree"),
         "{text}"
     );
     let json: serde_json::Value =

@@ -1,6 +1,7 @@
-//! Records that do not arrive through a live consumer (test fixtures today, legacy imports next)
-//! go through the same decoding, row layout and exactly-once writer as the drain: one call is one
-//! Delta commit carrying the ledger advance of every source partition it touches.
+//! Kafka records that do not arrive through a live consumer (fixtures with known coordinates, for
+//! tests and examples) go through the same decoding, row layout and exactly-once writer as the
+//! drain: one call is one Delta commit carrying the ledger advance of every source partition it
+//! touches. Records without Kafka coordinates are imports (see [`crate::import`]).
 
 use std::collections::BTreeMap;
 
@@ -82,6 +83,7 @@ pub async fn archive_records(
     let flush = Flush {
         batch: buffer.finish(),
         advances,
+        import: None,
     };
     writer.commit(&flush).await
 }

@@ -500,7 +500,11 @@ impl DrainContext {
         st.buffer_started = None;
         Job {
             generation: st.generation,
-            flush: Flush { batch, advances },
+            flush: Flush {
+                batch,
+                advances,
+                import: None,
+            },
             undecoded,
         }
     }
@@ -831,13 +835,13 @@ impl IngestLoop {
                 }
             }
             Ok(Some(FlushOutcome::Fenced {
-                partition,
+                stream,
                 expected,
                 found,
             })) => {
                 let stale = ctx.lock().generation != r.generation;
                 if !stale {
-                    tracing::warn!(%partition, ?expected, ?found, "flush fenced: another instance archived these records; re-reading offsets from the table");
+                    tracing::warn!(partition = %stream, ?expected, ?found, "flush fenced: another instance archived these records; re-reading offsets from the table");
                     self.reset_from_table()?;
                 }
                 ctx.lock().report.flushes_fenced += 1;

@@ -1,6 +1,6 @@
 //! Errors of the ingest path, carrying the identifying fields (mapping, topic, partition, table).
 
-use orderlake_archive::{ArchiveError, SourcePartition};
+use orderlake_archive::ArchiveError;
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 
@@ -30,16 +30,21 @@ pub enum IngestError {
         source: rdkafka::error::KafkaError,
     },
 
-    /// A partition's ledger moved while we held records for it: another instance archived them.
+    /// A ledger entry (a Kafka partition's or an import's) moved while we held records for it:
+    /// another writer archived them first.
     #[error(
-        "{partition}: the table records offset {found:?} but this instance expected {expected:?}; \
-         another instance archived these records, re-reading from the table"
+        "{stream}: the table's ledger says {found:?} but this writer expected {expected:?}; \
+         another writer archived these records first"
     )]
     Fenced {
-        partition: SourcePartition,
+        stream: String,
         expected: Option<i64>,
         found: Option<i64>,
     },
+
+    /// An import input cannot be read: missing, unreadable, or not in the format it claims.
+    #[error("import `{input}`: {reason}")]
+    Import { input: String, reason: String },
 
     /// A graceful stop could not commit what was buffered in time; it will be re-read next run.
     #[error(

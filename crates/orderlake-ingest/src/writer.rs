@@ -7,14 +7,14 @@
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
-use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::{Action, Transaction};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTableError, kernel::Add};
 use orderlake_archive::schema::EVENT_DATE;
-use orderlake_archive::{ArchiveTable, OffsetLedger, SourcePartition};
+use orderlake_archive::{ArchiveTable, ImportSource, OffsetLedger, SourcePartition};
 
 use crate::error::{IngestError, Result};
 
@@ -59,11 +59,21 @@ pub struct LedgerAdvance {
     pub through: i64,
 }
 
+/// An import's ledger move in one flush: from `after` records of the source to `through`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportAdvance {
+    pub source: ImportSource,
+    pub after: Option<i64>,
+    pub through: i64,
+}
+
 /// One flush: the rows and the ledger moves they make.
 #[derive(Debug, Clone)]
 pub struct Flush {
     pub batch: RecordBatch,
     pub advances: Vec<LedgerAdvance>,
+    /// Set when the rows come from an import rather than from Kafka.
+    pub import: Option<ImportAdvance>,
 }
 
 /// What became of a flush.
@@ -77,7 +87,8 @@ pub enum FlushOutcome {
     AlreadyCommitted,
     /// Another instance archived some of these records first; nothing was committed.
     Fenced {
-        partition: SourcePartition,
+        /// The Kafka partition or the import source whose ledger entry moved.
+        stream: String,
         expected: Option<i64>,
         found: Option<i64>,
     },
@@ -86,7 +97,7 @@ pub enum FlushOutcome {
 enum LedgerCheck {
     Ours,
     Landed,
-    Moved(SourcePartition, Option<i64>, Option<i64>),
+    Moved(String, Option<i64>, Option<i64>),
 }
 
 /// Writes flushes to the archive table, exactly once per ledger range.
@@ -116,22 +127,33 @@ impl ArchiveWriter {
         }
     }
 
-    async fn check_ledger(&mut self, advances: &[LedgerAdvance]) -> Result<LedgerCheck> {
+    async fn check_ledger(&mut self, flush: &Flush) -> Result<LedgerCheck> {
         self.table.refresh().await?;
         let partitions: Vec<SourcePartition> =
-            advances.iter().map(|a| a.partition.clone()).collect();
+            flush.advances.iter().map(|a| a.partition.clone()).collect();
         let ledger = OffsetLedger::read(&self.table, partitions).await?;
-        if advances
+        let import = match &flush.import {
+            Some(i) => Some((i, i.source.imported(&self.table).await?)),
+            None => None,
+        };
+        let landed = flush
+            .advances
             .iter()
             .all(|a| ledger.archived(&a.partition) == Some(a.through))
-        {
+            && import.is_none_or(|(i, found)| found == Some(i.through));
+        if landed {
             return Ok(LedgerCheck::Landed);
         }
-        for a in advances {
+        for a in &flush.advances {
             let found = ledger.archived(&a.partition);
             if found != a.after {
-                return Ok(LedgerCheck::Moved(a.partition.clone(), a.after, found));
+                return Ok(LedgerCheck::Moved(a.partition.to_string(), a.after, found));
             }
+        }
+        if let Some((i, found)) = import
+            && found != i.after
+        {
+            return Ok(LedgerCheck::Moved(i.source.name.clone(), i.after, found));
         }
         Ok(LedgerCheck::Ours)
     }
@@ -164,15 +186,15 @@ impl ArchiveWriter {
     }
 
     /// Commits `adds` with the ledger entries, once, against the current table version.
-    async fn try_commit(
-        &self,
-        adds: &[Add],
-        advances: &[LedgerAdvance],
-    ) -> Result<u64, DeltaTableError> {
-        let txns = advances
+    async fn try_commit(&self, adds: &[Add], flush: &Flush) -> Result<u64, DeltaTableError> {
+        let mut txns: Vec<_> = flush
+            .advances
             .iter()
             .map(|a| a.partition.ledger_entry(a.through))
             .collect();
+        if let Some(i) = &flush.import {
+            txns.push(Transaction::new(i.source.app_id(), i.through));
+        }
         let props = CommitProperties::default()
             .with_application_transactions(txns)
             .with_max_retries(0);
@@ -203,12 +225,12 @@ impl ArchiveWriter {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.check_ledger(&flush.advances).await {
+            match self.check_ledger(flush).await {
                 Ok(LedgerCheck::Ours) => {}
                 Ok(LedgerCheck::Landed) => return Ok(FlushOutcome::AlreadyCommitted),
-                Ok(LedgerCheck::Moved(partition, expected, found)) => {
+                Ok(LedgerCheck::Moved(stream, expected, found)) => {
                     return Ok(FlushOutcome::Fenced {
-                        partition,
+                        stream,
                         expected,
                         found,
                     });
@@ -230,7 +252,7 @@ impl ArchiveWriter {
                     }
                 },
             };
-            match self.try_commit(files, &flush.advances).await {
+            match self.try_commit(files, flush).await {
                 Ok(version) => {
                     let files = files.len();
                     tracing::debug!(

@@ -37,8 +37,11 @@ async fn stop_signal() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    orderlake_archive::exit_code(run(Cli::parse()).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(&cli.log_format);
     let serve = match cli.command {
         Some(Command::HashPassword) => {

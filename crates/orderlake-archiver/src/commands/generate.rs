@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 
 use chrono::Utc;
+use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use orderlake_archive::{ArchiveTable, OffsetLedger, SourcePartition, TableLocation};
-use orderlake_ingest::writer::FlushOutcome;
-use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
+use orderlake_archive::{ArchiveTable, ImportSource, TableLocation};
+use orderlake_ingest::decode::{DEFAULT_MAX_DECODE_BYTES, TopicDecoder};
+use orderlake_ingest::{ArchiveWriter, ImportRecord, MappingSet, SourceMapping, WriterSettings};
 use orderlake_samples::{
     OrderEventGenerator, RecordKind, SampleRecord, SampleSettings, SampleTopics,
 };
@@ -154,6 +155,8 @@ pub struct GenerateSummary {
     pub tombstones: u64,
     pub acked: u64,
     pub failed: u64,
+    /// With `--into-table`: records of the stream the table already held.
+    pub already_archived: u64,
     pub seconds: f64,
 }
 
@@ -290,86 +293,63 @@ pub async fn generate(args: &GenerateArgs) -> Result<GenerateSummary, CliError> 
 /// Records per commit when writing straight into the archive.
 const DIRECT_CHUNK: usize = 200_000;
 
-/// `generate --into-table`: the generator's records through the archiver's own decoding and
-/// exactly-once writer, without a broker.
+/// `generate --into-table`: the generator's stream imported like a legacy export (same decoding,
+/// writer and per-source ledger, rows marked as imported, no Kafka coordinates). The stream is
+/// named by its settings, so running the same command again adds nothing, and a larger
+/// `--events` continues where the table's copy of the stream ends.
 async fn generate_into_table(args: &GenerateArgs, uri: &str) -> Result<GenerateSummary, CliError> {
+    if args.skip > 0 {
+        return Err(CliError::Usage(
+            "--skip does not apply with --into-table: the table's ledger says where the \
+             generated stream continues"
+                .into(),
+        ));
+    }
     let table = ArchiveTable::open_or_create(TableLocation::parse(uri, HashMap::new())?).await?;
     let mut writer = ArchiveWriter::new(table, WriterSettings::default());
-    let mappings = MappingSet::new(SourceMapping::defaults())?;
-    let partitions = args.partitions.max(1);
-    let topics = SampleTopics::with_prefix(&args.topic_prefix);
-    let all: Vec<SourcePartition> = topics
-        .all()
-        .iter()
-        .flat_map(|t| (0..partitions).map(|p| SourcePartition::new(*t, p)))
-        .collect();
-    let ledger = OffsetLedger::read(writer.table(), all).await?;
-    let mut next: HashMap<SourcePartition, i64> = ledger
-        .iter()
-        .map(|(sp, archived)| (sp.clone(), archived.map_or(0, |o| o + 1)))
-        .collect();
+    let mut decoder = TopicDecoder::new(
+        MappingSet::new(SourceMapping::defaults())?,
+        DEFAULT_MAX_DECODE_BYTES,
+    );
+    let source = ImportSource::new(
+        format!(
+            "generator-seed{}-events{}-years{}-malformed{}-prefix{}",
+            args.seed, args.events, args.years, args.malformed_share, args.topic_prefix
+        ),
+        format!(
+            "orderlake-archiver generate --seed {} --events {} --years {}",
+            args.seed, args.events, args.years
+        ),
+    );
     let bar = progress_bar(args);
     let started = Instant::now();
     let mut summary = GenerateSummary::default();
-    let mut stream = OrderEventGenerator::new(sample_settings(args))
-        .skip(args.skip as usize)
-        .take(args.events as usize);
-    loop {
-        let chunk: Vec<SampleRecord> = stream.by_ref().take(DIRECT_CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let records: Vec<SourceRecord> = chunk
-            .into_iter()
-            .map(|rec| {
-                summary.count(&rec);
-                let partition = key_partition(rec.key.as_deref(), partitions);
-                let offset = next
-                    .entry(SourcePartition::new(&rec.topic, partition))
-                    .or_insert(0);
-                let record = SourceRecord {
-                    topic: rec.topic,
-                    partition,
-                    offset: *offset,
-                    timestamp_ms: Some(rec.timestamp_ms),
-                    key: rec.key,
-                    value: rec.value,
-                    headers: rec.headers,
-                };
-                *offset += 1;
-                record
-            })
-            .collect();
-        match orderlake_ingest::archive_records(&mut writer, &mappings, &records).await? {
-            FlushOutcome::Committed { .. } | FlushOutcome::AlreadyCommitted => {}
-            FlushOutcome::Fenced {
-                partition,
-                expected,
-                found,
-            } => {
-                // Another writer moved these partitions meanwhile: stop rather than drop records.
-                return Err(CliError::Ingest(orderlake_ingest::IngestError::Fenced {
-                    partition,
-                    expected,
-                    found,
-                }));
-            }
-        }
-        bar.inc(records.len() as u64);
-        summary.acked += records.len() as u64;
-    }
+    let counted = &mut summary;
+    let records = futures::stream::iter(
+        OrderEventGenerator::new(sample_settings(args)).take(args.events as usize),
+    )
+    .map(move |rec| {
+        counted.count(&rec);
+        Ok(ImportRecord {
+            topic: rec.topic,
+            key: rec.key,
+            value: rec.value,
+            timestamp_ms: Some(rec.timestamp_ms),
+            headers: rec.headers,
+        })
+    });
+    let report = orderlake_ingest::import_records(
+        &mut writer,
+        &mut decoder,
+        &source,
+        Box::pin(records),
+        DIRECT_CHUNK,
+        |n| bar.inc(n),
+    )
+    .await?;
     bar.finish_and_clear();
+    summary.acked = report.added;
+    summary.already_archived = report.records - report.added;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-/// A stable partition for a key (FNV-1a), as a keyed Kafka producer would spread them.
-fn key_partition(key: Option<&[u8]>, partitions: i32) -> i32 {
-    let hash = key
-        .unwrap_or_default()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    (hash % partitions as u64) as i32
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod generate;
+pub mod import;
 pub mod maintain;
 pub mod replay;
 pub mod run;

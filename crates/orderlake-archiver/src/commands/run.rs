@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use orderlake_archive::ArchiveTable;
-use orderlake_ingest::{
-    ArchiveWriter, DrainReport, DrainSettings, MappingSet, StopSignal, WriterSettings,
-};
+use orderlake_ingest::{ArchiveWriter, DrainReport, DrainSettings, MappingSet, StopSignal};
 
 use crate::config::ArchiverConfig;
 use crate::error::CliError;
@@ -20,16 +18,7 @@ pub async fn run(
     let table = ArchiveTable::open_or_create(location).await?;
     tracing::info!(table = %table.location(), version = ?table.version(), "archive table ready");
     let mappings = MappingSet::new(config.all_mappings())?;
-    let writer = ArchiveWriter::new(
-        table,
-        WriterSettings {
-            target_file_bytes: config.parquet.target_file_bytes,
-            row_group_rows: config.parquet.row_group_rows,
-            zstd_level: config.parquet.zstd_level,
-            max_open_files: config.parquet.max_open_files,
-            ..WriterSettings::default()
-        },
-    );
+    let writer = ArchiveWriter::new(table, config.writer_settings());
     let settings = DrainSettings {
         brokers: config.kafka.brokers.clone(),
         group: config.kafka.group.clone(),

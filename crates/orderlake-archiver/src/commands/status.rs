@@ -18,18 +18,23 @@ pub async fn verify(config: &ArchiverConfig) -> Result<VerifyReport, CliError> {
 /// The verify report for people: one line per partition, then what is wrong, in full.
 pub fn render_verify(r: &VerifyReport) -> String {
     let mut out = format!(
-        "table      {}\nversion    {}\n\n{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14}\n",
+        "table      {}\nversion    {}\n\n",
         r.table_uri,
         r.version.map_or("-".into(), |v| v.to_string()),
-        "topic",
-        "partition",
-        "first offset",
-        "last offset",
-        "rows",
-        "missing",
-        "duplicated",
-        "ledger",
     );
+    if !r.partitions.is_empty() {
+        out.push_str(&format!(
+            "{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14}\n",
+            "topic",
+            "partition",
+            "first offset",
+            "last offset",
+            "rows",
+            "missing",
+            "duplicated",
+            "ledger",
+        ));
+    }
     for p in &r.partitions {
         out.push_str(&format!(
             "{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14}\n",
@@ -59,16 +64,31 @@ pub fn render_verify(r: &VerifyReport) -> String {
             ));
         }
     }
+    for i in &r.imports {
+        out.push_str(&format!(
+            "{} {}: {} rows, the ledger says {} records imported\n",
+            if i.is_clean() {
+                "IMPORTED  "
+            } else {
+                "IMPORT    "
+            },
+            i.source,
+            i.rows,
+            i.ledger_rows.map_or("no".into(), |n| n.to_string())
+        ));
+    }
     out.push_str(&if r.is_clean() {
         format!(
-            "OK: {} partitions, no offset missing or duplicated, ledger agrees\n",
-            r.partitions.len()
+            "OK: {} partitions, no offset missing or duplicated, ledger agrees; {} imported sources agree with the ledger\n",
+            r.partitions.len(),
+            r.imports.len()
         )
     } else {
         format!(
-            "FAILED: {} offsets missing, {} duplicated\n",
+            "FAILED: {} offsets missing, {} duplicated, {} imported sources disagree with the ledger\n",
             r.missing(),
-            r.duplicated()
+            r.duplicated(),
+            r.imports.iter().filter(|i| !i.is_clean()).count()
         )
     });
     out
