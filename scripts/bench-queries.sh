@@ -1,45 +1,79 @@
 #!/usr/bin/env bash
-# The cold-query benchmark (not a test): a generated archive of BENCH_EVENTS order events over five
-# years, written through the archiver's own decoding and writer (`generate --into-table`), then the
-# query suite in bench/queries.toml through orderlake-server's Flight SQL client and in DuckDB over
-# the same Parquet files, in the same run, BENCH_REPS times each after a warm-up. Prints a table of
-# medians and ratios, and the archive's bytes per event against the raw JSON.
-#   BENCH_EVENTS=10000000 BENCH_REPS=5 ./scripts/bench-queries.sh
-#   BENCH_TABLE=/path/to/table ./scripts/bench-queries.sh     reuse an archive built earlier
+# The cold-archive benchmark (not a test). Builds a multi-year archive of BENCH_EVENTS generated
+# order events through the import path (`generate --into-table`, kept in the cache and reused:
+# importing the same stream again adds nothing), then runs the query suite of bench/queries.toml
+# through orderlake-server's Flight SQL client and in DuckDB over exactly the table's live Parquet
+# files, in the same run, BENCH_REPS times each after a warm-up; then `maintain` (compaction,
+# checkpoint, vacuum) and the suite again. Prints medians and ratios before and after maintenance,
+# the archive's bytes per event against the raw JSON, and EXPLAIN ANALYZE of the point lookup.
+#   ./scripts/bench-queries.sh                                   50M events (about 2 hours on 2 cores)
+#   BENCH_EVENTS=2000000 BENCH_REPS=3 ./scripts/bench-queries.sh  a quick run
+#   BENCH_TABLE=/path/to/table BENCH_MAINTAIN=0 ./scripts/bench-queries.sh
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
-events=${BENCH_EVENTS:-10000000}
+events=${BENCH_EVENTS:-50000000}
 reps=${BENCH_REPS:-5}
+maintain=${BENCH_MAINTAIN:-1}
+table=${BENCH_TABLE:-$ORDERLAKE_CACHE/bench/archive-$events/order_events}
 
 ensure_venv
 cargo build --release --locked --bin orderlake-archiver --bin orderlake-server --bin orderlake-bench
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d); trap 'stop_services; rm -rf "$work"' EXIT
-table=${BENCH_TABLE:-}
-if [ -z "$table" ]; then
-  table="$work/lake/order_events"
-  log "writing $events generated events over 5 years into $table"
+out=${BENCH_OUT:-$work/out}
+
+if [ -z "${BENCH_TABLE:-}" ]; then
+  mkdir -p "$table"
+  log "importing $events generated events over 5 years into $table (nothing is added if it is there)"
   started=$SECONDS
-  "$bin/orderlake-archiver" generate --into-table "$table" --events "$events" --years 5 \
-    --partitions 4 --quiet
-  log "archive written in $((SECONDS - started)) s"
+  "$bin/orderlake-archiver" generate --into-table "$table" --events "$events" --years 5 --quiet
+  log "import took $((SECONDS - started)) s"
 fi
 
-log "DuckDB over the same Parquet files ($reps runs each after a warm-up)"
-"$PYTHON" tests/python/bench_queries.py prepare bench/queries.toml "$table" "$reps" "$work/out"
-
-log "orderlake-server over the archive"
-port=$(free_port)
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 hash=$(printf '%s\n' "$password" | "$bin/orderlake-server" hash-password)
-printf '[server]\nlisten = "127.0.0.1:%s"\n[archive]\ntable_uri = "%s"\n[sql]\nviews_dir = "sql"\n[[auth.users]]\nname = "bench"\npassword_hash = "%s"\n' \
-  "$port" "$table" "$hash" >"$work/server.toml"
-ORDERLAKE_LOG=warn "$bin/orderlake-server" --config "$work/server.toml" >"$work/server.log" 2>&1 &
-ORDERLAKE_PIDS+=("$!")
-wait_for_port "$port" orderlake-server 1200
 
-log "the same queries through Flight SQL ($reps runs each after a warm-up)"
-ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-bench" query-suite --uri "http://127.0.0.1:$port" \
-  --user bench --queries "$work/out/orderlake.json" --reps "$reps" >"$work/out/orderlake.jsonl"
+# suite PHASE: DuckDB, then orderlake-server (started fresh over the table as it is now).
+suite() {
+  local phase=$1 dir="$out/$1"
+  log "[$phase] DuckDB over the same Parquet files ($reps runs each after a warm-up)"
+  "$PYTHON" tests/python/bench_queries.py prepare bench/queries.toml "$table" "$reps" "$dir" \
+    ${first_params:-}
+  local port; port=$(free_port)
+  printf '[server]\nlisten = "127.0.0.1:%s"\n[archive]\ntable_uri = "%s"\n[sql]\nviews_dir = "sql"\n[[auth.users]]\nname = "bench"\npassword_hash = "%s"\n' \
+    "$port" "$table" "$hash" >"$work/server.toml"
+  ORDERLAKE_LOG=warn "$bin/orderlake-server" --config "$work/server.toml" >"$work/server-$phase.log" 2>&1 &
+  local pid=$!
+  ORDERLAKE_PIDS+=("$pid")
+  wait_for_port "$port" orderlake-server 1200
+  log "[$phase] the same queries through Flight SQL ($reps runs each after a warm-up)"
+  ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-bench" query-suite \
+    --uri "http://127.0.0.1:$port" --user bench --queries "$dir/orderlake.json" --reps "$reps" \
+    >"$dir/orderlake.jsonl"
+  local lookup
+  lookup=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["queries"][0]["sql"])' "$dir/orderlake.json")
+  ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-server" query --uri "http://127.0.0.1:$port" \
+    --user bench "EXPLAIN ANALYZE $lookup" >"$dir/explain-point-lookup.txt"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
 
-"$PYTHON" tests/python/bench_queries.py report "$work/out" "$table"
+first_params=""
+suite before
+dirs=("$out/before")
+if [ "$maintain" = 1 ]; then
+  log "maintain: compaction, checkpoint, vacuum"
+  started=$SECONDS
+  "$bin/orderlake-archiver" maintain --table-uri "$table" --retention-hours 0 --force --quiet \
+    | tee "$out/maintain.txt"
+  log "maintenance took $((SECONDS - started)) s"
+  first_params="$out/before/orderlake.json"
+  suite after
+  dirs+=("$out/after")
+fi
+
+"$PYTHON" tests/python/bench_queries.py report "${dirs[@]}"
+for d in "${dirs[@]}"; do
+  echo; echo "EXPLAIN ANALYZE of the point lookup ($(basename "$d") maintenance):"
+  grep -o -E '(files_ranges_pruned_statistics|row_groups_pruned_(statistics|bloom_filter)|page_index_rows_pruned|pushdown_rows_pruned|bytes_scanned|output_rows)=[^,]*' \
+    "$d/explain-point-lookup.txt" | sort | uniq -c | head -20 || true
+done

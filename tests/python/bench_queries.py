@@ -1,12 +1,13 @@
 """The DuckDB side of the cold-query benchmark, and the report.
 
-  bench_queries.py prepare QUERIES TABLE_DIR REPS OUT_DIR
-      chooses the lookup parameters from the archive, writes OUT_DIR/orderlake.json (the queries
-      for the Flight SQL runner) and times each query in DuckDB over the same Parquet files
-      (OUT_DIR/duckdb.json: median and best milliseconds, rows).
-  bench_queries.py report OUT_DIR TABLE_DIR
-      prints query, orderlake median, DuckDB median, ratio, rows (which must agree), and the
-      archive's bytes per event against the raw JSON bytes per event.
+  bench_queries.py prepare QUERIES TABLE_DIR REPS OUT_DIR [PARAMS_JSON]
+      chooses the lookup parameters from the archive (or reuses those of an earlier phase),
+      writes OUT_DIR/orderlake.json (the queries for the Flight SQL runner), times each query in
+      DuckDB over the same Parquet files (OUT_DIR/duckdb.json: median and best milliseconds,
+      rows), and records the archive's size (OUT_DIR/archive.json).
+  bench_queries.py report OUT_DIR [OUT_DIR_AFTER]
+      prints query, orderlake median, DuckDB median, ratio, rows (which must agree) for each
+      phase, and the archive's bytes per event against the raw JSON bytes per event.
 """
 
 import json
@@ -50,11 +51,26 @@ def choose_parameters(con):
     return {"order_id": order_id, "customer_id": customer_id, "year": year, "next_year": year + 1}
 
 
-def prepare(queries_path, table_dir, reps, out_dir):
+def archive_size(con, table_dir):
+    events, raw = con.sql(
+        "SELECT count(*), sum(coalesce(octet_length(kafka_value), 0)) FROM order_events"
+    ).fetchall()[0]
+    live = DeltaTable(table_dir).file_uris()
+    sizes = sum(os.path.getsize(f.removeprefix("file://")) for f in live)
+    return {"events": events, "raw_bytes": raw, "files": len(live), "bytes": sizes}
+
+
+def prepare(queries_path, table_dir, reps, out_dir, params_path=None):
     with open(queries_path, "rb") as f:
         suite = tomllib.load(f)["query"]
     con = connect(table_dir)
-    params = choose_parameters(con)
+    if params_path:
+        params = json.load(open(params_path))["params"]
+    else:
+        params = choose_parameters(con)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "archive.json"), "w") as f:
+        json.dump(archive_size(con, table_dir), f)
     ours, theirs = [], []
     for q in suite:
         sql = q["sql"].format(**params)
@@ -70,44 +86,54 @@ def prepare(queries_path, table_dir, reps, out_dir):
             {"name": q["name"], "median_ms": statistics.median(times), "best_ms": min(times), "rows": rows}
         )
         print(f"duckdb  {q['name']:<32} {statistics.median(times):10.1f} ms  {rows} rows", flush=True)
-    os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "orderlake.json"), "w") as f:
         json.dump({"params": params, "queries": ours}, f)
     with open(os.path.join(out_dir, "duckdb.json"), "w") as f:
         json.dump(theirs, f)
 
 
-def report(out_dir, table_dir):
+def phase(out_dir):
     duck = {r["name"]: r for r in json.load(open(os.path.join(out_dir, "duckdb.json")))}
     ours = [json.loads(l) for l in open(os.path.join(out_dir, "orderlake.jsonl"))]
-    params = json.load(open(os.path.join(out_dir, "orderlake.json")))["params"]
+    archive = json.load(open(os.path.join(out_dir, "archive.json")))
+    return duck, ours, archive
+
+
+def report(out_dirs):
+    phases = [phase(d) for d in out_dirs]
+    names = ["before maintenance", "after maintenance"][: len(phases)] if len(phases) > 1 else [""]
+    params = json.load(open(os.path.join(out_dirs[0], "orderlake.json")))["params"]
     print(f"parameters: {params}")
-    print(f"| query | orderlake median ms | DuckDB median ms | ratio | rows (orderlake/DuckDB) |")
-    print(f"|---|---:|---:|---:|---|")
-    for r in ours:
-        d = duck[r["name"]]
-        ratio = r["median_ms"] / d["median_ms"] if d["median_ms"] else float("inf")
-        agree = "" if r["rows"] == d["rows"] else "  ROWS DIFFER"
+    head = "| query |"
+    rule = "|---|"
+    for n in names:
+        label = f" ({n})" if n else ""
+        head += f" orderlake ms{label} | DuckDB ms{label} | ratio{label} |"
+        rule += "---:|---:|---:|"
+    print(head + " rows (orderlake/DuckDB) |")
+    print(rule + "---|")
+    for i, first in enumerate(phases[0][1]):
+        line = f"| {first['name']} |"
+        rows = []
+        for duck, ours, _ in phases:
+            r = ours[i]
+            d = duck[r["name"]]
+            ratio = r["median_ms"] / d["median_ms"] if d["median_ms"] else float("inf")
+            line += f" {r['median_ms']:.1f} | {d['median_ms']:.1f} | {ratio:.2f} |"
+            rows.append(f"{r['rows']}/{d['rows']}" + ("" if r["rows"] == d["rows"] else " ROWS DIFFER"))
+        print(line + " " + ", ".join(rows) + " |")
+    for n, (_, _, a) in zip(names, phases):
         print(
-            f"| {r['name']} | {r['median_ms']:.1f} | {d['median_ms']:.1f} | {ratio:.2f} | "
-            f"{r['rows']}/{d['rows']}{agree} |"
+            f"archive{' ' + n if n else ''}: {a['events']} events, {a['files']} Parquet files, "
+            f"{a['bytes'] / a['events']:.0f} bytes/event on disk vs {a['raw_bytes'] / a['events']:.0f} "
+            f"bytes/event of raw JSON values ({a['bytes'] / a['raw_bytes']:.2f}x)"
         )
-    con = connect(table_dir)
-    events, raw = con.sql(
-        "SELECT count(*), sum(coalesce(octet_length(kafka_value), 0)) FROM order_events"
-    ).fetchall()[0]
-    live = DeltaTable(table_dir).file_uris()
-    files, sizes = len(live), sum(os.path.getsize(f.removeprefix("file://")) for f in live)
-    print(
-        f"archive: {events} events, {files} Parquet files, {sizes / events:.0f} bytes/event on disk "
-        f"vs {raw / events:.0f} bytes/event of raw JSON values ({sizes / raw:.2f}x)"
-    )
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "prepare":
-        prepare(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        prepare(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], *sys.argv[6:7])
     elif sys.argv[1] == "report":
-        report(sys.argv[2], sys.argv[3])
+        report(sys.argv[2:])
     else:
         sys.exit(__doc__)

@@ -133,6 +133,35 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// Table maintenance as a background task of `run` (the `maintain` command runs it once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Run compaction, checkpoint and vacuum in the background while archiving.
+    pub enabled: bool,
+    /// Time between runs; the first run starts one interval after the archiver starts.
+    pub interval_secs: u64,
+    /// Compact dates at least this many days old (closed: no more late records expected).
+    pub closed_after_days: i64,
+    /// Target size of compacted files.
+    pub target_file_bytes: u64,
+    /// Vacuum keeps unreferenced files younger than this (at least 24 hours).
+    pub retention_hours: u64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        let m = orderlake_archive::MaintenanceSettings::default();
+        Self {
+            enabled: false,
+            interval_secs: 6 * 3600,
+            closed_after_days: m.closed_after_days,
+            target_file_bytes: m.target_file_bytes,
+            retention_hours: m.retention.as_secs() / 3600,
+        }
+    }
+}
+
 /// The whole archiver configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -143,6 +172,7 @@ pub struct ArchiverConfig {
     pub parquet: ParquetConfig,
     pub decode: DecodeConfig,
     pub shutdown: ShutdownConfig,
+    pub maintenance: MaintenanceConfig,
     /// Source mappings, tried in order before the built-in ones.
     pub mappings: Vec<SourceMapping>,
 }
@@ -211,6 +241,30 @@ impl ArchiverConfig {
         if self.parquet.row_group_rows == 0 {
             return Err(bad("parquet.row_group_rows", "must be at least 1".into()));
         }
+        if self.maintenance.interval_secs == 0 {
+            return Err(bad(
+                "maintenance.interval_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.maintenance.closed_after_days < 0 {
+            return Err(bad(
+                "maintenance.closed_after_days",
+                "must not be negative".into(),
+            ));
+        }
+        let min = orderlake_archive::MaintenanceSettings::default().min_retention;
+        if self.maintenance.retention_hours.saturating_mul(3600) < min.as_secs() {
+            return Err(bad(
+                "maintenance.retention_hours",
+                format!(
+                    "{} is below the {} hours a running writer's uncommitted files need; \
+                     only `maintain --vacuum --force` goes lower",
+                    self.maintenance.retention_hours,
+                    min.as_secs() / 3600
+                ),
+            ));
+        }
         orderlake_ingest::MappingSet::new(self.all_mappings())
             .map_err(|e| bad("mappings", e.to_string()))?;
         Ok(())
@@ -268,6 +322,7 @@ mod tests {
         assert_eq!(c.archive.table_uri, "./data/lake/order_events");
         assert!(c.mappings.iter().any(|m| m.name == "legacy-export-orders"));
         assert!(c.all_mappings().len() > c.mappings.len());
+        assert_eq!(c.maintenance, MaintenanceConfig::default());
     }
 
     #[test]
@@ -285,6 +340,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("flush.memory_budget_bytes"), "{err}");
+        let err = parse("[maintenance]\nenabled = true\nretention_hours = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maintenance.retention_hours"), "{err}");
         let err = parse(
             "[[mappings]]\nname = \"m\"\ntopics = [\"t\"]\n[mappings.fields]\norder_id = \"id\"\n",
         )

@@ -43,11 +43,7 @@ async fn sigterm_flushes_commits_and_exits_zero() {
     // Let it read for a while, then ask it to stop.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let signalled = Instant::now();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    support::signal(child.id(), "TERM");
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
@@ -69,9 +65,11 @@ async fn sigterm_flushes_commits_and_exits_zero() {
     );
 
     // A catch-up run completes the archive: every record exactly once.
-    let out = support::archive_until_caught_up(&backend, &services, &group, &topics, &[])
-        .wait_with_output()
-        .unwrap();
+    let out = support::output_within(
+        support::archive_until_caught_up(&backend, &services, &group, &topics, &[]),
+        Duration::from_secs(300),
+        "catch-up run",
+    );
     support::assert_success("catch-up run", &out);
     let rows = support::read_archive(&backend).await;
     let expected = produced.by_coordinate();

@@ -1,34 +1,79 @@
 //! `orderlake-archiver maintain`: compaction, checkpoint and vacuum, with a progress bar and a
-//! summary of what changed.
+//! summary of what changed; and the same steps as a scheduled background task of `run`.
 
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use orderlake_archive::{ArchiveTable, MaintenanceSettings};
+use orderlake_archive::{ArchiveTable, MaintenanceSettings, TableLocation};
+use orderlake_ingest::StopSignal;
 
 use crate::cli::MaintainArgs;
 use crate::config::ArchiverConfig;
 use crate::error::CliError;
 
-/// Runs the chosen steps and returns the summary to print.
+/// Which steps run, and how vacuum behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    pub compact: bool,
+    pub checkpoint: bool,
+    pub vacuum: bool,
+    /// Allow a vacuum retention below the minimum.
+    pub force: bool,
+    /// Vacuum lists what it would delete and deletes nothing.
+    pub dry_run: bool,
+}
+
+/// Runs the steps the flags choose (all three without one) and returns the summary to print.
 pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<String, CliError> {
     let all = !(args.compact || args.checkpoint || args.vacuum);
-    let settings = MaintenanceSettings {
-        target_file_bytes: args.target_file_mib.saturating_mul(1024 * 1024),
-        closed_after_days: args.closed_after_days,
+    let settings = settings(
+        config,
+        args.target_file_mib.saturating_mul(1024 * 1024),
+        args.closed_after_days,
+        args.retention_hours,
+    );
+    let steps = Steps {
+        compact: all || args.compact,
+        checkpoint: all || args.checkpoint,
+        vacuum: all || args.vacuum,
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    run_steps(super::table_location(config)?, &settings, steps, &bar).await
+}
+
+/// Maintenance settings: file layout from the `[parquet]` block, the rest as given.
+fn settings(
+    config: &ArchiverConfig,
+    target_file_bytes: u64,
+    closed_after_days: i64,
+    retention_hours: u64,
+) -> MaintenanceSettings {
+    MaintenanceSettings {
+        target_file_bytes,
+        closed_after_days,
         zstd_level: config.parquet.zstd_level,
         row_group_rows: config.parquet.row_group_rows,
-        retention: Duration::from_secs(args.retention_hours.saturating_mul(3600)),
+        retention: Duration::from_secs(retention_hours.saturating_mul(3600)),
         ..MaintenanceSettings::default()
-    };
-    let mut table = ArchiveTable::open(super::table_location(config)?).await?;
+    }
+}
+
+/// Runs `steps` on the table; `bar` shows compaction's progress.
+pub async fn run_steps(
+    location: TableLocation,
+    settings: &MaintenanceSettings,
+    steps: Steps,
+    bar: &ProgressBar,
+) -> Result<String, CliError> {
+    let mut table = ArchiveTable::open(location).await?;
     let mut summary = String::new();
-    if all || args.compact {
-        let bar = if args.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(0)
-        };
+    if steps.compact {
         bar.set_style(
             ProgressStyle::with_template(
                 "compacting {pos}/{len} dates {per_sec} eta {eta} {wide_bar}",
@@ -37,7 +82,7 @@ pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<St
         );
         let started = Instant::now();
         let r = table
-            .compact(&settings, |done, total| {
+            .compact(settings, |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })
@@ -54,19 +99,19 @@ pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<St
             r.bytes_after
         ));
     }
-    if all || args.checkpoint {
+    if steps.checkpoint {
         let (version, removed) = table.checkpoint().await?;
         summary.push_str(&format!(
             "checkpoint  at version {version}; {removed} expired log files removed\n"
         ));
     }
-    if all || args.vacuum {
-        let deleted = table.vacuum(&settings, args.force, args.dry_run).await?;
+    if steps.vacuum {
+        let deleted = table.vacuum(settings, steps.force, steps.dry_run).await?;
         summary.push_str(&format!(
             "vacuum      {} unreferenced files older than {}h {}\n",
             deleted.len(),
-            args.retention_hours,
-            if args.dry_run {
+            settings.retention.as_secs() / 3600,
+            if steps.dry_run {
                 "would be deleted (dry run)"
             } else {
                 "deleted"
@@ -74,4 +119,77 @@ pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<St
         ));
     }
     Ok(summary)
+}
+
+/// The background task of `run`: every `maintenance.interval_secs`, all three steps with the
+/// `[maintenance]` settings, until `stop`. A failed run is logged and tried again at the next
+/// interval; a stop abandons a run in progress (what it wrote and did not commit is invisible to
+/// readers, and a later vacuum removes it).
+pub async fn scheduled(config: ArchiverConfig, stop: StopSignal) {
+    let m = &config.maintenance;
+    let settings = settings(
+        &config,
+        m.target_file_bytes,
+        m.closed_after_days,
+        m.retention_hours,
+    );
+    let steps = Steps {
+        compact: true,
+        checkpoint: true,
+        vacuum: true,
+        force: false,
+        dry_run: false,
+    };
+    let interval = Duration::from_secs(m.interval_secs);
+    tracing::info!(
+        every_secs = m.interval_secs,
+        "background maintenance scheduled"
+    );
+    loop {
+        if stopped_within(interval, &stop).await {
+            return;
+        }
+        let started = Instant::now();
+        let run = async {
+            run_steps(
+                super::table_location(&config)?,
+                &settings,
+                steps,
+                &ProgressBar::hidden(),
+            )
+            .await
+        };
+        tokio::select! {
+            result = run => match result {
+                Ok(summary) => tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "background maintenance done:\n{}",
+                    summary.trim_end()
+                ),
+                Err(e) => tracing::warn!(
+                    error = %orderlake_archive::one_line(&e),
+                    retry_in_secs = interval.as_secs(),
+                    "background maintenance failed; it runs again at the next interval"
+                ),
+            },
+            () = wait_for_stop(&stop) => {
+                tracing::info!("stop requested: background maintenance abandoned mid-run");
+                return;
+            }
+        }
+    }
+}
+
+/// Sleeps `d`; true when a stop came first.
+async fn stopped_within(d: Duration, stop: &StopSignal) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => stop.is_stopped(),
+        () = wait_for_stop(stop) => true,
+    }
+}
+
+async fn wait_for_stop(stop: &StopSignal) {
+    while !stop.is_stopped() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -34,5 +34,13 @@ pub async fn run(
         shutdown_grace: Duration::from_secs(config.shutdown.grace_secs),
         kafka: config.kafka.properties.clone(),
     };
-    Ok(orderlake_ingest::drain(settings, mappings, writer, stop).await?)
+    let maintenance = config
+        .maintenance
+        .enabled
+        .then(|| tokio::spawn(super::maintain::scheduled(config.clone(), stop.clone())));
+    let report = orderlake_ingest::drain(settings, mappings, writer, stop).await;
+    if let Some(task) = maintenance {
+        task.abort();
+    }
+    Ok(report?)
 }

@@ -163,7 +163,7 @@ pub fn output_within(child: std::process::Child, limit: std::time::Duration, wha
     match rx.recv_timeout(limit) {
         Ok(out) => out.unwrap(),
         Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            signal(pid, "KILL");
             let out = rx.recv().unwrap().unwrap();
             panic!(
                 "{what} did not finish within {limit:?}; killed it. stderr:\n{}",
@@ -171,6 +171,15 @@ pub fn output_within(child: std::process::Child, limit: std::time::Duration, wha
             );
         }
     }
+}
+
+/// Sends `signal` (`TERM`, `KILL`, `STOP`, `CONT`, …) to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
 }
 
 pub fn assert_success(what: &str, out: &Output) -> String {
