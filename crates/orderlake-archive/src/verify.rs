@@ -32,9 +32,18 @@ pub struct PartitionCheck {
     pub gaps: Vec<(i64, i64)>,
     /// Offsets held more than once (at most [`LISTED`] per table).
     pub duplicate_offsets: Vec<i64>,
+    /// With `--brokers`: the partition's end offset on the broker (the next offset it assigns).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_end_offset: Option<i64>,
 }
 
 impl PartitionCheck {
+    /// With `--brokers`: records on the broker the archive does not hold yet.
+    pub fn behind(&self) -> Option<i64> {
+        self.broker_end_offset
+            .map(|end| (end - self.ledger_offset.map_or(0, |o| o + 1)).max(0))
+    }
+
     /// The ledger claims offsets the table does not hold, or rows lie beyond the ledger.
     pub fn ledger_disagrees(&self) -> bool {
         self.ledger_offset != Some(self.last_offset)
@@ -177,6 +186,7 @@ impl ArchiveTable {
                     ledger_offset: None,
                     gaps: Vec::new(),
                     duplicate_offsets: Vec::new(),
+                    broker_end_offset: None,
                 });
             }
         }

@@ -35,7 +35,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Check every source partition for missing and duplicated offsets and against the ledger;
     /// exits non-zero when anything is off.
-    Verify(StatusArgs),
+    Verify(VerifyArgs),
     /// Produce realistic sample OMS order events to Kafka.
     Generate(GenerateArgs),
     /// Compact closed dates (z-ordered by order and customer id), checkpoint the log and vacuum
@@ -208,6 +208,20 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: ConfigArgs,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also report how far each partition's archive is behind these brokers.
+    #[arg(long)]
+    pub brokers: Option<String>,
 }
 
 #[derive(Debug, Args)]

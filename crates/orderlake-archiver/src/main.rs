@@ -99,7 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Verify(args) => {
             let config = args.common.load()?;
-            let report = commands::status::verify(&config).await?;
+            let report = commands::status::verify(&config, args.brokers.as_deref()).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

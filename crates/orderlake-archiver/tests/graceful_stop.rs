@@ -64,6 +64,40 @@ async fn sigterm_flushes_commits_and_exits_zero() {
         "what it reported is what the table holds"
     );
 
+    // `verify --brokers` tells how far behind the archive is: exactly what was not archived.
+    let verify = support::archiver(&backend)
+        .args(["verify", "--json", "--table-uri", &backend.table_uri()])
+        .args(["--brokers", &services.brokers])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let behind: i64 = report["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let end = p["broker_end_offset"].as_i64().expect("end offset read");
+            end - p["ledger_offset"].as_i64().map_or(0, |o| o + 1)
+        })
+        .sum();
+    let unseen: i64 = produced
+        .by_coordinate()
+        .keys()
+        .filter(|(t, p, _)| {
+            !report["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["topic"] == t.as_str() && r["partition"] == *p)
+        })
+        .count() as i64;
+    assert_eq!(
+        behind + unseen,
+        produced.records.len() as i64 - archived as i64,
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
     // A catch-up run completes the archive: every record exactly once.
     let out = support::output_within(
         support::archive_until_caught_up(&backend, &services, &group, &topics, &[]),

@@ -150,13 +150,23 @@ struct Position {
     rewind_back: Option<i64>,
     /// When the partition was (re)positioned or last re-read.
     last_seek: Instant,
+    /// When the last record of the partition arrived, and the statistics sequence number then:
+    /// a partition that serves nothing while newer statistics show records beyond it is stuck.
+    last_record: (Instant, u64),
+    /// How long to wait for a record before the next stall re-read.
+    stall_patience: Duration,
 }
 
 /// First look this many offsets back when a fetch skips records; then 8 times further each time.
 const FIRST_REWIND: i64 = 512;
-/// How long a (re)positioned partition may go without proof of continuity (stale records of an
-/// earlier fetch, or nothing at all) before the archiver reads from further back.
+/// How long stale records of an earlier fetch may keep arriving after a re-read before the
+/// archiver reads from further back.
 const REWIND_PATIENCE: Duration = Duration::from_secs(2);
+/// How long a partition with records beyond its position may serve nothing before the archiver
+/// takes it as stuck and re-reads; doubled after every re-read that brings nothing (up to
+/// [`MAX_STALL_PATIENCE`]), so that a slow broker is given time instead of being interrupted.
+const STALL_PATIENCE: Duration = Duration::from_secs(3);
+const MAX_STALL_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What the poll loop must do after a record.
 enum AfterRecord {
@@ -187,19 +197,45 @@ impl Position {
             anchored: archived.is_none(),
             rewind_back: None,
             last_seek: Instant::now(),
+            last_record: (Instant::now(), seq),
+            stall_patience: STALL_PATIENCE,
         }
     }
 
-    /// The first record after positioning lies beyond the position: records in between are
-    /// either gone from the broker (retention, compaction) or were skipped by it (some brokers
-    /// answer a fetch inside a record batch with the next batch). Never accept that silently:
-    /// re-read from further back until a record at or before the position arrives, or the start
-    /// of the log proves the records are gone.
-    fn check_gap(&mut self, sp: &SourcePartition, offset: i64) -> Option<AfterRecord> {
+    /// Checks that `offset` continues the partition. Records that do not arrive in sequence are
+    /// either gone from the log (transaction markers, retention, compaction) or were skipped by
+    /// the broker (some brokers answer a fetch inside a record batch with the next batch, which
+    /// happens after every re-positioning: a restart, a rebalance, a resumed pause). Never accept
+    /// a gap silently: re-read from further back until the broker serves the records before the
+    /// gap in sequence (then the gap is real), or the start of the log shows the records are gone.
+    fn check_gap(&mut self, sp: &SourcePartition, offset: i64, seq: u64) -> Option<AfterRecord> {
         let expected = self.next;
-        if self.anchored || offset <= expected {
+        self.last_record = (Instant::now(), seq);
+        self.stall_patience = STALL_PATIENCE;
+        if offset == expected {
+            self.anchored = true;
+            self.rewind_back = None;
+            return None;
+        }
+        if offset < expected {
+            // A re-delivery: the broker serves from before the position (dropped as a duplicate).
             self.anchored = true;
             return None;
+        }
+        if self.anchored {
+            if self.rewind_back.take().is_some() {
+                tracing::info!(
+                    topic = %sp.topic, partition = sp.partition, expected, next = offset,
+                    "offsets {expected}..{} are not in the log (transaction markers, compaction or \
+                     retention); continuing from {offset}",
+                    offset - 1
+                );
+                return None;
+            }
+            return Some(self.reread(
+                sp,
+                format_args!("the broker skipped from offset {expected} to {offset}"),
+            ));
         }
         match self.rewind_back {
             // Records fetched before the re-read: drop them and wait for it.
@@ -212,6 +248,7 @@ impl Position {
                     offset - 1
                 );
                 self.anchored = true;
+                self.rewind_back = None;
                 None
             }
             _ => Some(self.reread(
@@ -223,19 +260,25 @@ impl Position {
         }
     }
 
-    /// Nothing at all arrived since (re)positioning although the broker reports records beyond
-    /// the position: some brokers answer a fetch inside the last record batch with nothing,
-    /// forever. Re-read from further back (`None`: nothing to do yet).
+    /// Nothing arrived for a while although statistics newer than the last record show records
+    /// beyond the position: some brokers answer a fetch inside the last record batch with
+    /// nothing, forever. Re-read from further back (`None`: nothing to do yet).
     fn check_stall(&mut self, sp: &SourcePartition, marks: Option<&Watermarks>) -> Option<i64> {
-        if self.anchored || self.last_seek.elapsed() < REWIND_PATIENCE {
+        let (at, seq) = self.last_record;
+        let patience = self.stall_patience;
+        if at.elapsed() < patience || self.last_seek.elapsed() < patience {
             return None;
         }
-        let w = marks.filter(|w| w.seq > self.positioned_at && w.high > self.next)?;
+        // At the start of the log a fetch begins at a batch boundary: nothing to repair.
+        let w = marks.filter(|w| {
+            w.seq > self.positioned_at.max(seq) && w.high > self.next && w.low.max(0) < self.next
+        })?;
+        self.stall_patience = (patience * 2).min(MAX_STALL_PATIENCE);
         let (expected, high) = (self.next, w.high);
         match self.reread(
             sp,
             format_args!(
-                "no record arrived from offset {expected} in {REWIND_PATIENCE:?} although the \
+                "no record arrived from offset {expected} in {patience:?} although the \
                  partition ends at {high}"
             ),
         ) {
@@ -257,6 +300,7 @@ impl Position {
         );
         self.rewind_back = Some(back);
         self.last_seek = Instant::now();
+        self.anchored = false;
         AfterRecord::Seek(sp.clone(), from)
     }
 
@@ -630,6 +674,9 @@ impl IngestLoop {
                     "5000"
                 },
             )
+            // A subscribed topic that does not exist yet (or that a broker briefly reports as
+            // unknown) is looked up again within seconds, not librdkafka's default 5 minutes.
+            .set("topic.metadata.refresh.interval.ms", "10000")
             .set("client.id", "orderlake-archiver");
         for (k, v) in &settings.kafka {
             config.set(k, v);
@@ -803,6 +850,11 @@ impl IngestLoop {
         let result = if paused {
             self.consumer.pause(&assignment)
         } else {
+            // Nothing arrived while paused, by design: the stall clock starts again now.
+            let now = Instant::now();
+            for p in self.ctx().lock().positions.values_mut() {
+                p.last_record.0 = now;
+            }
             tracing::info!("writer caught up; resuming all partitions");
             self.consumer.resume(&assignment)
         };
@@ -975,7 +1027,7 @@ fn append(
         // Not (or no longer) ours: a leftover from before a rebalance.
         return AfterRecord::Continue;
     };
-    if let Some(action) = pos.check_gap(&sp, offset) {
+    if let Some(action) = pos.check_gap(&sp, offset, ctx.stats_seq.load(Ordering::SeqCst)) {
         return action;
     }
     if pos

@@ -7,6 +7,7 @@ pub mod direct;
 pub mod drain;
 pub mod error;
 pub mod import;
+pub mod lag;
 pub mod mapping;
 pub mod rowbuf;
 pub mod writer;

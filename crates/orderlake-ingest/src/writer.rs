@@ -220,12 +220,13 @@ impl ArchiveWriter {
     /// ledger before the next attempt.
     pub async fn commit(&mut self, flush: &Flush) -> Result<FlushOutcome> {
         let started = Instant::now();
+        let location = self.table.location().clone();
         let mut backoff = Duration::from_millis(200);
         let mut adds: Option<Vec<Add>> = None;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.check_ledger(flush).await {
+            match watched(&location, "reading the ledger", self.check_ledger(flush)).await {
                 Ok(LedgerCheck::Ours) => {}
                 Ok(LedgerCheck::Landed) => return Ok(FlushOutcome::AlreadyCommitted),
                 Ok(LedgerCheck::Moved(stream, expected, found)) => {
@@ -243,7 +244,13 @@ impl ArchiveWriter {
             }
             let files = match &adds {
                 Some(files) => files,
-                None => match self.write_files(&flush.batch).await {
+                None => match watched(
+                    &location,
+                    "writing Parquet files",
+                    self.write_files(&flush.batch),
+                )
+                .await
+                {
                     Ok(written) => adds.insert(written),
                     Err(e) => {
                         self.wait_after(&e, attempt, &mut backoff, "writing Parquet files")
@@ -252,7 +259,13 @@ impl ArchiveWriter {
                     }
                 },
             };
-            match self.try_commit(files, flush).await {
+            match watched(
+                &location,
+                "committing to the Delta log",
+                self.try_commit(files, flush),
+            )
+            .await
+            {
                 Ok(version) => {
                     let files = files.len();
                     tracing::debug!(
@@ -300,6 +313,33 @@ impl ArchiveWriter {
         );
         tokio::time::sleep(*backoff).await;
         *backoff = (*backoff * 2).min(self.settings.max_backoff);
+    }
+}
+
+/// How long a storage step may take before the operator hears about it (again every interval).
+const SLOW_STORAGE: Duration = Duration::from_secs(10);
+
+/// Awaits `step`, warning every [`SLOW_STORAGE`] while it has not finished: the object store's
+/// client retries timeouts and refused connections by itself, and an operator must still see
+/// that the archive is not being written.
+async fn watched<T>(
+    table: &orderlake_archive::TableLocation,
+    what: &str,
+    step: impl Future<Output = T>,
+) -> T {
+    let started = Instant::now();
+    let mut step = std::pin::pin!(step);
+    loop {
+        tokio::select! {
+            out = &mut step => return out,
+            () = tokio::time::sleep(SLOW_STORAGE) => tracing::warn!(
+                %table,
+                waited_secs = started.elapsed().as_secs(),
+                "{what} has not finished after {}s: the object store is slow or unreachable; \
+                 its requests are retried, and consumption pauses once the buffer is full",
+                started.elapsed().as_secs()
+            ),
+        }
     }
 }
 

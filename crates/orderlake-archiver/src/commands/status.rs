@@ -1,6 +1,8 @@
 //! `orderlake-archiver status`: what the archive holds, per source partition.
 
-use orderlake_archive::{ArchiveTable, TableStatus, VerifyReport};
+use std::time::Duration;
+
+use orderlake_archive::{ArchiveTable, SourcePartition, TableStatus, VerifyReport};
 
 use crate::config::ArchiverConfig;
 use crate::error::CliError;
@@ -10,9 +12,34 @@ pub async fn status(config: &ArchiverConfig) -> Result<TableStatus, CliError> {
     Ok(table.status().await?)
 }
 
-pub async fn verify(config: &ArchiverConfig) -> Result<VerifyReport, CliError> {
+pub async fn verify(
+    config: &ArchiverConfig,
+    brokers: Option<&str>,
+) -> Result<VerifyReport, CliError> {
     let table = ArchiveTable::open(super::table_location(config)?).await?;
-    Ok(table.verify().await?)
+    let mut report = table.verify().await?;
+    if let Some(brokers) = brokers {
+        let from: Vec<(SourcePartition, i64)> = report
+            .partitions
+            .iter()
+            .map(|p| {
+                let sp = SourcePartition::new(p.topic.as_str(), p.partition);
+                (sp, p.ledger_offset.map_or(0, |o| o + 1))
+            })
+            .collect();
+        let brokers = brokers.to_owned();
+        let ends = tokio::task::spawn_blocking(move || {
+            orderlake_ingest::lag::end_offsets(&brokers, &from, Duration::from_secs(20))
+        })
+        .await
+        .map_err(|e| CliError::Usage(format!("reading end offsets: {e}")))??;
+        for p in &mut report.partitions {
+            p.broker_end_offset = ends
+                .get(&SourcePartition::new(p.topic.as_str(), p.partition))
+                .copied();
+        }
+    }
+    Ok(report)
 }
 
 /// The verify report for people: one line per partition, then what is wrong, in full.
@@ -24,7 +51,7 @@ pub fn render_verify(r: &VerifyReport) -> String {
     );
     if !r.partitions.is_empty() {
         out.push_str(&format!(
-            "{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14}\n",
+            "{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14} {:>10}\n",
             "topic",
             "partition",
             "first offset",
@@ -33,11 +60,12 @@ pub fn render_verify(r: &VerifyReport) -> String {
             "missing",
             "duplicated",
             "ledger",
+            "behind",
         ));
     }
     for p in &r.partitions {
         out.push_str(&format!(
-            "{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14}\n",
+            "{:<32} {:>9} {:>14} {:>14} {:>12} {:>9} {:>10} {:>14} {:>10}\n",
             p.topic,
             p.partition,
             p.first_offset,
@@ -46,6 +74,7 @@ pub fn render_verify(r: &VerifyReport) -> String {
             p.missing,
             p.duplicated,
             p.ledger_offset.map_or("-".into(), |o| o.to_string()),
+            p.behind().map_or("-".into(), |b| b.to_string()),
         ));
     }
     for p in r.partitions.iter().filter(|p| !p.is_clean()) {

@@ -7,6 +7,8 @@
     reason = "each test binary uses a different part of the support module"
 )]
 
+pub mod private;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -114,7 +116,10 @@ impl Backend {
 /// The archiver binary with a backend's environment.
 pub fn archiver(backend: &Backend) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderlake-archiver"));
-    cmd.env_remove("AWS_ENDPOINT_URL").envs(backend.env());
+    // Only what a test passes: scripts/test.sh exports the shared services' addresses.
+    cmd.env_remove("AWS_ENDPOINT_URL")
+        .env_remove("ORDERLAKE_BROKERS")
+        .envs(backend.env());
     cmd.env(
         "ORDERLAKE_LOG",
         "warn,orderlake_ingest=info,orderlake_archiver=info",

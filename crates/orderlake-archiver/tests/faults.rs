@@ -1,0 +1,462 @@
+//! The archiver under the faults of production: S3 hanging and refusing connections, the broker
+//! stopping, a second stop signal, two groups writing one table, and three instances rebalancing
+//! with one frozen past its session. Each ends with the table holding every produced
+//! (topic, partition, offset) exactly once, by the producer's own record and by `verify`.
+//! Every service a test disturbs is the test's own.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use support::private::{PrivateBroker, PrivateS3, Proxy};
+use support::{Backend, Produced, Services};
+
+/// How long each outage lasts, as the fault scenarios prescribe.
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// Sample events over three days: each small flush then writes a few files, not one per date of
+/// years of history (thousands of tiny objects make every read of an S3 table slow).
+fn settings(prefix: &str, seed: u64, events: u64) -> orderlake_samples::SampleSettings {
+    orderlake_samples::SampleSettings {
+        span: chrono::Duration::days(3),
+        ..support::sample_settings(prefix, seed, events, 0.01)
+    }
+}
+
+/// An archiver `run` of the test's, logging to a file.
+struct Archiver {
+    child: Child,
+    log: PathBuf,
+    peak_rss_kib: u64,
+}
+
+impl Archiver {
+    /// `run` with `config` (TOML text; brokers, topics and table are filled in) and `args`.
+    fn start(
+        backend: &Backend,
+        services: &Services,
+        topics: &[&str],
+        group: &str,
+        config: &str,
+        dir: &Path,
+        args: &[&str],
+    ) -> Self {
+        let name = support::unique("archiver");
+        let file = dir.join(format!("{name}.toml"));
+        let quoted: Vec<String> = topics.iter().map(|t| format!("\"{t}\"")).collect();
+        std::fs::write(
+            &file,
+            format!(
+                "[kafka]\nbrokers = \"{}\"\ngroup = \"{group}\"\ntopics = [{}]\n\
+                 [archive]\ntable_uri = \"{}\"\n{config}",
+                services.brokers,
+                quoted.join(", "),
+                backend.table_uri()
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let child = support::archiver(backend)
+            .args(["run", "--config", file.to_str().unwrap()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            log,
+            peak_rss_kib: 0,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Samples the process's resident memory (kept as the peak seen).
+    fn sample_rss(&mut self) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()));
+        if let Some(kib) = status.ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        }) {
+            self.peak_rss_kib = self.peak_rss_kib.max(kib);
+        }
+    }
+
+    /// SIGTERM, and the exit status within `limit`.
+    fn stop(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        support::signal(self.pid(), "TERM");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("no exit within {limit:?} of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Rows the archivers say they committed (their progress lines, every 10 s).
+fn committed(archivers: &[&mut Archiver]) -> usize {
+    archivers
+        .iter()
+        .map(|a| {
+            a.log()
+                .rsplit("rows_committed=")
+                .next()
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Waits until the table holds `count` rows, sampling the archivers' memory meanwhile. The
+/// table (slow to read on S3 with many small files) is read when the archivers' own progress
+/// says it should be complete, and every 15 s in any case.
+async fn wait_for_rows(backend: &Backend, count: usize, archivers: &mut [&mut Archiver]) {
+    let deadline = Instant::now() + Duration::from_secs(480);
+    let mut last_read = Instant::now();
+    loop {
+        for a in archivers.iter_mut() {
+            a.sample_rss();
+        }
+        if committed(archivers) >= count || last_read.elapsed() > Duration::from_secs(15) {
+            last_read = Instant::now();
+            let rows = rows_now(backend).await;
+            if rows >= count {
+                return;
+            }
+            let logs: Vec<String> = archivers.iter().map(|a| a.log()).collect();
+            assert!(
+                Instant::now() < deadline,
+                "{rows} of {count} rows archived:\n{}",
+                logs.join("\n----\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Distinct coordinates the table holds (0 before the archiver has created it).
+async fn rows_now(backend: &Backend) -> usize {
+    if orderlake_archive::ArchiveTable::open(backend.location())
+        .await
+        .is_err()
+    {
+        return 0;
+    }
+    support::read_archive(backend).await.len()
+}
+
+/// Every produced record exactly once, by the producer's record and by `verify`.
+async fn assert_exactly_once(backend: &Backend, produced: &Produced, context: &str) {
+    let expected: BTreeSet<_> = produced.by_coordinate().into_keys().collect();
+    let rows = support::read_archive(backend).await;
+    let archived: BTreeSet<_> = rows.keys().cloned().collect();
+    let missing: Vec<_> = expected.difference(&archived).take(5).collect();
+    let extra: Vec<_> = archived.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} produced, {} archived; missing {missing:?}, unexpected {extra:?}\n{context}",
+        expected.len(),
+        archived.len()
+    );
+    let verify = support::archiver(backend)
+        .args(["verify", "--table-uri", &backend.table_uri()])
+        .output()
+        .unwrap();
+    let report = support::assert_success("verify", &verify);
+    assert!(report.contains("OK:"), "{report}");
+}
+
+/// Small flushes and a small memory budget: an outage fills the buffer within seconds, so the
+/// archiver must pause consumption rather than grow.
+const PRESSURE: &str = "[flush]\nmax_rows = 2000\nmax_bytes = 262144\ninterval_ms = 300\n\
+                        memory_budget_bytes = 1048576\n";
+
+/// S3 goes away mid-run (`outage` starts it, `recover` ends it) while records keep arriving:
+/// the archiver retries, pauses consumption, says so, and continues without a restart.
+async fn survives_an_s3_outage(
+    services: &Services,
+    backend: &Backend,
+    outage: impl AsyncFnOnce(),
+    recover: impl AsyncFnOnce(),
+) {
+    let prefix = format!("{}.", support::unique("s3out"));
+    let settings = settings(&prefix, 21, 6_000);
+    let mut produced = support::produce_stream(services, &settings, 0, 2_000).await;
+    let topics_owned = settings.topics.clone();
+    let topics = topics_owned.all();
+    let dir = tempfile::tempdir().unwrap();
+    let mut archiver = Archiver::start(
+        backend,
+        services,
+        &topics,
+        &support::unique("g"),
+        PRESSURE,
+        dir.path(),
+        &[],
+    );
+    wait_for_rows(backend, 2_000, &mut [&mut archiver]).await;
+
+    outage().await;
+    let down = Instant::now();
+    produced.extend(support::produce_stream(services, &settings, 2_000, 4_000).await);
+    while down.elapsed() < OUTAGE {
+        archiver.sample_rss();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    recover().await;
+
+    wait_for_rows(backend, 6_000, &mut [&mut archiver]).await;
+    let peak = archiver.peak_rss_kib;
+    let (status, log) = archiver.stop(Duration::from_secs(60));
+    assert!(status.success(), "{status}\n{log}");
+    // A hang shows as a storage step that does not finish, refused connections as failures
+    // that are retried: either way the operator reads what is happening.
+    assert!(
+        log.contains("the object store is slow or unreachable") || log.contains("failed; retrying"),
+        "the outage is logged:\n{log}"
+    );
+    assert!(
+        log.contains("pausing all partitions") && log.contains("resuming all partitions"),
+        "consumption paused while S3 was away and resumed after:\n{log}"
+    );
+    eprintln!("peak RSS of the archiver: {} MiB", peak / 1024);
+    assert_exactly_once(backend, &produced, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_hanging_for_30s_loses_and_doubles_nothing() {
+    let services = Services::from_env();
+    let s3 = PrivateS3::start(&services);
+    let via = s3.services_via(&services, s3.port);
+    let backend = Backend::s3(&via, "hang");
+    let pid = s3.pid();
+    survives_an_s3_outage(
+        &via,
+        &backend,
+        async || support::signal(pid, "STOP"),
+        async || support::signal(pid, "CONT"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_refusing_connections_for_30s_loses_and_doubles_nothing() {
+    let services = Services::from_env();
+    let s3 = PrivateS3::start(&services);
+    let proxy = Proxy::start(s3.port).await;
+    let via = s3.services_via(&services, proxy.port);
+    let backend = Backend::s3(&via, "refuse");
+    survives_an_s3_outage(
+        &via,
+        &backend,
+        async || proxy.down(),
+        async || proxy.up().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_stopped_for_30s_loses_and_doubles_nothing() {
+    let shared = Services::from_env();
+    let mut broker = PrivateBroker::start();
+    let services = Services {
+        brokers: broker.brokers(),
+        ..shared
+    };
+    let backend = Backend::local();
+    let prefix = format!("{}.", support::unique("brk"));
+    // Small volumes: tansu's SQLite storage serves fetches slowly.
+    let settings = settings(&prefix, 22, 4_000);
+    let mut produced = support::produce_stream(&services, &settings, 0, 2_000).await;
+    let topics_owned = settings.topics.clone();
+    let topics = topics_owned.all();
+    let dir = tempfile::tempdir().unwrap();
+    let mut archiver = Archiver::start(
+        &backend,
+        &services,
+        &topics,
+        &support::unique("g"),
+        PRESSURE,
+        dir.path(),
+        &[],
+    );
+    // Stop the broker while the archiver is still reading.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rows_now(&backend).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{}\nbroker:\n{}",
+            archiver.log(),
+            broker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    broker.down();
+    tokio::time::sleep(OUTAGE).await;
+    broker.up();
+    produced.extend(support::produce_stream(&services, &settings, 2_000, 2_000).await);
+    wait_for_rows(&backend, 4_000, &mut [&mut archiver]).await;
+    let (status, log) = archiver.stop(Duration::from_secs(60));
+    assert!(status.success(), "{status}\n{log}\n{}", broker.log());
+    assert_exactly_once(&backend, &produced, &log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_and_a_restart_loses_nothing() {
+    let services = Services::from_env();
+    let s3 = PrivateS3::start(&services);
+    let via = s3.services_via(&services, s3.port);
+    let backend = Backend::s3(&via, "second");
+    let prefix = format!("{}.", support::unique("sig2"));
+    let settings = settings(&prefix, 23, 10_000);
+    let produced = support::produce_stream(&via, &settings, 0, 10_000).await;
+    let topics_owned = settings.topics.clone();
+    let topics = topics_owned.all();
+    let dir = tempfile::tempdir().unwrap();
+    let group = support::unique("g");
+    // Nothing is flushed until the stop, and S3 hangs: the graceful stop cannot finish.
+    let mut archiver = Archiver::start(
+        &backend,
+        &via,
+        &topics,
+        &group,
+        "[flush]\ninterval_ms = 600000\nmax_rows = 10000000\n",
+        dir.path(),
+        &[],
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    support::signal(s3.pid(), "STOP");
+    support::signal(archiver.pid(), "TERM");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        archiver.child.try_wait().unwrap().is_none(),
+        "the first signal waits for the flush: {}",
+        archiver.log()
+    );
+    let second = Instant::now();
+    support::signal(archiver.pid(), "TERM");
+    let status = loop {
+        if let Some(s) = archiver.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            second.elapsed() < Duration::from_secs(5),
+            "the second signal exits at once:\n{}",
+            archiver.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "{}", archiver.log());
+    assert!(
+        archiver.log().contains("second signal"),
+        "{}",
+        archiver.log()
+    );
+    support::signal(s3.pid(), "CONT");
+
+    let out = support::output_within(
+        support::archive_until_caught_up(&backend, &via, &group, &topics, &[]),
+        Duration::from_secs(300),
+        "restart after the second signal",
+    );
+    support::assert_success("restart after the second signal", &out);
+    assert_exactly_once(&backend, &produced, &String::from_utf8_lossy(&out.stderr)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_groups_writing_one_table_archive_each_record_once() {
+    let services = Services::from_env();
+    let backend = Backend::local();
+    let prefix = format!("{}.", support::unique("twogroups"));
+    let settings = settings(&prefix, 24, 20_000);
+    let produced = support::produce_stream(&services, &settings, 0, 20_000).await;
+    let topics_owned = settings.topics.clone();
+    let topics = topics_owned.all();
+    let small = ["--flush-max-rows", "500", "--flush-interval-ms", "200"];
+    let children: Vec<Child> = (0..2)
+        .map(|_| {
+            support::archive_until_caught_up(
+                &backend,
+                &services,
+                &support::unique("g"),
+                &topics,
+                &small,
+            )
+        })
+        .collect();
+    let mut stderr = String::new();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = support::output_within(child, Duration::from_secs(300), "one of two groups");
+        stderr.push_str(&String::from_utf8_lossy(&out.stderr));
+        support::assert_success(&format!("group {i}"), &out);
+    }
+    assert_exactly_once(&backend, &produced, &stderr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_joining_leaving_and_one_frozen_archive_each_record_once() {
+    let services = Services::from_env();
+    let backend = Backend::local();
+    let prefix = format!("{}.", support::unique("rebal"));
+    let settings = settings(&prefix, 25, 30_000);
+    let mut produced = support::produce_stream(&services, &settings, 0, 10_000).await;
+    let topics_owned = settings.topics.clone();
+    let topics = topics_owned.all();
+    let dir = tempfile::tempdir().unwrap();
+    let group = support::unique("g");
+    // Short sessions, so that a frozen instance loses its partitions while it sleeps.
+    let config = "[flush]\nmax_rows = 700\ninterval_ms = 250\n\
+                  [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\
+                  \"heartbeat.interval.ms\" = \"1000\"\n";
+    let start = || {
+        Archiver::start(
+            &backend,
+            &services,
+            &topics,
+            &group,
+            config,
+            dir.path(),
+            &[],
+        )
+    };
+    let mut a = start();
+    let mut b = start();
+    let c = start();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // B is frozen past its session while records arrive; C is killed; D joins.
+    support::signal(b.pid(), "STOP");
+    produced.extend(support::produce_stream(&services, &settings, 10_000, 10_000).await);
+    let mut killed = c;
+    support::signal(killed.pid(), "KILL");
+    let _ = killed.child.wait();
+    let mut d = start();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    support::signal(b.pid(), "CONT");
+    produced.extend(support::produce_stream(&services, &settings, 20_000, 10_000).await);
+    wait_for_rows(&backend, 30_000, &mut [&mut a, &mut b, &mut d]).await;
+    let mut logs = String::new();
+    for (name, instance) in [("a", a), ("b", b), ("d", d)] {
+        let (status, log) = instance.stop(Duration::from_secs(60));
+        assert!(status.success(), "instance {name}: {status}\n{log}");
+        logs.push_str(&format!("--- {name}\n{log}"));
+    }
+    assert_exactly_once(&backend, &produced, &logs).await;
+}
