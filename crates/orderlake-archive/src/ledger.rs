@@ -75,6 +75,13 @@ impl ImportSource {
         format!("{}#{}", self.name, self.id)
     }
 
+    /// The source a [`label`](Self::label) names (a label without an id gives an empty id, whose
+    /// ledger entry never exists).
+    pub fn from_label(label: &str) -> Self {
+        let (name, id) = label.rsplit_once('#').unwrap_or((label, ""));
+        Self::new(id, name)
+    }
+
     /// Records of this source the table holds, as of the table's current snapshot.
     pub async fn imported(&self, table: &ArchiveTable) -> Result<Option<i64>> {
         transaction_version(table, self.app_id()).await

@@ -149,9 +149,7 @@ impl ArchiveTable {
             let labels = labels.as_string::<i32>();
             let rows = batch.column(1).as_primitive::<Int64Type>();
             for i in 0..batch.num_rows() {
-                let label = labels.value(i);
-                let (name, id) = label.rsplit_once('#').unwrap_or((label, ""));
-                let source = ImportSource::new(id, name);
+                let source = ImportSource::from_label(labels.value(i));
                 imports.push(ImportCheck {
                     ledger_rows: source.imported(self).await?,
                     source: source.name,
