@@ -75,6 +75,44 @@ impl std::fmt::Display for TableLocation {
     }
 }
 
+/// What a local path names, for [`resolve_url`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalPath {
+    Directory,
+    File,
+}
+
+/// True for a location without a scheme (or with a Windows drive letter): a local path.
+fn is_local_path(uri: &str) -> bool {
+    Url::parse(uri).map_or(true, |url| url.scheme().len() <= 1)
+}
+
+/// Resolves a location as users write it, a local path, `file://…`, `s3://bucket/…` or
+/// `memory://…`, into a URL; a local path is made absolute, so it must exist. Creates nothing.
+/// The error is a sentence for the caller's own error.
+pub fn resolve_url(uri: &str, local: LocalPath) -> std::result::Result<Url, String> {
+    let url = if is_local_path(uri) {
+        let abs = Path::new(uri)
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve path: {e}"))?;
+        match local {
+            LocalPath::Directory => Url::from_directory_path(&abs),
+            LocalPath::File => Url::from_file_path(&abs),
+        }
+        .map_err(|()| "not an absolute path".to_owned())?
+    } else {
+        Url::parse(uri).map_err(|e| e.to_string())?
+    };
+    match url.scheme() {
+        "file" | "memory" => Ok(url),
+        "s3" | "s3a" if url.host_str().is_some_and(|b| !b.is_empty()) => Ok(url),
+        "s3" | "s3a" => Err("an S3 URI needs a bucket: s3://bucket/prefix".into()),
+        other => Err(format!(
+            "unsupported scheme `{other}` (use file://, s3:// or a local path)"
+        )),
+    }
+}
+
 fn register_object_stores() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| deltalake::aws::register_handlers(None));
@@ -89,41 +127,19 @@ impl TableLocation {
             uri: uri.to_owned(),
             reason,
         };
-        let url = match Url::parse(uri) {
-            Ok(url) if url.scheme().len() > 1 => url,
-            // No scheme (or a Windows drive letter): a local path.
-            _ => {
-                let path = Path::new(uri);
-                std::fs::create_dir_all(path)
-                    .map_err(|e| invalid(format!("cannot create directory: {e}")))?;
-                let abs = path
-                    .canonicalize()
-                    .map_err(|e| invalid(format!("cannot resolve path: {e}")))?;
-                Url::from_directory_path(&abs)
-                    .map_err(|()| invalid("not an absolute path".to_owned()))?
-            }
+        let create = |path: &Path| {
+            std::fs::create_dir_all(path)
+                .map_err(|e| invalid(format!("cannot create directory: {e}")))
         };
-        match url.scheme() {
-            "file" => {
-                let path = url
-                    .to_file_path()
-                    .map_err(|()| invalid("file URI has no local path".to_owned()))?;
-                std::fs::create_dir_all(&path)
-                    .map_err(|e| invalid(format!("cannot create directory: {e}")))?;
-            }
-            "s3" | "s3a" => {
-                if url.host_str().is_none_or(str::is_empty) {
-                    return Err(invalid(
-                        "an S3 URI needs a bucket: s3://bucket/prefix".into(),
-                    ));
-                }
-            }
-            "memory" => {}
-            other => {
-                return Err(invalid(format!(
-                    "unsupported scheme `{other}` (use file://, s3:// or a local path)"
-                )));
-            }
+        if is_local_path(uri) {
+            create(Path::new(uri))?;
+        }
+        let url = resolve_url(uri, LocalPath::Directory).map_err(invalid)?;
+        if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|()| invalid("file URI has no local path".to_owned()))?;
+            create(&path)?;
         }
         Ok(Self { url, options })
     }

@@ -232,10 +232,11 @@ impl Position {
                 );
                 return None;
             }
-            return Some(self.reread(
+            let from = self.reread(
                 sp,
                 format_args!("the broker skipped from offset {expected} to {offset}"),
-            ));
+            );
+            return Some(AfterRecord::Seek(sp.clone(), from));
         }
         match self.rewind_back {
             // Records fetched before the re-read: drop them and wait for it.
@@ -251,12 +252,15 @@ impl Position {
                 self.rewind_back = None;
                 None
             }
-            _ => Some(self.reread(
-                sp,
-                format_args!(
-                    "the broker answered a fetch at offset {expected} with offset {offset}"
-                ),
-            )),
+            _ => {
+                let from = self.reread(
+                    sp,
+                    format_args!(
+                        "the broker answered a fetch at offset {expected} with offset {offset}"
+                    ),
+                );
+                Some(AfterRecord::Seek(sp.clone(), from))
+            }
         }
     }
 
@@ -275,20 +279,18 @@ impl Position {
         })?;
         self.stall_patience = (patience * 2).min(MAX_STALL_PATIENCE);
         let (expected, high) = (self.next, w.high);
-        match self.reread(
+        Some(self.reread(
             sp,
             format_args!(
                 "no record arrived from offset {expected} in {patience:?} although the \
                  partition ends at {high}"
             ),
-        ) {
-            AfterRecord::Seek(_, from) => Some(from),
-            AfterRecord::Continue => None,
-        }
+        ))
     }
 
-    /// Seeks further back than the last re-read (512 offsets first, then 8 times further).
-    fn reread(&mut self, sp: &SourcePartition, why: std::fmt::Arguments<'_>) -> AfterRecord {
+    /// Where to seek to re-read further back than the last re-read (512 offsets first, then 8
+    /// times further).
+    fn reread(&mut self, sp: &SourcePartition, why: std::fmt::Arguments<'_>) -> i64 {
         let expected = self.next;
         let back = self
             .rewind_back
@@ -301,7 +303,7 @@ impl Position {
         self.rewind_back = Some(back);
         self.last_seek = Instant::now();
         self.anchored = false;
-        AfterRecord::Seek(sp.clone(), from)
+        from
     }
 
     /// True when a snapshot taken after positioning shows nothing beyond what we have read.

@@ -17,13 +17,13 @@ use futures::{FutureExt as _, Stream, StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 use orderlake_archive::ImportSource;
+use orderlake_archive::storage::{LocalPath, resolve_url};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use sha2::{Digest as _, Sha256};
-use url::Url;
 
 use crate::decode::TopicDecoder;
 use crate::error::{IngestError, Result};
@@ -102,9 +102,11 @@ pub async fn import_records(
                 buffer.append(&env, headers, &order, chrono::Utc::now().timestamp_micros());
             }
         }
-        let full = buffer.len() >= chunk_rows.max(1);
-        if !(full || (record.is_none() && !buffer.is_empty())) {
-            if record.is_none() {
+        let at_end = record.is_none();
+        // Commit a full chunk, and at the end what is left.
+        let commit_now = buffer.len() >= chunk_rows.max(1) || (at_end && !buffer.is_empty());
+        if !commit_now {
+            if at_end {
                 break;
             }
             continue;
@@ -139,7 +141,7 @@ pub async fn import_records(
         report.added += rows;
         report.undecodable += std::mem::take(&mut undecodable);
         report.commits += 1;
-        if record.is_none() {
+        if at_end {
             break;
         }
     }
@@ -202,15 +204,7 @@ impl ImportFile {
             input: uri.to_owned(),
             reason,
         };
-        let url = match Url::parse(uri) {
-            Ok(url) if url.scheme().len() > 1 => url,
-            _ => {
-                let abs = std::path::Path::new(uri)
-                    .canonicalize()
-                    .map_err(|e| fail(format!("cannot open: {e}")))?;
-                Url::from_file_path(&abs).map_err(|()| fail("not a file path".into()))?
-            }
-        };
+        let url = resolve_url(uri, LocalPath::File).map_err(fail)?;
         let (store, path): (Arc<dyn ObjectStore>, StorePath) = match url.scheme() {
             "file" => {
                 let local = url
@@ -221,10 +215,7 @@ impl ImportFile {
                 (Arc::new(object_store::local::LocalFileSystem::new()), path)
             }
             "s3" | "s3a" => {
-                let bucket = url
-                    .host_str()
-                    .filter(|b| !b.is_empty())
-                    .ok_or_else(|| fail("an S3 URI needs a bucket: s3://bucket/key".into()))?;
+                let bucket = url.host_str().unwrap_or_default();
                 let mut builder =
                     object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
                 for (k, v) in options {
@@ -243,7 +234,7 @@ impl ImportFile {
             }
             other => {
                 return Err(fail(format!(
-                    "unsupported scheme `{other}` (use a local path, file:// or s3://)"
+                    "cannot import from `{other}` (use a local path, file:// or s3://)"
                 )));
             }
         };
