@@ -88,6 +88,7 @@ async fn archived_stream(
     let extra: Vec<SampleRecord> = (0..60u8)
         .map(|i| SampleRecord {
             topic: settings.topics.orders.clone(),
+            partition: None,
             key: (i % 3 != 0).then(|| vec![0xff, i, 0x00, 0xfe]),
             value: Some(format!("{{\"order_id\":\"BIN-{i}\"}}").into_bytes()),
             headers: vec![("bin".into(), vec![0, i, 255]), ("empty".into(), vec![])],

@@ -109,6 +109,8 @@ pub struct ExpectedOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleRecord {
     pub topic: String,
+    /// The partition to produce to; `None` lets the producer's partitioner choose by key.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -458,6 +460,7 @@ impl OrderEventGenerator {
         ];
         SampleRecord {
             topic: topic.clone(),
+            partition: None,
             key: Some(oid.into_bytes()),
             value: Some(serde_json::to_vec(&value).expect("JSON")),
             headers,

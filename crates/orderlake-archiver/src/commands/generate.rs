@@ -116,6 +116,9 @@ pub fn produce<'r>(
             BaseRecord::with_opaque_to(&rec.topic, i)
                 .timestamp(rec.timestamp_ms)
                 .headers(headers);
+        if let Some(p) = rec.partition {
+            record = record.partition(p);
+        }
         if let Some(k) = &rec.key {
             record = record.key(k.as_slice());
         }

@@ -247,14 +247,23 @@ pub async fn produce_stream(
     skip: usize,
     count: usize,
 ) -> Produced {
-    let topics = settings.topics.clone();
-    ensure_topics(&services.brokers, &topics.all(), 4)
-        .await
-        .unwrap();
     let records: Vec<SampleRecord> = OrderEventGenerator::new(settings.clone())
         .skip(skip)
         .take(count)
         .collect();
+    produce_records(services, &settings.topics, records).await
+}
+
+/// Creates the three sample topics (4 partitions each) and produces `records`, every one
+/// acknowledged.
+pub async fn produce_records(
+    services: &Services,
+    topics: &SampleTopics,
+    records: Vec<SampleRecord>,
+) -> Produced {
+    ensure_topics(&services.brokers, &topics.all(), 4)
+        .await
+        .unwrap();
     let brokers = services.brokers.clone();
     tokio::task::spawn_blocking(move || {
         let report = produce(&brokers, &records, 0, true, |_| {}).unwrap();
