@@ -21,6 +21,9 @@ use datafusion::catalog::{
 };
 use datafusion::common::ScalarValue;
 use datafusion::datasource::ViewTable;
+use datafusion::execution::cache::cache_manager::{
+    CacheManager, CacheManagerConfig, FileMetadataCache,
+};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::DefaultObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -150,6 +153,9 @@ pub struct ColdQueryEngine {
     snapshot: RwLock<Arc<Snapshot>>,
     views: Vec<ViewDefinition>,
     object_stores: Arc<DefaultObjectStoreRegistry>,
+    /// Parquet footers and page indexes, shared by every query's runtime (each query has its
+    /// own memory pool); data files never change, so entries stay valid across versions.
+    metadata_cache: Arc<FileMetadataCache>,
     admission: Admission,
     running: Mutex<HashMap<String, RunningQuery>>,
     cancelled_early: Mutex<VecDeque<String>>,
@@ -174,6 +180,8 @@ impl ColdQueryEngine {
             None => Vec::new(),
         };
         let object_stores = Arc::new(DefaultObjectStoreRegistry::new());
+        let metadata_cache =
+            CacheManager::try_new(&CacheManagerConfig::default())?.get_file_metadata_cache();
         let engine = Self {
             admission: Admission::new(&settings.limits),
             snapshot: RwLock::new(Arc::new(Snapshot {
@@ -184,6 +192,7 @@ impl ColdQueryEngine {
             table: tokio::sync::Mutex::new(table),
             views,
             object_stores,
+            metadata_cache,
             settings,
             running: Mutex::new(HashMap::new()),
             cancelled_early: Mutex::new(VecDeque::new()),
@@ -282,7 +291,11 @@ impl ColdQueryEngine {
     ) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
         let mut builder = RuntimeEnvBuilder::new()
             .with_object_store_registry(Arc::clone(&self.object_stores)
-                as Arc<dyn datafusion::execution::object_store::ObjectStoreRegistry>);
+                as Arc<dyn datafusion::execution::object_store::ObjectStoreRegistry>)
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))),
+            );
         if let Some(bytes) = memory_bytes {
             builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(
                 FairSpillPool::new(bytes),
