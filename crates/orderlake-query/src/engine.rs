@@ -55,7 +55,13 @@ pub struct EngineSettings {
     pub spill_dir: Option<std::path::PathBuf>,
     /// Partitions each query plan fans out to (0: the number of cores).
     pub target_partitions: usize,
+    /// Memory for Parquet footers and page indexes kept between queries.
+    pub metadata_cache_bytes: usize,
 }
+
+/// Enough for the footers and page indexes of some thousands of files (an archive of years, one
+/// compacted file per date); DataFusion's own default (50 MiB) evicted them between queries.
+pub const DEFAULT_METADATA_CACHE_BYTES: usize = 512 * 1024 * 1024;
 
 impl Default for EngineSettings {
     fn default() -> Self {
@@ -66,6 +72,7 @@ impl Default for EngineSettings {
             limits: QueryLimits::default(),
             spill_dir: None,
             target_partitions: 0,
+            metadata_cache_bytes: DEFAULT_METADATA_CACHE_BYTES,
         }
     }
 }
@@ -180,8 +187,10 @@ impl ColdQueryEngine {
             None => Vec::new(),
         };
         let object_stores = Arc::new(DefaultObjectStoreRegistry::new());
-        let metadata_cache =
-            CacheManager::try_new(&CacheManagerConfig::default())?.get_file_metadata_cache();
+        let metadata_cache = CacheManager::try_new(
+            &CacheManagerConfig::default().with_metadata_cache_limit(settings.metadata_cache_bytes),
+        )?
+        .get_file_metadata_cache();
         let engine = Self {
             admission: Admission::new(&settings.limits),
             snapshot: RwLock::new(Arc::new(Snapshot {
@@ -294,7 +303,8 @@ impl ColdQueryEngine {
                 as Arc<dyn datafusion::execution::object_store::ObjectStoreRegistry>)
             .with_cache_manager(
                 CacheManagerConfig::default()
-                    .with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache))),
+                    .with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache)))
+                    .with_metadata_cache_limit(self.settings.metadata_cache_bytes),
             );
         if let Some(bytes) = memory_bytes {
             builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(

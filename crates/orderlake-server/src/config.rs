@@ -50,6 +50,8 @@ pub struct SqlConfig {
     pub target_partitions: usize,
     /// Where queries spill when over their memory limit; empty for the OS temporary directory.
     pub spill_dir: PathBuf,
+    /// Memory for Parquet footers and page indexes kept between queries.
+    pub metadata_cache_bytes: usize,
 }
 
 impl Default for SqlConfig {
@@ -61,6 +63,7 @@ impl Default for SqlConfig {
             refresh_interval_secs: 10,
             target_partitions: 0,
             spill_dir: PathBuf::new(),
+            metadata_cache_bytes: orderlake_query::engine::DEFAULT_METADATA_CACHE_BYTES,
         }
     }
 }
@@ -239,6 +242,7 @@ impl ServerConfig {
             views_dir: non_empty(&self.sql.views_dir),
             spill_dir: non_empty(&self.sql.spill_dir),
             target_partitions: self.sql.target_partitions,
+            metadata_cache_bytes: self.sql.metadata_cache_bytes,
             limits: QueryLimits {
                 memory_bytes: self.limits.memory_bytes,
                 timeout: Duration::from_secs(self.limits.timeout_secs),
