@@ -9,6 +9,7 @@
 #   ./scripts/bench-queries.sh                                   50M events (about 2 hours on 2 cores)
 #   BENCH_EVENTS=2000000 BENCH_REPS=3 ./scripts/bench-queries.sh  a quick run
 #   BENCH_TABLE=/path/to/table BENCH_MAINTAIN=0 ./scripts/bench-queries.sh
+#   BENCH_OUT=dir BENCH_PHASES=after ./scripts/bench-queries.sh      the second half of a run
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
 events=${BENCH_EVENTS:-50000000}
@@ -57,19 +58,29 @@ suite() {
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+# BENCH_PHASES picks what runs (default all three); with BENCH_OUT of an earlier run, "after"
+# alone reuses its "before" results and parameters.
+phases=${BENCH_PHASES:-before maintain after}
+[ "$maintain" = 1 ] || phases=before
 first_params=""
-suite before
-dirs=("$out/before")
-if [ "$maintain" = 1 ]; then
-  log "maintain: compaction, checkpoint, vacuum"
-  started=$SECONDS
-  "$bin/orderlake-archiver" maintain --table-uri "$table" --retention-hours 0 --force --quiet \
-    | tee "$out/maintain.txt"
-  log "maintenance took $((SECONDS - started)) s"
-  first_params="$out/before/orderlake.json"
-  suite after
-  dirs+=("$out/after")
-fi
+dirs=()
+for phase in $phases; do
+  case $phase in
+    before) suite before ;;
+    maintain)
+      log "maintain: compaction, checkpoint, vacuum"
+      started=$SECONDS
+      "$bin/orderlake-archiver" maintain --table-uri "$table" --retention-hours 0 --force --quiet \
+        | tee "$out/maintain.txt"
+      log "maintenance took $((SECONDS - started)) s" ;;
+    after)
+      first_params="$out/before/orderlake.json"
+      suite after ;;
+  esac
+done
+for phase in before after; do
+  if [ -d "$out/$phase" ]; then dirs+=("$out/$phase"); fi
+done
 
 "$PYTHON" tests/python/bench_queries.py report "${dirs[@]}"
 for d in "${dirs[@]}"; do
