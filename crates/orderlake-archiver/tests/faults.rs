@@ -7,13 +7,12 @@
 
 mod support;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use support::private::{PrivateBroker, PrivateS3, Proxy};
-use support::{Backend, Produced, Services};
+use support::{Backend, Services};
 
 /// How long each outage lasts, as the fault scenarios prescribe.
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -164,27 +163,6 @@ async fn rows_now(backend: &Backend) -> usize {
     support::read_archive(backend).await.len()
 }
 
-/// Every produced record exactly once, by the producer's record and by `verify`.
-async fn assert_exactly_once(backend: &Backend, produced: &Produced, context: &str) {
-    let expected: BTreeSet<_> = produced.by_coordinate().into_keys().collect();
-    let rows = support::read_archive(backend).await;
-    let archived: BTreeSet<_> = rows.keys().cloned().collect();
-    let missing: Vec<_> = expected.difference(&archived).take(5).collect();
-    let extra: Vec<_> = archived.difference(&expected).take(5).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{} produced, {} archived; missing {missing:?}, unexpected {extra:?}\n{context}",
-        expected.len(),
-        archived.len()
-    );
-    let verify = support::archiver(backend)
-        .args(["verify", "--table-uri", &backend.table_uri()])
-        .output()
-        .unwrap();
-    let report = support::assert_success("verify", &verify);
-    assert!(report.contains("OK:"), "{report}");
-}
-
 /// Small flushes and a small memory budget: an outage fills the buffer within seconds, so the
 /// archiver must pause consumption rather than grow.
 const PRESSURE: &str = "[flush]\nmax_rows = 2000\nmax_bytes = 262144\ninterval_ms = 300\n\
@@ -239,7 +217,7 @@ async fn survives_an_s3_outage(
         "consumption paused while S3 was away and resumed after:\n{log}"
     );
     eprintln!("peak RSS of the archiver: {} MiB", peak / 1024);
-    assert_exactly_once(backend, &produced, &log).await;
+    support::assert_exactly_once(backend, &produced, &log).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,7 +295,7 @@ async fn broker_stopped_for_30s_loses_and_doubles_nothing() {
     wait_for_rows(&backend, 4_000, &mut [&mut archiver]).await;
     let (status, log) = archiver.stop(Duration::from_secs(60));
     assert!(status.success(), "{status}\n{log}\n{}", broker.log());
-    assert_exactly_once(&backend, &produced, &log).await;
+    support::assert_exactly_once(&backend, &produced, &log).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +357,7 @@ async fn a_second_signal_exits_at_once_and_a_restart_loses_nothing() {
         "restart after the second signal",
     );
     support::assert_success("restart after the second signal", &out);
-    assert_exactly_once(&backend, &produced, &String::from_utf8_lossy(&out.stderr)).await;
+    support::assert_exactly_once(&backend, &produced, &String::from_utf8_lossy(&out.stderr)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,7 +387,7 @@ async fn two_groups_writing_one_table_archive_each_record_once() {
         stderr.push_str(&String::from_utf8_lossy(&out.stderr));
         support::assert_success(&format!("group {i}"), &out);
     }
-    assert_exactly_once(&backend, &produced, &stderr).await;
+    support::assert_exactly_once(&backend, &produced, &stderr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,7 +437,7 @@ async fn three_instances_joining_leaving_and_one_frozen_archive_each_record_once
         assert!(status.success(), "instance {name}: {status}\n{log}");
         logs.push_str(&format!("--- {name}\n{log}"));
     }
-    assert_exactly_once(&backend, &produced, &logs).await;
+    support::assert_exactly_once(&backend, &produced, &logs).await;
 }
 
 /// Values over this many bytes are archived raw without being parsed (`[decode]`); the burst's
@@ -500,13 +478,18 @@ async fn a_poison_burst_on_a_hot_partition_is_archived_within_the_memory_budget(
         .map(|t| (*t, cold.iter().filter(|(c, _)| c == t).count() * cold_each))
         .collect();
     *wanted.get_mut(topics_owned.orders.as_str()).unwrap() += hot_valid;
-    let mut by_topic: std::collections::HashMap<String, Vec<orderlake_samples::SampleRecord>> =
-        Default::default();
+    let mut by_topic: std::collections::HashMap<
+        String,
+        std::collections::VecDeque<orderlake_samples::SampleRecord>,
+    > = Default::default();
     for rec in orderlake_samples::OrderEventGenerator::new(valid_settings) {
         let want = wanted.get_mut(rec.topic.as_str()).unwrap();
         if *want > 0 {
             *want -= 1;
-            by_topic.entry(rec.topic.clone()).or_default().push(rec);
+            by_topic
+                .entry(rec.topic.clone())
+                .or_default()
+                .push_back(rec);
         }
         if wanted.values().all(|w| *w == 0) {
             break;
@@ -520,10 +503,6 @@ async fn a_poison_burst_on_a_hot_partition_is_archived_within_the_memory_budget(
         ..settings(&prefix, 27, bad_count as u64)
     };
     let mut bad = orderlake_samples::OrderEventGenerator::new(bad_settings).take(bad_count);
-    let mut by_topic: std::collections::HashMap<String, std::vec::IntoIter<_>> = by_topic
-        .into_iter()
-        .map(|(t, rs)| (t, rs.into_iter()))
-        .collect();
     let mut records = Vec::new();
     for i in 0..hot_valid + bad_count {
         let mut rec = if i % 3 == 2 {
@@ -532,7 +511,7 @@ async fn a_poison_burst_on_a_hot_partition_is_archived_within_the_memory_budget(
             by_topic
                 .get_mut(&topics_owned.orders)
                 .unwrap()
-                .next()
+                .pop_front()
                 .unwrap()
         };
         rec.topic = topics_owned.orders.clone();
@@ -540,7 +519,7 @@ async fn a_poison_burst_on_a_hot_partition_is_archived_within_the_memory_budget(
         records.push(rec);
     }
     for &(topic, partition) in &cold {
-        for mut rec in by_topic.get_mut(topic).unwrap().take(cold_each) {
+        for mut rec in by_topic.get_mut(topic).unwrap().drain(..cold_each) {
             rec.partition = Some(partition);
             records.push(rec);
         }
@@ -581,7 +560,7 @@ async fn a_poison_burst_on_a_hot_partition_is_archived_within_the_memory_budget(
          peak RSS of the archiver {peak_mib} MiB with a {} MiB budget",
         BUDGET / (1024 * 1024)
     );
-    assert_exactly_once(&backend, &produced, &log).await;
+    support::assert_exactly_once(&backend, &produced, &log).await;
 
     // Every value kept byte for byte; the valid ones decoded, the bad ones raw with a reason.
     let rows = support::read_archive(&backend).await;

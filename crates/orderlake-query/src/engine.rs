@@ -301,6 +301,8 @@ impl ColdQueryEngine {
         let mut builder = RuntimeEnvBuilder::new()
             .with_object_store_registry(Arc::clone(&self.object_stores)
                 as Arc<dyn datafusion::execution::object_store::ObjectStoreRegistry>)
+            // The limit again: building a runtime sets the shared cache's limit to the config's
+            // (DataFusion's 50 MiB by default), which would shrink it for every query.
             .with_cache_manager(
                 CacheManagerConfig::default()
                     .with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache)))

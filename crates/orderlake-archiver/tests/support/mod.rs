@@ -9,7 +9,7 @@
 
 pub mod private;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -371,6 +371,27 @@ pub async fn read_archive(backend: &Backend) -> BTreeMap<(String, i32, i64), Arc
         }
     }
     rows
+}
+
+/// Every produced record exactly once, by the producer's record and by `verify`.
+pub async fn assert_exactly_once(backend: &Backend, produced: &Produced, context: &str) {
+    let expected: BTreeSet<_> = produced.by_coordinate().into_keys().collect();
+    let rows = read_archive(backend).await;
+    let archived: BTreeSet<_> = rows.keys().cloned().collect();
+    let missing: Vec<_> = expected.difference(&archived).take(5).collect();
+    let extra: Vec<_> = archived.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} produced, {} archived; missing {missing:?}, unexpected {extra:?}\n{context}",
+        expected.len(),
+        archived.len()
+    );
+    let verify = archiver(backend)
+        .args(["verify", "--table-uri", &backend.table_uri()])
+        .output()
+        .unwrap();
+    let report = assert_success("verify", &verify);
+    assert!(report.contains("OK:"), "{report}");
 }
 
 /// Runs the independent-reader script and returns its JSON report.
