@@ -13,7 +13,8 @@ use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, WriterSettings}
 use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
 
 fn sql_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../../sql")
 }
 
 async fn fixture_engine(dir: &Path) -> Arc<ColdQueryEngine> {

@@ -278,7 +278,10 @@ mod tests {
 
     #[test]
     fn the_shipped_example_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/server.toml");
+        let path = PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../../config/server.toml");
         let c = ServerConfig::from_file(&path).unwrap();
         assert_eq!(c.sql.catalog, "archive");
         assert_eq!(c.sql.schema, "oms");

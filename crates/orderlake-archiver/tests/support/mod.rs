@@ -396,8 +396,10 @@ pub async fn assert_exactly_once(backend: &Backend, produced: &Produced, context
 
 /// Runs the independent-reader script and returns its JSON report.
 pub fn independent_read(services: &Services, backend: &Backend) -> serde_json::Value {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/read_archive.py");
+    let script = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../tests/python/read_archive.py");
     let out = Command::new(&services.python)
         .arg(script)
         .arg(backend.table_uri())

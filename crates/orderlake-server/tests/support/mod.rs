@@ -20,7 +20,7 @@ pub const USER: &str = "analyst";
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
         .join("../..")
         .join(rel)
 }
