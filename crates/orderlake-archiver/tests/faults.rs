@@ -213,7 +213,7 @@ async fn survives_an_s3_outage(
         "the outage is logged:\n{log}"
     );
     assert!(
-        log.contains("pausing all partitions") && log.contains("resuming all partitions"),
+        log.contains("pausing all partitions") && log.contains("writer caught up; resuming"),
         "consumption paused while S3 was away and resumed after:\n{log}"
     );
     eprintln!("peak RSS of the archiver: {} MiB", peak / 1024);
@@ -454,8 +454,8 @@ const PEAK_RSS_LIMIT_MIB: u64 = 224;
 /// the other eleven, among them a burst of 10,000 malformed and oversize records interleaved
 /// with valid ones (about 240 MiB in all). Everything is backlog when the archiver starts.
 /// Every record is archived once, bad ones raw with their reason; resident memory stays far
-/// below the burst. When the other partitions were complete, by the Delta log, is printed, not
-/// asserted: one run of five had them complete only with the hot one (docs/NOTES.md).
+/// below the burst. The other partitions keep flowing: by the Delta log, they are complete before
+/// half the hot one is archived (tansu serves partitions unfairly; see docs/NOTES.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_burst_on_a_hot_partition_is_archived_within_the_memory_budget() {
     let services = Services::from_env();
@@ -629,8 +629,14 @@ async fn a_poison_burst_on_a_hot_partition_is_archived_within_the_memory_budget(
     let (version, hot_then) = hot_when_cold_done.expect("the cold partitions were completed");
     eprintln!(
         "the cold partitions were complete at version {version}, the hot one then at \
-         {hot_then:?} of {}; each partition completed at version: {completed:?}",
+         {hot_then:?} of {}",
         ends[&hot]
+    );
+    // Before half the hot partition is archived: 300 records each against 30,000.
+    assert!(
+        hot_then.is_none_or(|o| o < ends[&hot] / 2),
+        "the other partitions waited for the hot one: complete only at version {version}, with \
+         the hot one at {hot_then:?}; each partition completed at version: {completed:?}\n{log}"
     );
 }
 

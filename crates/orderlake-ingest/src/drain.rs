@@ -22,6 +22,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::decode::TopicDecoder;
 use crate::error::{IngestError, Result};
 use crate::mapping::MappingSet;
+use crate::pressure::{self, Pause};
 use crate::rowbuf::{ArchiveRowBuffer, Envelope};
 use crate::writer::{ArchiveWriter, Flush, FlushOutcome, LedgerAdvance};
 
@@ -135,6 +136,8 @@ struct Position {
     after: Option<i64>,
     /// Last offset appended to the buffer.
     buffered_through: Option<i64>,
+    /// Bytes of this partition's keys and values in the buffer (its share of the back-pressure).
+    buffered_bytes: usize,
     /// Lower bound of the next offset Kafka will hand us.
     next: i64,
     start: Offset,
@@ -155,6 +158,23 @@ struct Position {
     last_record: (Instant, u64),
     /// How long to wait for a record before the next stall re-read.
     stall_patience: Duration,
+    /// Since when fetching is paused, and why (`None`: fetching).
+    paused: Option<(Instant, PauseFor)>,
+    /// When the other partitions last paused for this one because it went unserved, and how
+    /// long to wait before doing it again (doubled while it stays unserved: a partition stuck
+    /// inside a batch on the broker is not helped by it and is re-read instead).
+    starved_pause: (Instant, Duration),
+}
+
+/// Why a partition's fetching is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PauseFor {
+    /// The writer is behind and the partition holds more than its share of the buffer: it
+    /// fetches again when the writer takes the next flush.
+    Writer,
+    /// Other partitions have records waiting that the broker does not serve while this one takes
+    /// every fetch response: it fetches again at this instant.
+    Starved(Instant),
 }
 
 /// First look this many offsets back when a fetch skips records; then 8 times further each time.
@@ -167,6 +187,10 @@ const REWIND_PATIENCE: Duration = Duration::from_secs(2);
 /// [`MAX_STALL_PATIENCE`]), so that a slow broker is given time instead of being interrupted.
 const STALL_PATIENCE: Duration = Duration::from_secs(3);
 const MAX_STALL_PATIENCE: Duration = Duration::from_secs(60);
+/// How long records may wait on the broker, unserved, while other partitions are served, before
+/// those others pause for [`STARVED_PAUSE`] so that the next fetches serve the waiting ones.
+const STARVED_AFTER: Duration = Duration::from_secs(3);
+const STARVED_PAUSE: Duration = Duration::from_secs(1);
 
 /// What the poll loop must do after a record.
 enum AfterRecord {
@@ -189,6 +213,7 @@ impl Position {
         Self {
             after: archived,
             buffered_through: None,
+            buffered_bytes: 0,
             next: archived.map_or(0, |o| o + 1),
             start,
             received: false,
@@ -199,7 +224,36 @@ impl Position {
             last_seek: Instant::now(),
             last_record: (Instant::now(), seq),
             stall_patience: STALL_PATIENCE,
+            paused: None,
+            starved_pause: (Instant::now(), STARVED_AFTER),
         }
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused.is_some()
+    }
+
+    /// Stops fetching the partition; its stall clock stops with it.
+    fn pause(&mut self, why: PauseFor) {
+        let since = self.paused.map_or_else(Instant::now, |(since, _)| since);
+        self.paused = Some((since, why));
+    }
+
+    /// Fetches again if paused for a reason `done` says is over (`false`: nothing to resume).
+    /// Time spent paused does not count as waiting for a record: a partition stuck on the broker
+    /// is still found, however often it is made to wait.
+    fn resume_if(&mut self, done: impl FnOnce(PauseFor) -> bool) -> bool {
+        let Some((since, why)) = self.paused else {
+            return false;
+        };
+        if !done(why) {
+            return false;
+        }
+        self.paused = None;
+        let (now, paused_for) = (Instant::now(), since.elapsed());
+        self.last_record.0 = (self.last_record.0 + paused_for).min(now);
+        self.last_seek = (self.last_seek + paused_for).min(now);
+        true
     }
 
     /// Checks that `offset` continues the partition. Records that do not arrive in sequence are
@@ -212,6 +266,7 @@ impl Position {
         let expected = self.next;
         self.last_record = (Instant::now(), seq);
         self.stall_patience = STALL_PATIENCE;
+        self.starved_pause.1 = STARVED_AFTER;
         if offset == expected {
             self.anchored = true;
             self.rewind_back = None;
@@ -270,7 +325,7 @@ impl Position {
     fn check_stall(&mut self, sp: &SourcePartition, marks: Option<&Watermarks>) -> Option<i64> {
         let (at, seq) = self.last_record;
         let patience = self.stall_patience;
-        if at.elapsed() < patience || self.last_seek.elapsed() < patience {
+        if self.is_paused() || at.elapsed() < patience || self.last_seek.elapsed() < patience {
             return None;
         }
         // At the start of the log a fetch begins at a batch boundary: nothing to repair.
@@ -306,6 +361,23 @@ impl Position {
         from
     }
 
+    /// Records have waited on the broker for [`STARVED_AFTER`] (longer after each time, see
+    /// `starved_pause`) of fetching time without one arriving, by statistics newer than the last
+    /// record: the broker serves other partitions (some fill a whole fetch response from one
+    /// partition), or is stuck inside a batch. When true, the other partitions are to pause.
+    fn starved(&mut self, marks: Option<&Watermarks>) -> bool {
+        let (at, seq) = self.last_record;
+        let (last, patience) = self.starved_pause;
+        let starved = !self.is_paused()
+            && at.elapsed() >= patience
+            && last.elapsed() >= patience
+            && marks.is_some_and(|w| w.seq > self.positioned_at.max(seq) && w.high > self.next);
+        if starved {
+            self.starved_pause = (Instant::now(), (patience * 2).min(MAX_STALL_PATIENCE));
+        }
+        starved
+    }
+
     /// True when a snapshot taken after positioning shows nothing beyond what we have read.
     fn at_end(&self, marks: Option<&Watermarks>) -> bool {
         let Some(w) = marks.filter(|w| w.seq > self.positioned_at && w.high >= 0) else {
@@ -323,7 +395,6 @@ struct DrainState {
     buffer_started: Option<Instant>,
     positions: BTreeMap<SourcePartition, Position>,
     generation: u64,
-    paused: bool,
     report: DrainReport,
 }
 
@@ -333,6 +404,13 @@ impl DrainState {
         let _ = self.buffer.finish();
         self.buffer_undecoded = 0;
         self.buffer_started = None;
+        for pos in self.positions.values_mut() {
+            pos.buffered_bytes = 0;
+        }
+    }
+
+    fn paused(&self) -> usize {
+        self.positions.values().filter(|p| p.is_paused()).count()
     }
 }
 
@@ -433,7 +511,6 @@ impl DrainContext {
         for sp in &revoked {
             st.positions.remove(sp);
         }
-        st.paused = false;
     }
 
     /// On assignment: wait for our own flushes to land, read the ledger, and start each partition
@@ -461,7 +538,6 @@ impl DrainContext {
         self.writer_generation
             .store(st.generation, Ordering::SeqCst);
         st.positions.clear();
-        st.paused = false;
         // Nothing buffered now belongs to a partition we may keep: it was handed over on revoke.
         st.discard_buffer();
         for sp in &assigned {
@@ -489,6 +565,11 @@ impl DrainContext {
         tracing::info!(version = ?ledger.version(), "assigned {} partitions: {}", summary.len(), summary.join(" "));
         if let Err(e) = consumer.assign(tpl) {
             tracing::error!(error = %e, "assign failed");
+        }
+        // librdkafka keeps a partition paused by the application across revoke and assign;
+        // the new positions start unpaused, so the client must too.
+        if let Err(e) = consumer.resume(tpl) {
+            tracing::warn!(error = %e, "resuming the assigned partitions failed");
         }
     }
 
@@ -533,6 +614,7 @@ impl DrainContext {
         let batch = st.buffer.finish();
         let mut advances = Vec::new();
         for (sp, pos) in &mut st.positions {
+            pos.buffered_bytes = 0;
             if let Some(through) = pos.buffered_through.take() {
                 advances.push(LedgerAdvance {
                     partition: sp.clone(),
@@ -610,7 +692,6 @@ pub async fn drain(
                     buffer_started: None,
                     positions: BTreeMap::new(),
                     generation: 0,
-                    paused: false,
                     report: DrainReport::default(),
                 }),
                 start_from: settings.start_from,
@@ -733,7 +814,7 @@ impl IngestLoop {
                 return self.finish("caught up with every assigned partition");
             }
             self.log_progress();
-            self.reread_stalled();
+            self.watch_partitions();
             match self.consumer.poll(poll_timeout) {
                 None => {}
                 Some(Ok(msg)) => {
@@ -752,25 +833,62 @@ impl IngestLoop {
         }
     }
 
-    /// Re-reads partitions that were (re)positioned and have served nothing since, although the
-    /// broker reports records beyond their position.
-    fn reread_stalled(&mut self) {
+    /// Every 250 ms: re-reads partitions stuck on the broker, and keeps one partition from
+    /// taking every fetch response while others have records waiting.
+    fn watch_partitions(&mut self) {
         if self.last_stall_check.elapsed() < Duration::from_millis(250) {
             return;
         }
         self.last_stall_check = Instant::now();
-        let seeks: Vec<(SourcePartition, i64)> = {
+        let (seeks, pause, resume) = {
             let ctx = self.ctx();
             let mut st = ctx.lock();
-            if st.paused {
-                return; // nothing arrives while paused, by design
-            }
             let marks = ctx.watermarks.lock().expect("watermarks lock");
-            st.positions
+            let now = Instant::now();
+            let resume: Vec<SourcePartition> = st
+                .positions
+                .iter_mut()
+                .filter_map(|(sp, p)| {
+                    p.resume_if(|why| matches!(why, PauseFor::Starved(until) if until <= now))
+                        .then(|| sp.clone())
+                })
+                .collect();
+            let seeks: Vec<(SourcePartition, i64)> = st
+                .positions
                 .iter_mut()
                 .filter_map(|(sp, p)| p.check_stall(sp, marks.get(sp)).map(|o| (sp.clone(), o)))
-                .collect()
+                .collect();
+            let starved: Vec<String> = st
+                .positions
+                .iter_mut()
+                .filter_map(|(sp, p)| p.starved(marks.get(sp)).then_some(sp))
+                .map(ToString::to_string)
+                .collect();
+            // Some brokers fill a fetch response from the first partition with a backlog, in
+            // request order: the partitions served lately wait a moment, so the next fetches
+            // carry only the starved ones.
+            let mut pause = Vec::new();
+            if !starved.is_empty() {
+                for (sp, p) in &mut st.positions {
+                    if !p.is_paused() && p.last_record.0.elapsed() < STARVED_PAUSE {
+                        p.pause(PauseFor::Starved(now + STARVED_PAUSE));
+                        pause.push(sp.clone());
+                    }
+                }
+            }
+            if !pause.is_empty() {
+                let names: Vec<String> = pause.iter().map(ToString::to_string).collect();
+                tracing::info!(
+                    "records of {} wait on the broker unserved while {} take the fetches; \
+                     pausing those for {STARVED_PAUSE:?}",
+                    starved.join(" "),
+                    names.join(" ")
+                );
+            }
+            (seeks, pause, resume)
         };
+        self.set_paused(&resume, false);
+        self.set_paused(&pause, true);
         for (sp, from) in seeks {
             self.seek(&sp, from);
         }
@@ -803,6 +921,8 @@ impl IngestLoop {
         let ctx = self.consumer.context();
         let mut st = ctx.lock();
         if st.buffer.is_empty() {
+            // Nothing buffered (a fenced flush discarded it, say): nothing to wait for.
+            self.resume_paused(st);
             return;
         }
         let all_at_end = s.until_caught_up && self.all_at_end(&st);
@@ -815,50 +935,78 @@ impl IngestLoop {
         if !due {
             return;
         }
-        let job = DrainContext::take_job_if_room(ctx, &mut st);
-        match job {
-            Ok(()) => {
-                if st.paused {
-                    st.paused = false;
-                    drop(st);
-                    self.set_paused(false);
-                }
-            }
-            Err(()) => {
-                // The writer is behind: stop fetching while the buffer is over budget.
-                let over = st.buffer.bytes() >= s.memory_budget_bytes / 3;
-                if over && !st.paused {
-                    st.paused = true;
-                    let bytes = st.buffer.bytes();
-                    drop(st);
-                    tracing::warn!(
-                        buffered_bytes = bytes,
-                        "writer is behind and the buffer is full; pausing all partitions"
-                    );
-                    self.set_paused(true);
-                }
-            }
+        if DrainContext::take_job_if_room(ctx, &mut st).is_ok() {
+            self.resume_paused(st);
+            return;
+        }
+        // The writer is behind: the partitions filling the buffer wait (pressure.rs).
+        let held: Vec<(SourcePartition, usize)> = st
+            .positions
+            .iter()
+            .filter(|(_, p)| !matches!(p.paused, Some((_, PauseFor::Writer))))
+            .map(|(sp, p)| (sp.clone(), p.buffered_bytes))
+            .collect();
+        let (bytes, assigned) = (st.buffer.bytes(), st.positions.len());
+        let pause = match pressure::while_writer_behind(&held, bytes, s.memory_budget_bytes) {
+            Pause::Nothing => return,
+            Pause::OverShare(over) => over,
+            Pause::All => held.into_iter().map(|(sp, _)| sp).collect(),
+        };
+        if pause.is_empty() {
+            return;
+        }
+        for sp in &pause {
+            st.positions
+                .get_mut(sp)
+                .expect("a held partition")
+                .pause(PauseFor::Writer);
+        }
+        let all = st.paused() == assigned;
+        drop(st);
+        if all {
+            tracing::warn!(
+                buffered_bytes = bytes,
+                "writer is behind and the buffer is full; pausing all partitions"
+            );
+        } else {
+            let names: Vec<String> = pause.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                buffered_bytes = bytes,
+                "writer is behind; pausing the partitions holding most of the buffer: {}",
+                names.join(" ")
+            );
+        }
+        self.set_paused(&pause, true);
+    }
+
+    fn resume_paused(&self, mut st: std::sync::MutexGuard<'_, DrainState>) {
+        let resumed: Vec<SourcePartition> = st
+            .positions
+            .iter_mut()
+            .filter_map(|(sp, p)| {
+                p.resume_if(|why| why == PauseFor::Writer)
+                    .then(|| sp.clone())
+            })
+            .collect();
+        drop(st);
+        if !resumed.is_empty() {
+            tracing::info!(partitions = resumed.len(), "writer caught up; resuming");
+            self.set_paused(&resumed, false);
         }
     }
 
-    fn set_paused(&self, paused: bool) {
-        let assignment = match self.consumer.assignment() {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the assignment to pause/resume");
-                return;
-            }
-        };
+    fn set_paused(&self, partitions: &[SourcePartition], paused: bool) {
+        if partitions.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for sp in partitions {
+            tpl.add_partition(&sp.topic, sp.partition);
+        }
         let result = if paused {
-            self.consumer.pause(&assignment)
+            self.consumer.pause(&tpl)
         } else {
-            // Nothing arrived while paused, by design: the stall clock starts again now.
-            let now = Instant::now();
-            for p in self.ctx().lock().positions.values_mut() {
-                p.last_record.0 = now;
-            }
-            tracing::info!("writer caught up; resuming all partitions");
-            self.consumer.resume(&assignment)
+            self.consumer.resume(&tpl)
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, paused, "pause/resume failed");
@@ -934,7 +1082,10 @@ impl IngestLoop {
                 Some(o) => Offset::Offset(o + 1),
                 None => pos.start,
             };
+            // A paused partition stays paused on the client until the writer catches up.
+            let paused = pos.paused;
             *pos = Position::new(archived, start, seq);
+            pos.paused = paused;
             let _ = tpl.add_partition_offset(&sp.topic, sp.partition, start);
         }
         drop(st);
@@ -978,7 +1129,7 @@ impl IngestLoop {
             rows_per_sec = rate.round() as u64,
             buffered_rows = st.buffer.len(),
             partitions = st.positions.len(),
-            paused = st.paused,
+            paused = st.paused(),
             "archiving"
         );
         drop(st);
@@ -1041,6 +1192,7 @@ fn append(
         return AfterRecord::Continue;
     }
     pos.buffered_through = Some(offset);
+    pos.buffered_bytes += msg.payload_len() + msg.key_len();
     pos.next = offset + 1;
     pos.received = true;
     let order = decoder.decode(msg.topic(), msg.payload());
@@ -1079,5 +1231,60 @@ impl DrainContext {
         ctx.in_flight.add();
         permit.send(job);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position_waiting_since(ago: Duration) -> Position {
+        let mut p = Position::new(Some(99), Offset::Offset(100), 1);
+        p.last_record = (Instant::now() - ago, 1);
+        p
+    }
+
+    fn marks(high: i64, seq: u64) -> Watermarks {
+        Watermarks { low: 0, high, seq }
+    }
+
+    #[test]
+    fn time_spent_paused_does_not_count_as_waiting() {
+        let mut p = position_waiting_since(Duration::from_secs(10));
+        p.paused = Some((Instant::now() - Duration::from_secs(9), PauseFor::Writer));
+        assert!(!p.resume_if(|why| matches!(why, PauseFor::Starved(_))));
+        assert!(p.resume_if(|why| why == PauseFor::Writer));
+        let waited = p.last_record.0.elapsed();
+        assert!(
+            (Duration::from_millis(900)..Duration::from_secs(3)).contains(&waited),
+            "{waited:?}"
+        );
+        assert!(!p.resume_if(|_| true), "resumed once");
+    }
+
+    #[test]
+    fn a_partition_is_starved_only_with_records_waiting_by_fresh_statistics() {
+        let mut p = position_waiting_since(STARVED_AFTER + Duration::from_secs(1));
+        p.starved_pause.0 = Instant::now() - STARVED_AFTER;
+        assert!(
+            !p.starved(Some(&marks(500, 1))),
+            "statistics from before the last record"
+        );
+        assert!(
+            !p.starved(Some(&marks(100, 2))),
+            "nothing beyond the position"
+        );
+        p.pause(PauseFor::Writer);
+        assert!(!p.starved(Some(&marks(500, 2))), "paused");
+        p.paused = None;
+        assert!(p.starved(Some(&marks(500, 2))));
+        assert!(
+            !p.starved(Some(&marks(500, 3))),
+            "the next time waits longer"
+        );
+        assert_eq!(p.starved_pause.1, STARVED_AFTER * 2);
+        // A record arriving starts over.
+        assert!(p.check_gap(&SourcePartition::new("t", 0), 100, 3).is_none());
+        assert_eq!(p.starved_pause.1, STARVED_AFTER);
     }
 }

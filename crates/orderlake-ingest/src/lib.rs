@@ -9,6 +9,7 @@ pub mod error;
 pub mod import;
 pub mod lag;
 pub mod mapping;
+mod pressure;
 pub mod rowbuf;
 pub mod writer;
 
