@@ -29,7 +29,7 @@ log "soak for $minutes minutes: kill -9 about every $kill_every s, another fault
 
 declare -A archivers=()   # name -> pid
 start_tansu memory://tansu/ "$work/tansu.log"
-trap 'touch "$work/stop-generator"; kill "${archivers[@]}" "${generator_pid:-}" 2>/dev/null; stop_services' EXIT
+trap 'touch "$work/stop-generator"; kill "${archivers[@]}" "${generator_pid:-}" 2>/dev/null || true; stop_services' EXIT
 start_moto soak "$work/moto.log"
 echo "tansu pid $TANSU_PID, S3 server pid $MOTO_PID" >"$work/signals.log"
 brokers=$ORDERLAKE_BROKERS
