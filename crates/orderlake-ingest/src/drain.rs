@@ -323,15 +323,17 @@ impl Position {
     /// beyond the position: some brokers answer a fetch inside the last record batch with
     /// nothing, forever. Re-read from further back (`None`: nothing to do yet).
     fn check_stall(&mut self, sp: &SourcePartition, marks: Option<&Watermarks>) -> Option<i64> {
-        let (at, seq) = self.last_record;
         let patience = self.stall_patience;
-        if self.is_paused() || at.elapsed() < patience || self.last_seek.elapsed() < patience {
+        if self.is_paused()
+            || self.last_record.0.elapsed() < patience
+            || self.last_seek.elapsed() < patience
+        {
             return None;
         }
         // At the start of the log a fetch begins at a batch boundary: nothing to repair.
-        let w = marks.filter(|w| {
-            w.seq > self.positioned_at.max(seq) && w.high > self.next && w.low.max(0) < self.next
-        })?;
+        let w = self
+            .waiting_beyond(marks)
+            .filter(|w| w.low.max(0) < self.next)?;
         self.stall_patience = (patience * 2).min(MAX_STALL_PATIENCE);
         let (expected, high) = (self.next, w.high);
         Some(self.reread(
@@ -361,17 +363,23 @@ impl Position {
         from
     }
 
+    /// The partition's statistics when they are newer than its positioning and its last record
+    /// and show records beyond what it has read: records wait on the broker.
+    fn waiting_beyond<'w>(&self, marks: Option<&'w Watermarks>) -> Option<&'w Watermarks> {
+        let seq = self.last_record.1;
+        marks.filter(|w| w.seq > self.positioned_at.max(seq) && w.high > self.next)
+    }
+
     /// Records have waited on the broker for [`STARVED_AFTER`] (longer after each time, see
     /// `starved_pause`) of fetching time without one arriving, by statistics newer than the last
     /// record: the broker serves other partitions (some fill a whole fetch response from one
     /// partition), or is stuck inside a batch. When true, the other partitions are to pause.
     fn starved(&mut self, marks: Option<&Watermarks>) -> bool {
-        let (at, seq) = self.last_record;
         let (last, patience) = self.starved_pause;
         let starved = !self.is_paused()
-            && at.elapsed() >= patience
+            && self.last_record.0.elapsed() >= patience
             && last.elapsed() >= patience
-            && marks.is_some_and(|w| w.seq > self.positioned_at.max(seq) && w.high > self.next);
+            && self.waiting_beyond(marks).is_some();
         if starved {
             self.starved_pause = (Instant::now(), (patience * 2).min(MAX_STALL_PATIENCE));
         }
