@@ -560,10 +560,9 @@ async fn a_poison_burst_on_a_hot_partition_is_archived_within_the_memory_budget(
          peak RSS of the archiver {peak_mib} MiB with a {} MiB budget",
         BUDGET / (1024 * 1024)
     );
-    support::assert_exactly_once(&backend, &produced, &log).await;
+    let rows = support::assert_exactly_once(&backend, &produced, &log).await;
 
     // Every value kept byte for byte; the valid ones decoded, the bad ones raw with a reason.
-    let rows = support::read_archive(&backend).await;
     for (coord, rec) in produced.by_coordinate() {
         let row = &rows[&coord];
         assert_eq!(row.value, rec.value, "value of {coord:?}");

@@ -373,8 +373,13 @@ pub async fn read_archive(backend: &Backend) -> BTreeMap<(String, i32, i64), Arc
     rows
 }
 
-/// Every produced record exactly once, by the producer's record and by `verify`.
-pub async fn assert_exactly_once(backend: &Backend, produced: &Produced, context: &str) {
+/// Every produced record exactly once, by the producer's record and by `verify`. Returns the
+/// archived rows it read.
+pub async fn assert_exactly_once(
+    backend: &Backend,
+    produced: &Produced,
+    context: &str,
+) -> BTreeMap<(String, i32, i64), ArchivedRow> {
     let expected: BTreeSet<_> = produced.by_coordinate().into_keys().collect();
     let rows = read_archive(backend).await;
     let archived: BTreeSet<_> = rows.keys().cloned().collect();
@@ -392,6 +397,7 @@ pub async fn assert_exactly_once(backend: &Backend, produced: &Produced, context
         .unwrap();
     let report = assert_success("verify", &verify);
     assert!(report.contains("OK:"), "{report}");
+    rows
 }
 
 /// Runs the independent-reader script and returns its JSON report.
