@@ -131,11 +131,14 @@ impl TableLocation {
             std::fs::create_dir_all(path)
                 .map_err(|e| invalid(format!("cannot create directory: {e}")))
         };
-        if is_local_path(uri) {
+        // A plain path is created before it is resolved (resolving needs it to exist); a
+        // file:// URI after.
+        let plain_path = is_local_path(uri);
+        if plain_path {
             create(Path::new(uri))?;
         }
         let url = resolve_url(uri, LocalPath::Directory).map_err(invalid)?;
-        if url.scheme() == "file" {
+        if !plain_path && url.scheme() == "file" {
             let path = url
                 .to_file_path()
                 .map_err(|()| invalid("file URI has no local path".to_owned()))?;
