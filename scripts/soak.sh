@@ -71,6 +71,11 @@ signal_archiver() {
   echo "$(date +%T) SIG$1 -> $2 (pid $pid, $comm)" >>"$work/signals.log"
   case $comm in orderlake-archi*) kill "-$1" "$pid" 2>/dev/null || true ;; esac
 }
+# restart_archiver SIGNAL NAME: signals that archiver, waits for it to end, and starts it again.
+restart_archiver() {
+  signal_archiver "$1" "$2"; wait "${archivers[$2]}" 2>/dev/null || true
+  start_archiver "$2"; restarts=$((restarts + 1))
+}
 sample_rss() {
   for pid in "${archivers[@]}"; do
     local kib; kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
@@ -116,15 +121,13 @@ while [ $SECONDS -lt $end ]; do
     # Any instance but a frozen one (killing it would end the freeze early).
     names=(); for n in "${!archivers[@]}"; do [ "$thaw" -gt 0 ] && [ "$n" = b ] || names+=("$n"); done
     victim=${names[$((RANDOM % ${#names[@]}))]}
-    signal_archiver KILL "$victim"; wait "${archivers[$victim]}" 2>/dev/null || true
-    start_archiver "$victim"; kills=$((kills + 1)); restarts=$((restarts + 1))
+    restart_archiver KILL "$victim"; kills=$((kills + 1))
     next_kill=$((SECONDS + kill_every / 2 + RANDOM % kill_every))
   fi
   [ $SECONDS -lt $next_fault ] && continue
   next_fault=$((SECONDS + fault_every))
   case $((RANDOM % 4)) in
-    0) signal_archiver TERM a; wait "${archivers[a]}" 2>/dev/null || true
-       start_archiver a; restarts=$((restarts + 1)); faults+=("SIGTERM a and restart") ;;
+    0) restart_archiver TERM a; faults+=("SIGTERM a and restart") ;;
     1) if [ -n "${archivers[c]:-}" ]; then
          signal_archiver TERM c; wait "${archivers[c]}" 2>/dev/null || true
          unset 'archivers[c]'; faults+=("c leaves")
