@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::PasswordHash;
 use argon2::{Argon2, PasswordVerifier as _};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use sha2::{Digest as _, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -206,6 +207,13 @@ enum Credentials {
     Bearer(String),
 }
 
+/// Standard base64 with or without padding: the ADBC Flight SQL driver (Go) sends `user:password`
+/// unpadded, the JDBC driver and pyarrow padded.
+const BASIC_CREDENTIALS: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 fn authorization(metadata: &MetadataMap) -> Result<Option<Credentials>, Status> {
     let Some(value) = metadata.get("authorization") else {
         return Ok(None);
@@ -218,14 +226,22 @@ fn authorization(metadata: &MetadataMap) -> Result<Option<Credentials>, Status> 
     match scheme.to_ascii_lowercase().as_str() {
         "bearer" => Ok(Some(Credentials::Bearer(rest.trim().to_owned()))),
         "basic" => {
-            let decoded = STANDARD
+            let decoded = BASIC_CREDENTIALS
                 .decode(rest.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| Status::unauthenticated("malformed Basic credentials"))?;
-            let (user, password) = decoded
-                .split_once(':')
-                .ok_or_else(|| Status::unauthenticated("malformed Basic credentials"))?;
+                .map_err(|e| {
+                    Status::unauthenticated(format!(
+                        "malformed Basic credentials: not base64 ({e})"
+                    ))
+                })
+                .and_then(|b| {
+                    String::from_utf8(b).map_err(|_| {
+                        Status::unauthenticated("malformed Basic credentials: not UTF-8")
+                    })
+                })?;
+            // RFC 7617: the user name cannot contain ':', the password can.
+            let (user, password) = decoded.split_once(':').ok_or_else(|| {
+                Status::unauthenticated("malformed Basic credentials: no ':' after the user name")
+            })?;
             Ok(Some(Credentials::Basic {
                 user: user.to_owned(),
                 password: password.to_owned(),
@@ -259,6 +275,7 @@ pub fn new_service_token() -> (String, String) {
 mod tests {
     use super::*;
     use crate::config::{ServiceTokenConfig, UserConfig};
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
     fn metadata(header: &str) -> MetadataMap {
         let mut m = MetadataMap::new();
@@ -324,5 +341,44 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert!(err.message().contains("expired"), "{}", err.message());
+    }
+
+    #[test]
+    fn basic_credentials_padded_or_not_split_at_the_first_colon() {
+        // Every length modulo 3, so unpadded encodings end in one, two or no missing '='.
+        for (user, password) in [
+            ("demo", "demo-pass-71"),
+            ("demo", "demo-pass-7"),
+            ("demo", "demo-pass-"),
+            ("bi", "pa:ss word: with colons"),
+            ("bi", "pässwörd ✓"),
+            ("bi", ""),
+        ] {
+            let raw = format!("{user}:{password}");
+            for encoded in [STANDARD.encode(&raw), STANDARD_NO_PAD.encode(&raw)] {
+                let Some(Credentials::Basic {
+                    user: u,
+                    password: p,
+                }) = authorization(&metadata(&format!("Basic {encoded}"))).unwrap()
+                else {
+                    panic!("{encoded} is Basic credentials");
+                };
+                assert_eq!((u.as_str(), p.as_str()), (user, password), "{encoded}");
+            }
+        }
+        for (header, why) in [
+            ("Basic !!!!", "not base64"),
+            (
+                &format!("Basic {}", STANDARD.encode([0xff, 0xfe, b':'])),
+                "not UTF-8",
+            ),
+            (&format!("Basic {}", STANDARD.encode("no-colon")), "no ':'"),
+        ] {
+            let Err(err) = authorization(&metadata(header)) else {
+                panic!("{header} is refused");
+            };
+            assert_eq!(err.code(), tonic::Code::Unauthenticated);
+            assert!(err.message().contains(why), "{header}: {}", err.message());
+        }
     }
 }
