@@ -24,6 +24,26 @@ pub enum ArchiveError {
     #[error("table `{uri}`: refused: {reason}")]
     Refused { uri: String, reason: String },
 
+    /// A key-index segment cannot be written or read.
+    #[error("key index segment `{path}`: {source}")]
+    IndexSegment {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// The key-index folder cannot be listed or written.
+    #[error("key index `{path}`: {source}")]
+    IndexStore {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// Rows handed to the key index lack a column it needs.
+    #[error("archive rows have no column `{0}` to index")]
+    IndexColumn(&'static str),
+
     /// The Delta log or the object store failed.
     #[error("Delta table `{uri}`: {source}")]
     Delta {

@@ -5,8 +5,11 @@
 
 pub mod config_file;
 pub mod error;
+pub mod files;
+pub mod key_index;
 pub mod ledger;
 pub mod maintenance;
+pub mod parquet_io;
 pub mod schema;
 pub mod storage;
 pub mod table;
@@ -15,6 +18,7 @@ pub mod verify;
 
 pub use config_file::ConfigError;
 pub use error::{ArchiveError, Result, exit_code, one_line};
+pub use files::{ArchiveFile, ArchiveFiles, ColumnStatistics};
 pub use ledger::{ImportSource, OffsetLedger, SourcePartition};
 pub use maintenance::{CompactReport, MaintenanceSettings};
 pub use storage::{ArchiveConfig, TableLocation};

@@ -64,10 +64,10 @@ pub const BLOOM_FILTER_COLUMNS: [&str; 2] = [ORDER_ID, CUSTOMER_ID];
 pub fn parquet_properties(
     zstd_level: i32,
     row_group_rows: usize,
-) -> deltalake::parquet::file::properties::WriterProperties {
-    use deltalake::parquet::basic::{Compression, ZstdLevel};
-    use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
-    use deltalake::parquet::schema::types::ColumnPath;
+) -> parquet::file::properties::WriterProperties {
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    use parquet::schema::types::ColumnPath;
     let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))

@@ -239,11 +239,21 @@ impl ArchiveTable {
                 .and_then(DateTime::<Utc>::from_timestamp_millis),
             _ => None,
         };
-        let files = self
-            .table
-            .get_file_uris()
-            .map_err(ArchiveError::delta(&uri))?
-            .count();
+        let live = self.files()?;
+        let files = live.files.len();
+        let index = crate::key_index::KeyIndex::load(
+            &self.index_store(),
+            &mut crate::key_index::SegmentCache::new(),
+        )
+        .await?;
+        let index = IndexStatus {
+            covered_live_files: live
+                .files
+                .iter()
+                .filter(|f| index.covers(&f.relative_path))
+                .count(),
+            summary: index.summary(),
+        };
         Ok(TableStatus {
             table_uri: uri,
             version: self.version(),
@@ -252,6 +262,7 @@ impl ArchiveTable {
             rows: partitions.iter().map(|p| p.rows).sum::<i64>() + imported_rows,
             imported_rows,
             partitions,
+            index,
         })
     }
 }
@@ -269,6 +280,16 @@ pub struct TableStatus {
     pub rows: i64,
     pub imported_rows: i64,
     pub partitions: Vec<PartitionStatus>,
+    pub index: IndexStatus,
+}
+
+/// What the key index holds and covers, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexStatus {
+    #[serde(flatten)]
+    pub summary: crate::key_index::IndexSummary,
+    /// Live data files whose keys the index holds; lookups read the others whatever the key.
+    pub covered_live_files: usize,
 }
 
 /// One source partition in [`TableStatus`].

@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use serde::Serialize;
 
 use crate::error::{ArchiveError, Result};
+use crate::key_index::IndexCheck;
 use crate::ledger::{ImportSource, OffsetLedger};
 use crate::table::ArchiveTable;
 
@@ -82,12 +83,15 @@ pub struct VerifyReport {
     /// Per imported source: rows against the ledger (a source imported twice, or partly lost,
     /// disagrees).
     pub imports: Vec<ImportCheck>,
+    /// The key index against the rows of the files it covers.
+    pub index: IndexCheck,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
         self.partitions.iter().all(PartitionCheck::is_clean)
             && self.imports.iter().all(ImportCheck::is_clean)
+            && self.index.is_clean()
     }
 
     pub fn missing(&self) -> i64 {
@@ -226,6 +230,7 @@ impl ArchiveTable {
             partitions,
             imported_rows,
             imports,
+            index: self.verify_index().await?,
         })
     }
 }

@@ -233,6 +233,16 @@ pub struct MaintainArgs {
     #[arg(long)]
     pub compact: bool,
 
+    /// Index the live files the key index does not cover yet (compacted files among them) and
+    /// merge its segments into one.
+    #[arg(long)]
+    pub index: bool,
+
+    /// Rebuild the key index from the live files alone, replacing every segment (repairs an
+    /// index `verify` reports as damaged).
+    #[arg(long)]
+    pub reindex: bool,
+
     /// Write a Delta checkpoint and clean log entries past the log retention.
     #[arg(long)]
     pub checkpoint: bool,

@@ -86,6 +86,9 @@ pub struct ParquetConfig {
     /// Files (one per event date) open at once while a flush is written; each holds its own
     /// encoding and upload buffers, so this bounds memory when a flush spans many dates.
     pub max_open_files: usize,
+    /// Write a key-index segment (order_id and customer_id to event dates) for each flush's files
+    /// before committing them, so lookups find new rows without reading every new file.
+    pub key_index: bool,
 }
 
 impl Default for ParquetConfig {
@@ -96,6 +99,7 @@ impl Default for ParquetConfig {
             row_group_rows: w.row_group_rows,
             zstd_level: w.zstd_level,
             max_open_files: w.max_open_files,
+            key_index: w.key_index,
         }
     }
 }
@@ -185,6 +189,7 @@ impl ArchiverConfig {
             row_group_rows: self.parquet.row_group_rows,
             zstd_level: self.parquet.zstd_level,
             max_open_files: self.parquet.max_open_files,
+            key_index: self.parquet.key_index,
             ..WriterSettings::default()
         }
     }

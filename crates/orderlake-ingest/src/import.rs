@@ -12,17 +12,13 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray as _, RecordBatch};
 use arrow::datatypes::DataType;
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::{FutureExt as _, Stream, StreamExt as _, TryStreamExt as _};
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 use orderlake_archive::ImportSource;
+use orderlake_archive::parquet_io::StoreFileReader;
 use orderlake_archive::storage::{LocalPath, resolve_url};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
-use parquet::arrow::async_reader::AsyncFileReader;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use sha2::{Digest as _, Sha256};
 
 use crate::decode::TopicDecoder;
@@ -307,11 +303,7 @@ impl ImportFile {
     }
 
     async fn parquet_records(&self, topic: String) -> Result<RecordStream<'static>> {
-        let reader = StoreReader {
-            store: Arc::clone(&self.store),
-            path: self.path.clone(),
-            size: self.size().await?,
-        };
+        let reader = StoreFileReader::new(&self.store, self.path.clone(), self.size().await?);
         let stream = ParquetRecordBatchStreamBuilder::new(reader)
             .await
             .map_err(|e| self.fail(format!("not a readable Parquet file: {e}")))?
@@ -330,44 +322,6 @@ impl ImportFile {
             .map_ok(|records| futures::stream::iter(records.into_iter().map(Ok)))
             .try_flatten();
         Ok(Box::pin(records))
-    }
-}
-
-/// Parquet reads of one object: byte ranges, and the footer from the known size.
-#[derive(Debug)]
-struct StoreReader {
-    store: Arc<dyn ObjectStore>,
-    path: StorePath,
-    size: u64,
-}
-
-impl AsyncFileReader for StoreReader {
-    fn get_bytes(
-        &mut self,
-        range: std::ops::Range<u64>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        }
-        .boxed()
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        async move {
-            let size = self.size;
-            let metadata = ParquetMetaDataReader::new()
-                .with_arrow_reader_options(options)
-                .load_and_finish(self, size)
-                .await?;
-            Ok(Arc::new(metadata))
-        }
-        .boxed()
     }
 }
 

@@ -31,6 +31,8 @@ pub struct WriterSettings {
     pub max_backoff: Duration,
     /// Files (one per `event_date`) open at once while a flush is written.
     pub max_open_files: usize,
+    /// Write a key-index segment covering each flush's files before committing them.
+    pub key_index: bool,
 }
 
 impl Default for WriterSettings {
@@ -41,6 +43,7 @@ impl Default for WriterSettings {
             zstd_level: 3,
             max_backoff: Duration::from_secs(30),
             max_open_files: 8,
+            key_index: true,
         }
     }
 }
@@ -185,6 +188,19 @@ impl ArchiveWriter {
         Ok(adds)
     }
 
+    /// Writes the key-index segment for a flush's files, before they are committed: once they are
+    /// live, the index covers them (see `orderlake_archive::key_index`).
+    async fn index_files(&self, batch: &RecordBatch, adds: &[Add]) -> Result<()> {
+        let entries = orderlake_archive::key_index::entries_of_rows(std::slice::from_ref(batch))?;
+        let covers: Vec<String> = adds
+            .iter()
+            .map(|a| orderlake_archive::key_index::log_path(&a.path))
+            .collect();
+        orderlake_archive::key_index::write_segment(&self.table.index_store(), entries, &covers)
+            .await?;
+        Ok(())
+    }
+
     /// Commits `adds` with the ledger entries, once, against the current table version.
     async fn try_commit(&self, adds: &[Add], flush: &Flush) -> Result<u64, DeltaTableError> {
         let mut txns: Vec<_> = flush
@@ -223,6 +239,7 @@ impl ArchiveWriter {
         let location = self.table.location().clone();
         let mut backoff = Duration::from_millis(200);
         let mut adds: Option<Vec<Add>> = None;
+        let mut indexed = false;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -259,6 +276,22 @@ impl ArchiveWriter {
                     }
                 },
             };
+            if self.settings.key_index && !indexed {
+                match watched(
+                    &location,
+                    "writing the key index",
+                    self.index_files(&flush.batch, files),
+                )
+                .await
+                {
+                    Ok(()) => indexed = true,
+                    Err(e) => {
+                        self.wait_after(&e, attempt, &mut backoff, "writing the key index")
+                            .await;
+                        continue;
+                    }
+                }
+            }
             match watched(
                 &location,
                 "committing to the Delta log",

@@ -21,23 +21,26 @@ use datafusion::catalog::{
 };
 use datafusion::common::ScalarValue;
 use datafusion::datasource::ViewTable;
+use datafusion::execution::TaskContext;
 use datafusion::execution::cache::cache_manager::{
     CacheManager, CacheManagerConfig, FileMetadataCache,
 };
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::object_store::DefaultObjectStoreRegistry;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry as _};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig};
 use futures::{Stream, StreamExt as _};
+use orderlake_archive::key_index::SegmentCache;
 use orderlake_archive::{ArchiveTable, TABLE_NAME, TableLocation};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::{QueryError, Result};
 use crate::limits::{Admission, QueryLimits, RunPermit};
+use crate::scan::ArchiveScanProvider;
 use crate::statement;
 use crate::views::{ViewDefinition, load_views};
 
@@ -57,6 +60,8 @@ pub struct EngineSettings {
     pub target_partitions: usize,
     /// Memory for Parquet footers and page indexes kept between queries.
     pub metadata_cache_bytes: usize,
+    /// Narrow lookups by `order_id` / `customer_id` with the archive's key index.
+    pub use_key_index: bool,
 }
 
 /// Enough for the footers and page indexes of some thousands of files (an archive of years, one
@@ -73,6 +78,7 @@ impl Default for EngineSettings {
             spill_dir: None,
             target_partitions: 0,
             metadata_cache_bytes: DEFAULT_METADATA_CACHE_BYTES,
+            use_key_index: true,
         }
     }
 }
@@ -153,6 +159,19 @@ struct RunningQuery {
 /// Ids of queries cancelled before they started, remembered this long at most.
 const CANCELLED_MEMORY: usize = 4096;
 
+/// Physical plans waiting for their execution: at most this many, for at most this long (a
+/// client that asked for a FlightInfo and never fetched it leaves nothing behind for long).
+const READY_PLANS: usize = 1024;
+const READY_PLAN_TTL: Duration = Duration::from_secs(120);
+
+/// A query planned to its physical plan, ready to run.
+struct ReadyPlan {
+    physical: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    schema: SchemaRef,
+    made: Instant,
+}
+
 /// DataFusion over the archive, read-only and limited.
 pub struct ColdQueryEngine {
     settings: EngineSettings,
@@ -163,8 +182,11 @@ pub struct ColdQueryEngine {
     /// Parquet footers and page indexes, shared by every query's runtime (each query has its
     /// own memory pool); data files never change, so entries stay valid across versions.
     metadata_cache: Arc<FileMetadataCache>,
+    /// Key index segments already read (they never change), reused by every refresh.
+    index_segments: tokio::sync::Mutex<SegmentCache>,
     admission: Admission,
     running: Mutex<HashMap<String, RunningQuery>>,
+    ready: Mutex<VecDeque<(String, ReadyPlan)>>,
     cancelled_early: Mutex<VecDeque<String>>,
 }
 
@@ -202,8 +224,10 @@ impl ColdQueryEngine {
             views,
             object_stores,
             metadata_cache,
+            index_segments: tokio::sync::Mutex::new(SegmentCache::new()),
             settings,
             running: Mutex::new(HashMap::new()),
+            ready: Mutex::new(VecDeque::new()),
             cancelled_early: Mutex::new(VecDeque::new()),
         };
         let first = {
@@ -336,8 +360,26 @@ impl ColdQueryEngine {
             .with_catalog_list(catalogs as Arc<dyn CatalogProviderList>)
             .with_default_features()
             .build();
-        let provider = table.provider(&base, None).await?;
-        schema.register_table(TABLE_NAME.to_owned(), provider)?;
+        let files = table.files()?;
+        self.object_stores
+            .register_store(files.store_url.as_ref(), Arc::clone(&files.store));
+        let index = if self.settings.use_key_index {
+            let mut cache = self.index_segments.lock().await;
+            match table.key_index(&mut cache).await {
+                Ok(index) => Some((index, table.index_store())),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "the key index could not be read; lookups read every file until it can"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let provider = ArchiveScanProvider::new(Arc::new(files), index)?;
+        schema.register_table(TABLE_NAME.to_owned(), Arc::new(provider))?;
 
         // Views may read other views: plan in rounds until a round plans nothing more.
         let mut descriptions = HashMap::new();
@@ -517,6 +559,58 @@ impl ColdQueryEngine {
         })
     }
 
+    /// Plans `request` with its own memory pool (logical plan, parameters still unbound).
+    async fn plan_request(&self, request: &QueryRequest) -> Result<PlannedQuery> {
+        self.plan_with(
+            &request.sql,
+            &request.scope,
+            Some(self.settings.limits.memory_bytes),
+        )
+        .await
+    }
+
+    /// Binds the parameter values and plans down to the physical plan.
+    async fn physical_plan(planned: PlannedQuery, params: Vec<ScalarValue>) -> Result<ReadyPlan> {
+        let plan = bind(planned.plan, &planned.parameters, params)?;
+        let df = DataFrame::new(planned.state, plan);
+        let task = Arc::new(df.task_ctx());
+        let physical = df.create_physical_plan().await?;
+        Ok(ReadyPlan {
+            physical,
+            task,
+            schema: planned.schema,
+            made: Instant::now(),
+        })
+    }
+
+    /// Plans a query that will be executed under `request.id` soon (a Flight SQL GetFlightInfo
+    /// before its DoGet): the physical plan is kept, so the execution runs it instead of planning
+    /// again. A statement whose parameters are not all bound yet is only checked. Returns the
+    /// schema clients receive.
+    pub async fn plan_for_execution(&self, request: &QueryRequest) -> Result<SchemaRef> {
+        let planned = self.plan_request(request).await?;
+        if planned.parameters.len() != request.params.len() {
+            return Ok(planned.schema);
+        }
+        let ready = Self::physical_plan(planned, request.params.clone()).await?;
+        let schema = Arc::clone(&ready.schema);
+        let mut plans = self.ready.lock().expect("ready plans lock");
+        plans.retain(|(_, p)| p.made.elapsed() < READY_PLAN_TTL);
+        if plans.len() >= READY_PLANS {
+            plans.pop_front();
+        }
+        plans.push_back((request.id.clone(), ready));
+        Ok(schema)
+    }
+
+    /// The plan kept for this query id, if it is still fresh.
+    fn take_ready(&self, id: &str) -> Option<ReadyPlan> {
+        let mut plans = self.ready.lock().expect("ready plans lock");
+        let at = plans.iter().position(|(i, _)| i == id)?;
+        let (_, ready) = plans.remove(at)?;
+        (ready.made.elapsed() < READY_PLAN_TTL).then_some(ready)
+    }
+
     /// Runs a query under the limits. The returned stream yields its batches as they are computed;
     /// dropping it stops the query.
     pub async fn execute(self: &Arc<Self>, request: QueryRequest) -> Result<QueryStream> {
@@ -532,16 +626,17 @@ impl ColdQueryEngine {
         let cancel = CancellationToken::new();
         let guard = RunningGuard::register(self, &request, cancel.clone());
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ready = self.take_ready(&request.id);
         let prepare = async {
-            let planned = self
-                .plan_with(&request.sql, &request.scope, Some(limits.memory_bytes))
-                .await?;
-            let plan = bind(planned.plan, &planned.parameters, request.params.clone())?;
-            let df = DataFrame::new(planned.state, plan);
-            let task = Arc::new(df.task_ctx());
-            let physical = df.create_physical_plan().await?;
-            let stream = execute_stream(physical, task)?;
-            Ok::<_, QueryError>((stream, planned.schema))
+            let ready = match ready {
+                Some(ready) => ready,
+                None => {
+                    let planned = self.plan_request(&request).await?;
+                    Self::physical_plan(planned, request.params.clone()).await?
+                }
+            };
+            let stream = execute_stream(ready.physical, ready.task)?;
+            Ok::<_, QueryError>((stream, ready.schema))
         };
         let (inner, schema) = tokio::select! {
             r = tokio::time::timeout(remaining, prepare) => r.map_err(|_| QueryError::Timeout { timeout: limits.timeout })??,

@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod error;
 pub mod limits;
+pub mod scan;
 pub mod statement;
 pub mod views;
 

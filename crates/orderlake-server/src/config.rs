@@ -52,6 +52,8 @@ pub struct SqlConfig {
     pub spill_dir: PathBuf,
     /// Memory for Parquet footers and page indexes kept between queries.
     pub metadata_cache_bytes: usize,
+    /// Narrow lookups by order_id / customer_id with the archive's key index (`_orderlake_index/`).
+    pub use_key_index: bool,
 }
 
 impl Default for SqlConfig {
@@ -64,6 +66,7 @@ impl Default for SqlConfig {
             target_partitions: 0,
             spill_dir: PathBuf::new(),
             metadata_cache_bytes: orderlake_query::engine::DEFAULT_METADATA_CACHE_BYTES,
+            use_key_index: true,
         }
     }
 }
@@ -243,6 +246,7 @@ impl ServerConfig {
             spill_dir: non_empty(&self.sql.spill_dir),
             target_partitions: self.sql.target_partitions,
             metadata_cache_bytes: self.sql.metadata_cache_bytes,
+            use_key_index: self.sql.use_key_index,
             limits: QueryLimits {
                 memory_bytes: self.limits.memory_bytes,
                 timeout: Duration::from_secs(self.limits.timeout_secs),

@@ -104,20 +104,28 @@ impl ColdQueryService {
     }
 
     /// Plans a statement (for its schema) and returns a FlightInfo whose ticket runs it.
+    /// The plan is kept for the ticket's DoGet, which then runs it without planning again.
     async fn statement_info(
         &self,
         handle: QueryHandle,
+        user: String,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let planned = self
+        let schema = self
             .engine
-            .plan(&handle.sql, &handle.scope)
+            .plan_for_execution(&QueryRequest {
+                id: handle.id.clone(),
+                sql: handle.sql.clone(),
+                params: handle.param_values()?,
+                scope: handle.scope.clone(),
+                user,
+            })
             .await
             .map_err(|e| status(&e))?;
         let ticket = TicketStatementQuery {
             statement_handle: handle.encode().into(),
         };
-        Self::info(&planned.schema, ticket.as_any().encode_to_vec(), descriptor)
+        Self::info(&schema, ticket.as_any().encode_to_vec(), descriptor)
     }
 
     /// One metadata batch as a DoGet stream.
@@ -256,7 +264,8 @@ impl FlightSqlService for ColdQueryService {
         let who = self.who(&request)?;
         let scope = self.sessions.scope(&who.session_key);
         let handle = QueryHandle::new(query.query, scope, None);
-        self.statement_info(handle, request.into_inner()).await
+        self.statement_info(handle, who.name, request.into_inner())
+            .await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -264,11 +273,12 @@ impl FlightSqlService for ColdQueryService {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.who(&request)?;
+        let who = self.who(&request)?;
         let prepared = QueryHandle::decode(&cmd.prepared_statement_handle)?;
         let params = self.handle_params(&prepared);
         let handle = QueryHandle::new(prepared.sql, prepared.scope, params);
-        self.statement_info(handle, request.into_inner()).await
+        self.statement_info(handle, who.name, request.into_inner())
+            .await
     }
 
     async fn do_get_statement(

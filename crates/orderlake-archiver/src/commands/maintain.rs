@@ -1,4 +1,4 @@
-//! `orderlake-archiver maintain`: compaction, checkpoint and vacuum, with a progress bar and a
+//! `orderlake-archiver maintain`: compaction, the key index, checkpoint and vacuum, with a progress bar and a
 //! summary of what changed; and the same steps as a scheduled background task of `run`.
 
 use std::time::{Duration, Instant};
@@ -15,6 +15,10 @@ use crate::error::CliError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Steps {
     pub compact: bool,
+    /// Cover unindexed files and merge the key index's segments.
+    pub index: bool,
+    /// Rebuild the key index from scratch.
+    pub reindex: bool,
     pub checkpoint: bool,
     pub vacuum: bool,
     /// Allow a vacuum retention below the minimum.
@@ -25,7 +29,7 @@ pub struct Steps {
 
 /// Runs the steps the flags choose (all three without one) and returns the summary to print.
 pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<String, CliError> {
-    let all = !(args.compact || args.checkpoint || args.vacuum);
+    let all = !(args.compact || args.index || args.reindex || args.checkpoint || args.vacuum);
     let settings = settings(
         config,
         args.target_file_mib.saturating_mul(1024 * 1024),
@@ -34,6 +38,8 @@ pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<St
     );
     let steps = Steps {
         compact: all || args.compact,
+        index: (all || args.index) && !args.reindex,
+        reindex: args.reindex,
         checkpoint: all || args.checkpoint,
         vacuum: all || args.vacuum,
         force: args.force,
@@ -99,6 +105,25 @@ pub async fn run_steps(
             r.bytes_after
         ));
     }
+    if steps.index || steps.reindex {
+        let started = Instant::now();
+        let r = if steps.reindex {
+            table.reindex().await?
+        } else {
+            table.update_index().await?
+        };
+        summary.push_str(&format!(
+            "{}     {} of {} live files indexed ({:.1}s); {} segments -> 1: {} entries, {} bytes, {} files covered\n",
+            if steps.reindex { "reindex" } else { "index  " },
+            r.files_indexed,
+            r.live_files,
+            started.elapsed().as_secs_f64(),
+            r.merge.segments_before,
+            r.merge.entries,
+            r.merge.bytes,
+            r.merge.covered_files
+        ));
+    }
     if steps.checkpoint {
         let (version, removed) = table.checkpoint().await?;
         summary.push_str(&format!(
@@ -135,6 +160,8 @@ pub async fn scheduled(config: ArchiverConfig, stop: StopSignal) {
     );
     let steps = Steps {
         compact: true,
+        index: true,
+        reindex: false,
         checkpoint: true,
         vacuum: true,
         force: false,

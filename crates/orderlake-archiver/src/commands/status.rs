@@ -106,18 +106,35 @@ pub fn render_verify(r: &VerifyReport) -> String {
             i.ledger_rows.map_or("no".into(), |n| n.to_string())
         ));
     }
+    let ix = &r.index;
+    out.push_str(&format!(
+        "{} {} segments, {} entries; {} of {} live files covered, {} rows' keys missing, {} stale entries\n",
+        if ix.is_clean() { "INDEX     " } else { "INDEX BAD " },
+        ix.segments,
+        ix.entries,
+        ix.covered_files,
+        ix.live_files,
+        ix.missing_entries,
+        ix.stale_entries,
+    ));
+    for example in &ix.missing_examples {
+        out.push_str(&format!(
+            "UNINDEXED  {example}: a row the index does not name (`maintain --reindex` rebuilds it)\n"
+        ));
+    }
     out.push_str(&if r.is_clean() {
         format!(
-            "OK: {} partitions, no offset missing or duplicated, ledger agrees; {} imported sources agree with the ledger\n",
+            "OK: {} partitions, no offset missing or duplicated, ledger agrees; {} imported sources agree with the ledger; the key index names every row\n",
             r.partitions.len(),
             r.imports.len()
         )
     } else {
         format!(
-            "FAILED: {} offsets missing, {} duplicated, {} imported sources disagree with the ledger\n",
+            "FAILED: {} offsets missing, {} duplicated, {} imported sources disagree with the ledger, {} rows' keys missing from the index\n",
             r.missing(),
             r.duplicated(),
-            r.imports.iter().filter(|i| !i.is_clean()).count()
+            r.imports.iter().filter(|i| !i.is_clean()).count(),
+            r.index.missing_entries
         )
     });
     out
@@ -149,5 +166,10 @@ pub fn render(s: &TableStatus) -> String {
             p.undecoded_rows,
         ));
     }
+    let ix = &s.index;
+    out.push_str(&format!(
+        "\nkey index  {} segments, {} entries, {} bytes; covers {} of {} live files\n",
+        ix.summary.segments, ix.summary.entries, ix.summary.bytes, ix.covered_live_files, s.files
+    ));
     out
 }

@@ -1,0 +1,345 @@
+//! Lookups through the key index return exactly the rows a scan without it returns: for random
+//! order and customer ids, present and absent, by `=` and `IN`, literal and bound, on the table
+//! and through the views; over files the index covers, files committed without a segment, files
+//! compaction rewrote, undecodable rows and tombstones. Then `verify` catches a damaged index and
+//! `maintain --reindex` repairs it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::util::pretty::pretty_format_batches;
+use datafusion::common::ScalarValue;
+use futures::TryStreamExt as _;
+use object_store::ObjectStoreExt as _;
+use orderlake_archive::key_index::{self, IndexEntry, KeyColumn};
+use orderlake_archive::{ArchiveTable, MaintenanceSettings, TableLocation};
+use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
+use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
+use orderlake_samples::{OrderEventGenerator, RecordKind, SampleSettings};
+use rand::seq::IndexedRandom as _;
+use rand::{Rng as _, SeedableRng as _};
+
+fn location(dir: &Path) -> TableLocation {
+    TableLocation::parse(&dir.display().to_string(), HashMap::new()).unwrap()
+}
+
+/// Sample records over 90 days ending today, with Kafka coordinates on 3 partitions.
+fn records(events: u64) -> (Vec<SourceRecord>, Vec<String>, Vec<String>) {
+    let now = chrono::Utc::now();
+    let settings = SampleSettings {
+        seed: 7,
+        start: now - chrono::Duration::days(90),
+        span: chrono::Duration::days(90),
+        customers: 300,
+        expected_events: events,
+        malformed_share: 0.03,
+        oversize_bytes: 2048,
+        ..SampleSettings::default()
+    };
+    let mut offsets = HashMap::<(String, i32), i64>::new();
+    let (mut orders, mut customers) = (Vec::new(), Vec::new());
+    let records = OrderEventGenerator::new(settings)
+        .take(events as usize)
+        .enumerate()
+        .map(|(i, r)| {
+            if let RecordKind::Valid(o) = &r.kind {
+                orders.push(o.order_id.clone());
+                customers.push(o.customer_id.clone());
+            }
+            let partition = r.partition.unwrap_or((i % 3) as i32);
+            let offset = offsets.entry((r.topic.clone(), partition)).or_default();
+            let record = SourceRecord {
+                topic: r.topic,
+                partition,
+                offset: *offset,
+                timestamp_ms: Some(r.timestamp_ms),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            };
+            *offset += 1;
+            record
+        })
+        .collect();
+    orders.sort();
+    orders.dedup();
+    customers.sort();
+    customers.dedup();
+    (records, orders, customers)
+}
+
+async fn archive(dir: &Path, records: &[SourceRecord], key_index: bool) {
+    let table = ArchiveTable::open_or_create(location(dir)).await.unwrap();
+    let settings = WriterSettings {
+        key_index,
+        ..WriterSettings::default()
+    };
+    let mut writer = ArchiveWriter::new(table, settings);
+    let mappings = MappingSet::new(SourceMapping::defaults()).unwrap();
+    orderlake_ingest::archive_records(&mut writer, &mappings, records)
+        .await
+        .unwrap();
+}
+
+async fn engine(dir: &Path, use_key_index: bool) -> Arc<ColdQueryEngine> {
+    let settings = EngineSettings {
+        views_dir: Some(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../sql")
+                .to_path_buf(),
+        ),
+        use_key_index,
+        target_partitions: 2,
+        ..EngineSettings::default()
+    };
+    Arc::new(
+        ColdQueryEngine::open(location(dir), settings)
+            .await
+            .unwrap(),
+    )
+}
+
+async fn run(engine: &Arc<ColdQueryEngine>, sql: &str, params: Vec<ScalarValue>) -> Vec<String> {
+    let stream = engine
+        .execute(QueryRequest {
+            id: orderlake_query::engine::new_query_id(),
+            sql: sql.to_owned(),
+            params,
+            scope: engine.default_scope(),
+            user: "test".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+    let batches: Vec<_> = stream.try_collect().await.unwrap();
+    pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The queries a lookup of `key` in `column` makes, each with its bound parameters.
+fn lookups(column: KeyColumn, keys: &[String]) -> Vec<(String, Vec<ScalarValue>)> {
+    let c = column.name();
+    let k = &keys[0];
+    let list = keys
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let coordinates = "kafka_topic, kafka_partition, kafka_offset, decode_error IS NULL";
+    let mut out = vec![
+        (
+            format!("SELECT {coordinates} FROM order_events WHERE {c} = '{k}' ORDER BY 1, 2, 3"),
+            vec![],
+        ),
+        (
+            format!(
+                "SELECT {coordinates} FROM order_events WHERE {c} IN ({list}) ORDER BY 1, 2, 3"
+            ),
+            vec![],
+        ),
+        (
+            format!("SELECT {coordinates} FROM order_events WHERE {c} = $1 ORDER BY 1, 2, 3"),
+            vec![ScalarValue::Utf8(Some(k.clone()))],
+        ),
+    ];
+    match column {
+        KeyColumn::OrderId => {
+            out.push((
+                format!("SELECT * FROM orders WHERE order_id = '{k}'"),
+                vec![],
+            ));
+            out.push((
+                "SELECT * FROM order_status_history WHERE order_id = ? ORDER BY 1, 2, 3".into(),
+                vec![ScalarValue::Utf8(Some(k.clone()))],
+            ));
+            out.push((
+                format!("SELECT * FROM order_items WHERE order_id IN ({list}) ORDER BY 1, 2, 3"),
+                vec![],
+            ));
+        }
+        KeyColumn::CustomerId => {
+            out.push((
+                format!("SELECT * FROM customer_purchase_summary WHERE customer_id = '{k}'"),
+                vec![],
+            ));
+            out.push((
+                format!("SELECT order_id, status FROM orders WHERE customer_id = '{k}' ORDER BY 1"),
+                vec![],
+            ));
+        }
+    }
+    out
+}
+
+/// Every lookup answers the same with the index as without it.
+async fn assert_lookups_exact(dir: &Path, orders: &[String], customers: &[String], rounds: usize) {
+    let (indexed, plain) = (engine(dir, true).await, engine(dir, false).await);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(rounds as u64);
+    let mut checked = 0;
+    for round in 0..rounds {
+        for (column, pool) in [
+            (KeyColumn::OrderId, orders),
+            (KeyColumn::CustomerId, customers),
+        ] {
+            let mut keys: Vec<String> = (0..3)
+                .map(|_| pool.choose(&mut rng).unwrap().clone())
+                .collect();
+            if round % 4 == 0 {
+                keys.insert(0, format!("absent-{}", rng.random::<u32>()));
+            }
+            for (sql, params) in lookups(column, &keys) {
+                // Sorted: ties in ORDER BY may come in any order, and only the rows matter here.
+                let mut want = run(&plain, &sql, params.clone()).await;
+                let mut got = run(&indexed, &sql, params).await;
+                want.sort();
+                got.sort();
+                assert_eq!(got, want, "{sql} with keys {keys:?}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+/// How many files the index ruled out for one lookup, from EXPLAIN ANALYZE.
+async fn files_pruned_by_index(engine: &Arc<ColdQueryEngine>, order_id: &str) -> u64 {
+    let plan = run(
+        engine,
+        &format!("EXPLAIN ANALYZE SELECT * FROM order_events WHERE order_id = '{order_id}'"),
+        vec![],
+    )
+    .await
+    .join("\n");
+    let at = plan
+        .find("files_pruned_by_index=")
+        .unwrap_or_else(|| panic!("the scan reports index pruning:\n{plan}"));
+    plan[at + "files_pruned_by_index=".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_through_the_index_equal_full_scans_in_every_state_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, orders, customers) = records(6_000);
+    // Covered flushes, then a flush committed without a segment.
+    for chunk in records[..3_000].chunks(1_000) {
+        archive(dir.path(), chunk, true).await;
+    }
+    archive(dir.path(), &records[3_000..4_000], false).await;
+    let table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    let status = table.status().await.unwrap();
+    assert!(status.index.covered_live_files > 0);
+    assert!(
+        status.index.covered_live_files < status.files,
+        "some files are not covered"
+    );
+    assert_lookups_exact(dir.path(), &orders, &customers, 12).await;
+    let some_order = &orders[orders.len() / 2];
+    assert!(
+        files_pruned_by_index(&engine(dir.path(), true).await, some_order).await > 0,
+        "the index rules files out"
+    );
+
+    // Compaction rewrites closed dates into files no segment covers yet; more covered flushes.
+    let mut table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    let compacted = table
+        .compact(&MaintenanceSettings::default(), |_, _| {})
+        .await
+        .unwrap();
+    assert!(compacted.dates_compacted > 0);
+    archive(dir.path(), &records[4_000..5_000], true).await;
+    assert_lookups_exact(dir.path(), &orders, &customers, 8).await;
+
+    // Maintenance covers everything and merges the segments into one.
+    let table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    let report = table.update_index().await.unwrap();
+    assert!(report.files_indexed > 0);
+    let status = table.status().await.unwrap();
+    assert_eq!(status.index.covered_live_files, status.files);
+    assert_eq!(status.index.summary.segments, 1);
+    archive(dir.path(), &records[5_000..], true).await;
+    assert_lookups_exact(dir.path(), &orders, &customers, 12).await;
+    let verified = ArchiveTable::open(location(dir.path()))
+        .await
+        .unwrap()
+        .verify()
+        .await
+        .unwrap();
+    assert!(verified.index.is_clean(), "{:?}", verified.index);
+    assert_eq!(verified.index.live_files, verified.index.covered_files);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_catches_a_damaged_index_and_reindex_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, orders, customers) = records(2_000);
+    archive(dir.path(), &records, true).await;
+    let table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    assert!(table.verify().await.unwrap().is_clean());
+
+    // A segment that claims to cover every live file but lacks one order's entries, as a
+    // damaged or hand-edited index would: lookups through it would miss that order.
+    let files = table.files().unwrap();
+    let victim = orders[orders.len() / 3].clone();
+    let store = table.index_store();
+    for (path, _) in key_index::list_segments(&store).await.unwrap() {
+        store.delete(&path).await.unwrap();
+    }
+    let plain = engine(dir.path(), false).await;
+    let rows = run(
+        &plain,
+        &format!("SELECT customer_id, event_date FROM order_events WHERE order_id = '{victim}'"),
+        vec![],
+    )
+    .await;
+    assert!(rows.len() > 4, "the victim order has rows: {rows:?}");
+    let entries: Vec<IndexEntry> = vec![IndexEntry {
+        column: KeyColumn::CustomerId,
+        key: customers[0].clone(),
+        date: files.files[0].event_date.unwrap(),
+    }];
+    let covers: Vec<String> = files
+        .files
+        .iter()
+        .map(|f| f.relative_path.clone())
+        .collect();
+    key_index::write_segment(&store, entries, &covers)
+        .await
+        .unwrap();
+
+    let report = table.verify().await.unwrap();
+    assert!(!report.is_clean());
+    assert!(report.index.missing_entries > 0);
+    assert!(
+        report
+            .index
+            .missing_examples
+            .iter()
+            .any(|e| e.starts_with("order_id=")),
+        "{:?}",
+        report.index.missing_examples
+    );
+    // The damage is real: the index hides the victim's rows.
+    let hidden = run(
+        &engine(dir.path(), true).await,
+        &format!("SELECT customer_id, event_date FROM order_events WHERE order_id = '{victim}'"),
+        vec![],
+    )
+    .await;
+    assert_ne!(hidden, rows);
+
+    let rebuilt = table.reindex().await.unwrap();
+    assert_eq!(rebuilt.files_indexed, files.files.len());
+    let report = table.verify().await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.index);
+    assert_eq!(report.index.covered_files, files.files.len());
+    assert_lookups_exact(dir.path(), &orders, &customers, 6).await;
+}
