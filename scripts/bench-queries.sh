@@ -6,16 +6,17 @@
 # files, in the same run, BENCH_REPS times each after a warm-up; then `maintain` (compaction,
 # checkpoint, vacuum) and the suite again. Prints medians and ratios before and after maintenance,
 # the archive's bytes per event against the raw JSON, and EXPLAIN ANALYZE of the point lookup.
-#   ./scripts/bench-queries.sh                                   50M events (about 2 hours on 2 cores)
+#   ./scripts/bench-queries.sh                                   50M events over 10 years (about 2 hours on 2 cores)
 #   BENCH_EVENTS=2000000 BENCH_REPS=3 ./scripts/bench-queries.sh  a quick run
 #   BENCH_TABLE=/path/to/table BENCH_MAINTAIN=0 ./scripts/bench-queries.sh
 #   BENCH_OUT=dir BENCH_PHASES=after ./scripts/bench-queries.sh      the second half of a run
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
 events=${BENCH_EVENTS:-50000000}
+years=${BENCH_YEARS:-10}
 reps=${BENCH_REPS:-5}
 maintain=${BENCH_MAINTAIN:-1}
-table=${BENCH_TABLE:-$ORDERLAKE_CACHE/bench/archive-$events/order_events}
+table=${BENCH_TABLE:-$ORDERLAKE_CACHE/bench/archive-$events-${years}y/order_events}
 
 ensure_venv
 cargo build --release --locked --bin orderlake-archiver --bin orderlake-server --bin orderlake-bench
@@ -25,9 +26,9 @@ out=${BENCH_OUT:-$work/out}
 
 if [ -z "${BENCH_TABLE:-}" ]; then
   mkdir -p "$table"
-  log "importing $events generated events over 5 years into $table (nothing is added if it is there)"
+  log "importing $events generated events over $years years into $table (nothing is added if it is there)"
   started=$SECONDS
-  "$bin/orderlake-archiver" generate --into-table "$table" --events "$events" --years 5 --quiet
+  "$bin/orderlake-archiver" generate --into-table "$table" --events "$events" --years "$years" --quiet
   log "import took $((SECONDS - started)) s"
 fi
 
@@ -68,13 +69,14 @@ for phase in $phases; do
   case $phase in
     before) suite before ;;
     maintain)
-      log "maintain: compaction, checkpoint, vacuum"
+      log "maintain: compaction, key index, checkpoint, vacuum"
       started=$SECONDS
       "$bin/orderlake-archiver" maintain --table-uri "$table" --retention-hours 0 --force --quiet \
         | tee "$out/maintain.txt"
       log "maintenance took $((SECONDS - started)) s" ;;
     after)
-      first_params="$out/before/orderlake.json"
+      # The lookups of the "before" phase, when there was one.
+      if [ -f "$out/before/orderlake.json" ]; then first_params="$out/before/orderlake.json"; fi
       suite after ;;
   esac
 done
@@ -85,6 +87,6 @@ done
 "$PYTHON" tests/python/bench_queries.py report "${dirs[@]}"
 for d in "${dirs[@]}"; do
   echo; echo "EXPLAIN ANALYZE of the point lookup ($(basename "$d") maintenance):"
-  grep -o -E '(files_ranges_pruned_statistics|row_groups_pruned_(statistics|bloom_filter)|page_index_rows_pruned|pushdown_rows_pruned|bytes_scanned|output_rows)=[^,]*' \
+  grep -o -E '(files_pruned_by_(statistics|index)|files_ranges_pruned_statistics|row_groups_pruned_(statistics|bloom_filter)|page_index_rows_pruned|pushdown_rows_pruned|bytes_scanned|output_rows)=[^,]*' \
     "$d/explain-point-lookup.txt" | sort | uniq -c | head -20 || true
 done
