@@ -108,11 +108,20 @@ enum LedgerCheck {
 pub struct ArchiveWriter {
     table: ArchiveTable,
     settings: WriterSettings,
+    /// Flushes committed with a key-index segment since the small segments were last merged.
+    segments_since_merge: u32,
 }
+
+/// Every this many committed flushes, the writer merges the small index segments they left.
+const FLUSHES_PER_INDEX_MERGE: u32 = 8;
 
 impl ArchiveWriter {
     pub fn new(table: ArchiveTable, settings: WriterSettings) -> Self {
-        Self { table, settings }
+        Self {
+            table,
+            settings,
+            segments_since_merge: 0,
+        }
     }
 
     pub fn table(&self) -> &ArchiveTable {
@@ -199,6 +208,25 @@ impl ArchiveWriter {
         orderlake_archive::key_index::write_segment(&self.table.index_store(), entries, &covers)
             .await?;
         Ok(())
+    }
+
+    /// Every few flushes, merges the small index segments flushes leave (eight of a size into
+    /// one), so lookups probe a few segments rather than one per flush. A failure costs only
+    /// lookup speed: it is logged, and the next merge (or `maintain`) tries again.
+    async fn merge_small_segments(&mut self) {
+        self.segments_since_merge += 1;
+        if self.segments_since_merge < FLUSHES_PER_INDEX_MERGE {
+            return;
+        }
+        self.segments_since_merge = 0;
+        let store = self.table.index_store();
+        if let Err(e) = orderlake_archive::key_index::merge::merge_small_segments(&store).await {
+            tracing::warn!(
+                table = %self.table.location(),
+                error = %e,
+                "could not merge small key-index segments; lookups probe more of them until it can"
+            );
+        }
     }
 
     /// Commits `adds` with the ledger entries, once, against the current table version.
@@ -308,6 +336,9 @@ impl ArchiveWriter {
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "committed flush"
                     );
+                    if indexed {
+                        self.merge_small_segments().await;
+                    }
                     return Ok(FlushOutcome::Committed { version, files });
                 }
                 Err(

@@ -343,3 +343,30 @@ async fn verify_catches_a_damaged_index_and_reindex_repairs_it() {
     assert_eq!(report.index.covered_files, files.files.len());
     assert_lookups_exact(dir.path(), &orders, &customers, 6).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_writer_merges_its_small_segments_and_lookups_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, orders, customers) = records(3_000);
+    let table = ArchiveTable::open_or_create(location(dir.path()))
+        .await
+        .unwrap();
+    let mut writer = ArchiveWriter::new(table, WriterSettings::default());
+    let mappings = MappingSet::new(SourceMapping::defaults()).unwrap();
+    // Forty small flushes, as a streaming archiver commits them.
+    for chunk in records.chunks(75) {
+        orderlake_ingest::archive_records(&mut writer, &mappings, chunk)
+            .await
+            .unwrap();
+    }
+    let table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    let status = table.status().await.unwrap();
+    assert_eq!(status.index.covered_live_files, status.files);
+    assert!(
+        status.index.summary.segments < 16,
+        "40 flushes leave few segments: {:?}",
+        status.index
+    );
+    assert!(table.verify().await.unwrap().is_clean());
+    assert_lookups_exact(dir.path(), &orders, &customers, 8).await;
+}

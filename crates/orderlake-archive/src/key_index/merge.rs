@@ -17,7 +17,7 @@ use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
 use super::{
     IndexEntry, IndexResult, KeyColumn, Segment, SegmentWriter, delete_segments, entries_of_rows,
-    list_segments, put_segment, segment_err, write_segment,
+    list_segments, put_segment, segment_err, segment_name_fields, write_segment,
 };
 use crate::files::ArchiveFile;
 use crate::parquet_io::StoreFileReader;
@@ -155,33 +155,90 @@ pub async fn merge_all(
     let mut inputs = Vec::new();
     let mut covers = Vec::new();
     for (path, size) in &listed {
-        let segment = Segment::open(index_store, path.clone(), *size)
-            .await
-            .map_err(segment_err(path))?;
+        let segment = match Segment::open(index_store, path.clone(), *size).await {
+            Ok(segment) => segment,
+            // Merged away by a writer since the listing: its entries are in a newer segment.
+            Err(e) if crate::parquet_io::is_not_found(&e) => continue,
+            Err(e) => return Err(segment_err(path)(e)),
+        };
         let live_covers: Vec<String> = segment
             .covers
             .iter()
             .filter(|f| live.contains(*f))
             .cloned()
             .collect();
-        if live_covers.is_empty() && now - written_at(path).unwrap_or(now) < keep_young_ms {
+        let written = segment_name_fields(path).map_or(now, |(written, _)| written);
+        if live_covers.is_empty() && now - written < keep_young_ms {
             // Left as it is: neither merged nor deleted.
             continue;
         }
         covers.extend(live_covers);
         inputs.push(segment);
     }
-    let mut report = MergeReport {
-        segments_before: listed.len(),
-        ..MergeReport::default()
-    };
     let drops_coverage = inputs.iter().map(|s| s.covers.len()).sum::<usize>() != covers.len();
     if inputs.len() <= 1 && !drops_coverage {
-        report.entries = inputs.iter().map(|s| s.entries).sum();
-        report.bytes = inputs.iter().map(|s| s.size).sum();
-        report.covered_files = covers.len();
-        return Ok(report);
+        return Ok(MergeReport {
+            segments_before: listed.len(),
+            entries: inputs.iter().map(|s| s.entries).sum(),
+            bytes: inputs.iter().map(|s| s.size).sum(),
+            covered_files: covers.len(),
+        });
     }
+    let mut report = merge_segments(index_store, inputs, covers).await?;
+    report.segments_before = listed.len();
+    Ok(report)
+}
+
+/// Segments below these entry counts form the tiers the writer merges on its own: eight
+/// segments of a tier become one of the next, so a streaming archiver leaves a few segments per
+/// tier between maintenance runs instead of one per flush. Larger segments wait for `maintain`.
+const WRITER_TIERS: [u64; 2] = [64 * 1024, 512 * 1024];
+const SEGMENTS_PER_TIER: usize = 8;
+
+/// Merges the small segments the writer's flushes leave, tier by tier (see [`WRITER_TIERS`]),
+/// keeping all their coverage. Cheap: it merges at most eight segments of under 512k entries.
+/// Returns how many segments it merged.
+pub async fn merge_small_segments(index_store: &Arc<dyn ObjectStore>) -> IndexResult<usize> {
+    let listed = list_segments(index_store).await?;
+    let mut merged = 0;
+    for (tier, limit) in WRITER_TIERS.iter().enumerate() {
+        let floor = if tier == 0 { 0 } else { WRITER_TIERS[tier - 1] };
+        let members: Vec<&(Path, u64)> = listed
+            .iter()
+            .filter(|(path, _)| {
+                segment_name_fields(path)
+                    .and_then(|(_, entries)| entries)
+                    .is_some_and(|n| floor <= n && n < *limit)
+            })
+            .take(SEGMENTS_PER_TIER)
+            .collect();
+        if members.len() < SEGMENTS_PER_TIER {
+            continue;
+        }
+        let mut inputs = Vec::new();
+        for (path, size) in members {
+            match Segment::open(index_store, path.clone(), *size).await {
+                Ok(segment) => inputs.push(segment),
+                Err(e) if crate::parquet_io::is_not_found(&e) => {}
+                Err(e) => return Err(segment_err(path)(e)),
+            }
+        }
+        let mut covers: Vec<String> = inputs.iter().flat_map(|s| s.covers.clone()).collect();
+        covers.sort();
+        covers.dedup();
+        merged += inputs.len();
+        merge_segments(index_store, inputs, covers).await?;
+    }
+    Ok(merged)
+}
+
+/// Streams `inputs` (each sorted) through a k-way merge into one segment covering `covers`, then
+/// deletes them.
+async fn merge_segments(
+    index_store: &Arc<dyn ObjectStore>,
+    inputs: Vec<Segment>,
+    mut covers: Vec<String>,
+) -> IndexResult<MergeReport> {
     covers.sort();
     covers.dedup();
     let mut cursors = Vec::new();
@@ -203,8 +260,8 @@ pub async fn merge_all(
             heap.push(Reverse((e, i)));
         }
     }
-    let mut writer =
-        SegmentWriter::new(&covers).map_err(segment_err(&Path::from(super::INDEX_DIR)))?;
+    let dir = Path::from(super::INDEX_DIR);
+    let mut writer = SegmentWriter::new(&covers).map_err(segment_err(&dir))?;
     let mut last: Option<IndexEntry> = None;
     while let Some(Reverse((entry, i))) = heap.pop() {
         if let Some(next) = cursors[i].next().await? {
@@ -212,26 +269,16 @@ pub async fn merge_all(
         }
         if last.as_ref() != Some(&entry) {
             last = Some(entry.clone());
-            writer
-                .push(entry)
-                .map_err(segment_err(&Path::from(super::INDEX_DIR)))?;
+            writer.push(entry).map_err(segment_err(&dir))?;
         }
     }
     let (_, bytes, entries) = put_segment(index_store, writer).await?;
-    report.entries = entries;
-    report.covered_files = covers.len();
-    report.bytes = bytes;
     let merged: Vec<Path> = inputs.into_iter().map(|s| s.path).collect();
     delete_segments(index_store, &merged).await?;
-    Ok(report)
-}
-
-/// When a segment was written, from its name (`seg-<unix ms>-<random>.parquet`).
-fn written_at(path: &Path) -> Option<i64> {
-    path.filename()?
-        .strip_prefix("seg-")?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
+    Ok(MergeReport {
+        segments_before: merged.len(),
+        entries,
+        bytes,
+        covered_files: covers.len(),
+    })
 }

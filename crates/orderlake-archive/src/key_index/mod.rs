@@ -127,15 +127,31 @@ pub fn log_path(raw: &str) -> String {
         .into_owned()
 }
 
-/// A new segment's path in the index folder: named by when it was written, so merges can tell
-/// a young segment (its flush may still be committing) from an abandoned one.
-fn new_segment_path() -> Path {
+/// A new segment's path in the index folder: `seg-<unix ms>-<entries>-<random>.parquet`. The time
+/// lets merges tell a young segment (its flush may still be committing) from an abandoned one;
+/// the entry count lets the writer choose small segments to merge from a listing alone.
+fn new_segment_path(entries: u64) -> Path {
     let name = format!(
-        "seg-{:013}-{:016x}.parquet",
+        "seg-{:013}-{entries}-{:016x}.parquet",
         chrono::Utc::now().timestamp_millis(),
         rand::random::<u64>()
     );
     Path::from(INDEX_DIR).join(name)
+}
+
+/// When a segment was written and how many entries it holds, from its name.
+fn segment_name_fields(path: &Path) -> Option<(i64, Option<u64>)> {
+    let name = path
+        .filename()?
+        .strip_prefix("seg-")?
+        .strip_suffix(".parquet")?;
+    let mut fields = name.split('-');
+    let written = fields.next()?.parse().ok()?;
+    let entries = match (fields.next(), fields.next()) {
+        (Some(entries), Some(_)) => entries.parse().ok(),
+        _ => None,
+    };
+    Some((written, entries))
 }
 
 /// Stores a finished segment. Returns its path, size and entry count.
@@ -143,8 +159,10 @@ async fn put_segment(
     store: &Arc<dyn ObjectStore>,
     writer: SegmentWriter,
 ) -> IndexResult<(Path, u64, u64)> {
-    let path = new_segment_path();
-    let (bytes, entries) = writer.finish().map_err(segment_err(&path))?;
+    let (bytes, entries) = writer
+        .finish()
+        .map_err(segment_err(&Path::from(INDEX_DIR)))?;
+    let path = new_segment_path(entries);
     let size = bytes.len() as u64;
     store
         .put(&path, bytes.into())
