@@ -212,8 +212,12 @@ async fn survives_an_s3_outage(
         log.contains("the object store is slow or unreachable") || log.contains("failed; retrying"),
         "the outage is logged:\n{log}"
     );
+    // Back-pressure pauses the partitions holding most of the buffer first and all of them at
+    // half the budget; which of the two an outage reaches depends on how the buffer filled.
     assert!(
-        log.contains("pausing all partitions") && log.contains("writer caught up; resuming"),
+        (log.contains("pausing all partitions")
+            || log.contains("pausing the partitions holding most of the buffer"))
+            && log.contains("writer caught up; resuming"),
         "consumption paused while S3 was away and resumed after:\n{log}"
     );
     eprintln!("peak RSS of the archiver: {} MiB", peak / 1024);
