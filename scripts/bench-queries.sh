@@ -23,6 +23,7 @@ cargo build --release --locked --bin orderlake-archiver --bin orderlake-server -
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d); trap 'stop_services; rm -rf "$work"' EXIT
 out=${BENCH_OUT:-$work/out}
+mkdir -p "$out"
 
 if [ -z "${BENCH_TABLE:-}" ]; then
   mkdir -p "$table"
