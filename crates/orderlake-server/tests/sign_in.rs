@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use arrow_flight::HandshakeRequest;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
@@ -14,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use orderlake_server::auth;
 use orderlake_server::config::UserConfig;
-use support::{TestServer, fixture_records, query, repo_path, rows};
+use support::{TestServer, fixture_records, query, rows, run_python_checks};
 
 const CREDENTIALS: &[(&str, &str)] = &[
     ("demo", "demo-pass-71"),
@@ -88,27 +86,8 @@ async fn rust_clients_sign_in_with_padded_and_unpadded_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_adbc_and_pyarrow_sign_in_with_every_password() {
-    let python = std::env::var("ORDERLAKE_TEST_PYTHON").expect(
-        "ORDERLAKE_TEST_PYTHON names a Python with adbc-driver-flightsql (scripts/test.sh sets it)",
-    );
     let server = server().await;
     let uri = format!("grpc://{}", server.server.addr());
     let credentials = serde_json::to_string(CREDENTIALS).unwrap();
-    let script = repo_path("tests/python/sign_in.py");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .args([uri.as_str(), credentials.as_str()])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success() && stdout.contains(r#"{"check": "all", "ok": true}"#),
-        "sign-in script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    run_python_checks("sign_in.py", vec![uri, credentials]).await;
 }

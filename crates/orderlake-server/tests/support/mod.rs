@@ -160,3 +160,28 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     }
     out
 }
+
+/// Runs one of `tests/python/`'s client scripts (with the Python `scripts/test.sh` names) and
+/// asserts that every check it printed passed.
+pub async fn run_python_checks(script: &str, args: Vec<String>) {
+    let python = std::env::var("ORDERLAKE_TEST_PYTHON").expect(
+        "ORDERLAKE_TEST_PYTHON names a Python with adbc-driver-flightsql (scripts/test.sh sets it)",
+    );
+    let path = repo_path(&format!("tests/python/{script}"));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(path)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains(r#"{"check": "all", "ok": true}"#),
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
