@@ -8,17 +8,18 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::util::pretty::pretty_format_batches;
 use datafusion::common::ScalarValue;
-use futures::TryStreamExt as _;
 use object_store::ObjectStoreExt as _;
 use orderlake_archive::key_index::{self, IndexEntry, KeyColumn};
 use orderlake_archive::{ArchiveTable, MaintenanceSettings, TableLocation};
 use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
-use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
+use orderlake_query::{ColdQueryEngine, EngineSettings};
 use orderlake_samples::{OrderEventGenerator, RecordKind, SampleSettings};
 use rand::seq::IndexedRandom as _;
 use rand::{Rng as _, SeedableRng as _};
+
+mod support;
+use support::run;
 
 fn location(dir: &Path) -> TableLocation {
     TableLocation::parse(&dir.display().to_string(), HashMap::new()).unwrap()
@@ -98,26 +99,6 @@ async fn engine(dir: &Path, use_key_index: bool) -> Arc<ColdQueryEngine> {
             .await
             .unwrap(),
     )
-}
-
-async fn run(engine: &Arc<ColdQueryEngine>, sql: &str, params: Vec<ScalarValue>) -> Vec<String> {
-    let stream = engine
-        .execute(QueryRequest {
-            id: orderlake_query::engine::new_query_id(),
-            sql: sql.to_owned(),
-            params,
-            scope: engine.default_scope(),
-            user: "test".into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{sql}\n{e}"));
-    let batches: Vec<_> = stream.try_collect().await.unwrap();
-    pretty_format_batches(&batches)
-        .unwrap()
-        .to_string()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The queries a lookup of `key` in `column` makes, each with its bound parameters.

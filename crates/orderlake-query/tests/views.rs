@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::util::pretty::pretty_format_batches;
-use futures::TryStreamExt as _;
 use orderlake_archive::{ArchiveTable, TableLocation};
 use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, WriterSettings};
-use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
+use orderlake_query::{ColdQueryEngine, EngineSettings};
+
+mod support;
+use support::run;
 
 fn sql_dir() -> PathBuf {
     PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
@@ -75,26 +76,6 @@ fn parse_cases(text: &str) -> Vec<Case> {
     cases
 }
 
-async fn run(engine: &Arc<ColdQueryEngine>, sql: &str) -> Vec<String> {
-    let stream = engine
-        .execute(QueryRequest {
-            id: orderlake_query::engine::new_query_id(),
-            sql: sql.to_owned(),
-            params: Vec::new(),
-            scope: engine.default_scope(),
-            user: "test".into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{sql}\n{e}"));
-    let batches: Vec<_> = stream.try_collect().await.unwrap();
-    pretty_format_batches(&batches)
-        .unwrap()
-        .to_string()
-        .lines()
-        .map(|l| l.trim_end().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_view_answers_its_test_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,7 +101,7 @@ async fn every_view_answers_its_test_file() {
         let cases = parse_cases(&text);
         assert!(!cases.is_empty(), "{} has no queries", path.display());
         for case in cases {
-            let got = run(&engine, &case.sql).await;
+            let got = run(&engine, &case.sql, Vec::new()).await;
             if got != case.expected {
                 failures.push(format!(
                     "{view}: {}\n{}\nexpected:\n{}\ngot:\n{}",
