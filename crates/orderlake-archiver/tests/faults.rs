@@ -302,6 +302,9 @@ async fn broker_stopped_for_30s_loses_and_doubles_nothing() {
     support::assert_exactly_once(&backend, &produced, &log).await;
 }
 
+/// The session of the member killed by a second signal (librdkafka's default is 45 s).
+const KILLED_MEMBER_SESSION: Duration = Duration::from_secs(6);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once_and_a_restart_loses_nothing() {
     let services = Services::from_env();
@@ -315,13 +318,18 @@ async fn a_second_signal_exits_at_once_and_a_restart_loses_nothing() {
     let topics = topics_owned.all();
     let dir = tempfile::tempdir().unwrap();
     let group = support::unique("g");
-    // Nothing is flushed until the stop, and S3 hangs: the graceful stop cannot finish.
+    // Nothing is flushed until the stop, and S3 hangs: the graceful stop cannot finish. The short
+    // session lets the broker forget the killed member before the restart joins (below).
     let mut archiver = Archiver::start(
         &backend,
         &via,
         &topics,
         &group,
-        "[flush]\ninterval_ms = 600000\nmax_rows = 10000000\n",
+        &format!(
+            "[flush]\ninterval_ms = 600000\nmax_rows = 10000000\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"{}\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+            KILLED_MEMBER_SESSION.as_millis()
+        ),
         dir.path(),
         &[],
     );
@@ -354,6 +362,11 @@ async fn a_second_signal_exits_at_once_and_a_restart_loses_nothing() {
         archiver.log()
     );
     support::signal(s3.pid(), "CONT");
+    // A killed member never leaves its group; the broker drops it once its session runs out. A
+    // restart that joins before then shares the group with it for a while, which Kafka handles by
+    // expiring the dead member and rebalancing; tansu 0.6 can instead leave the restart assigned
+    // nothing, for good (docs/NOTES.md). The restart comes after the session, as an operator's would.
+    std::thread::sleep(KILLED_MEMBER_SESSION + Duration::from_secs(2));
 
     let out = support::output_within(
         support::archive_until_caught_up(&backend, &via, &group, &topics, &[]),
