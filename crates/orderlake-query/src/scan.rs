@@ -22,6 +22,7 @@ use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -113,11 +114,17 @@ impl ArchiveScanProvider {
             return Ok(0);
         };
         let mut pruned = 0;
-        for (column, keys) in filters.iter().filter_map(key_lookup) {
-            let dates = index
-                .dates_for(store, column, &keys)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        for lookups in filters.iter().filter_map(key_lookup) {
+            // A row passes the filter only if one of the lookups finds it: the union of their
+            // dates holds every such row.
+            let mut dates = HashSet::new();
+            for (column, keys) in lookups {
+                let found = index
+                    .dates_for(store, column, &keys)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                dates.extend(found);
+            }
             for (file, keep) in self.files.files.iter().zip(keep.iter_mut()) {
                 if *keep
                     && index.covers(&file.relative_path)
@@ -145,9 +152,22 @@ impl ArchiveScanProvider {
     }
 }
 
-/// The keys a filter looks up: `order_id = 'k'`, `'k' = order_id`, `order_id IN ('a', 'b')` (and
-/// the same for `customer_id`), through casts between string types.
-fn key_lookup(filter: &Expr) -> Option<(KeyColumn, Vec<String>)> {
+/// The keys a filter looks up, as lookups of which a passing row matches at least one:
+/// `order_id = 'k'`, `'k' = order_id`, `order_id IN ('a', 'b')` (and the same for `customer_id`),
+/// through casts between string types, and `OR`s of those (DataFusion rewrites a short `IN` list
+/// as `=`s joined by `OR`). Keys of one column are gathered into one lookup.
+fn key_lookup(filter: &Expr) -> Option<Vec<(KeyColumn, Vec<String>)>> {
+    let mut lookups: Vec<(KeyColumn, Vec<String>)> = Vec::new();
+    for (column, keys) in key_disjuncts(filter)? {
+        match lookups.iter_mut().find(|(c, _)| *c == column) {
+            Some((_, gathered)) => gathered.extend(keys),
+            None => lookups.push((column, keys)),
+        }
+    }
+    Some(lookups)
+}
+
+fn key_disjuncts(filter: &Expr) -> Option<Vec<(KeyColumn, Vec<String>)>> {
     fn column(e: &Expr) -> Option<KeyColumn> {
         match e {
             Expr::Column(c) => KeyColumn::from_name(&c.name),
@@ -171,14 +191,19 @@ fn key_lookup(filter: &Expr) -> Option<(KeyColumn, Vec<String>)> {
     match filter {
         Expr::BinaryExpr(b) if b.op == Operator::Eq => {
             if let (Some(c), Some(k)) = (column(&b.left), text(&b.right)) {
-                return Some((c, vec![k]));
+                return Some(vec![(c, vec![k])]);
             }
-            Some((column(&b.right)?, vec![text(&b.left)?]))
+            Some(vec![(column(&b.right)?, vec![text(&b.left)?])])
+        }
+        Expr::BinaryExpr(b) if b.op == Operator::Or => {
+            let mut both = key_disjuncts(&b.left)?;
+            both.extend(key_disjuncts(&b.right)?);
+            Some(both)
         }
         Expr::InList(l) if !l.negated => {
             let c = column(&l.expr)?;
             let keys = l.list.iter().map(text).collect::<Option<Vec<_>>>()?;
-            Some((c, keys))
+            Some(vec![(c, keys)])
         }
         _ => None,
     }
@@ -266,7 +291,17 @@ impl TableProvider for ArchiveScanProvider {
             global: state.config_options().execution.parquet.clone(),
             ..TableParquetOptions::default()
         };
-        let source = ParquetSource::new(table_schema).with_table_parquet_options(options);
+        // Footers and page indexes come from the session's metadata cache, which outlives queries
+        // and versions (a file's footer never changes). DataFusion's own default factory reads
+        // every footer again: 0.4 s of a scan over 2,900 files.
+        let store = state.runtime_env().object_store(&self.files.store_url)?;
+        let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let source = ParquetSource::new(table_schema)
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
+                store,
+                metadata_cache,
+            )));
         let config = FileScanConfigBuilder::new(self.files.store_url.clone(), Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
@@ -339,18 +374,51 @@ mod tests {
     use datafusion::prelude::{col, lit};
 
     #[test]
-    fn key_lookups_are_recognised_in_equalities_and_in_lists() {
+    fn key_lookups_are_recognised_in_equalities_in_lists_and_ors() {
+        let one = |c: KeyColumn, keys: &[&str]| {
+            Some(vec![(c, keys.iter().map(|k| k.to_string()).collect())])
+        };
         assert_eq!(
             key_lookup(&col("order_id").eq(lit("A-1"))),
-            Some((KeyColumn::OrderId, vec!["A-1".to_owned()]))
+            one(KeyColumn::OrderId, &["A-1"])
         );
         assert_eq!(
             key_lookup(&lit("C-9").eq(col("customer_id"))),
-            Some((KeyColumn::CustomerId, vec!["C-9".to_owned()]))
+            one(KeyColumn::CustomerId, &["C-9"])
         );
         assert_eq!(
             key_lookup(&col("order_id").in_list(vec![lit("a"), lit("b")], false)),
-            Some((KeyColumn::OrderId, vec!["a".to_owned(), "b".to_owned()]))
+            one(KeyColumn::OrderId, &["a", "b"])
+        );
+        // What DataFusion makes of `customer_id IN ('a', 'b')`.
+        assert_eq!(
+            key_lookup(
+                &col("customer_id")
+                    .eq(lit("a"))
+                    .or(col("customer_id").eq(lit("b")))
+            ),
+            one(KeyColumn::CustomerId, &["a", "b"])
+        );
+        assert_eq!(
+            key_lookup(
+                &col("order_id")
+                    .eq(lit("o"))
+                    .or(col("customer_id").eq(lit("c")))
+                    .or(col("order_id").in_list(vec![lit("p")], false))
+            ),
+            Some(vec![
+                (KeyColumn::OrderId, vec!["o".to_owned(), "p".to_owned()]),
+                (KeyColumn::CustomerId, vec!["c".to_owned()])
+            ])
+        );
+        // One side that is not a key lookup can pass rows of any file.
+        assert_eq!(
+            key_lookup(
+                &col("order_id")
+                    .eq(lit("o"))
+                    .or(col("status").eq(lit("PAID")))
+            ),
+            None
         );
         assert_eq!(
             key_lookup(&col("order_id").in_list(vec![lit("a")], true)),

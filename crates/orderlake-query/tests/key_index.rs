@@ -126,6 +126,14 @@ fn lookups(column: KeyColumn, keys: &[String]) -> Vec<(String, Vec<ScalarValue>)
             format!("SELECT {coordinates} FROM order_events WHERE {c} = $1 ORDER BY 1, 2, 3"),
             vec![ScalarValue::Utf8(Some(k.clone()))],
         ),
+        (
+            format!(
+                "SELECT {coordinates} FROM order_events \
+                 WHERE order_id = '{k}' OR customer_id = '{}' ORDER BY 1, 2, 3",
+                keys[keys.len() - 1]
+            ),
+            vec![],
+        ),
     ];
     match column {
         KeyColumn::OrderId => {
@@ -236,6 +244,14 @@ async fn lookups_through_the_index_equal_full_scans_in_every_state_of_the_index(
         format!("SELECT * FROM orders WHERE order_id = '{some_order}'"),
         format!("SELECT * FROM order_status_history WHERE order_id = '{some_order}'"),
         format!("SELECT * FROM order_items WHERE order_id = '{some_order}'"),
+        // A short IN list reaches the scan as `=`s joined by OR.
+        format!(
+            "SELECT * FROM order_events WHERE customer_id IN ('{some_customer}', '{}')",
+            customers[0]
+        ),
+        format!(
+            "SELECT * FROM order_events WHERE order_id = '{some_order}' OR customer_id = '{some_customer}'"
+        ),
     ] {
         assert!(
             files_pruned_by_index(&indexed, &sql).await > 0,
