@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod error;
+mod join_keys;
 pub mod limits;
 pub mod scan;
 pub mod statement;

@@ -10,7 +10,7 @@
 //! such dates are read; files it does not cover are always read. `EXPLAIN ANALYZE` shows both
 //! counts on the scan (`files_pruned_by_statistics`, `files_pruned_by_index`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Date32Array, UInt64Array};
@@ -18,7 +18,8 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::pruning::PruningStatistics;
-use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{Column, DFSchema, ScalarValue, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::listing::PartitionedFile;
@@ -33,10 +34,13 @@ use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::metrics::MetricBuilder;
+use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 use orderlake_archive::key_index::{KeyColumn, KeyIndex};
 use orderlake_archive::schema::EVENT_DATE;
 use orderlake_archive::{ArchiveFile, ArchiveFiles};
+
+use crate::join_keys::KeyJoinScan;
 
 /// `order_events` over one version of the archive.
 #[derive(Debug)]
@@ -53,6 +57,8 @@ pub struct ArchiveScanProvider {
     /// The partition column's values as a statistics array (a file's min and max are its date).
     event_dates: ArrayRef,
     row_counts: ArrayRef,
+    /// The date of each file the index covers, by location (for narrowing by join keys).
+    covered: Arc<HashMap<Path, i32>>,
 }
 
 impl ArchiveScanProvider {
@@ -72,7 +78,17 @@ impl ArchiveScanProvider {
         ));
         let event_dates: Date32Array = files.files.iter().map(|f| f.event_date).collect();
         let row_counts: UInt64Array = files.files.iter().map(|f| f.rows).collect();
+        let covered = match &index {
+            Some((index, _)) => files
+                .files
+                .iter()
+                .filter(|f| index.covers(&f.relative_path))
+                .filter_map(|f| Some((f.path.clone(), f.event_date?)))
+                .collect(),
+            None => HashMap::new(),
+        };
         Ok(Self {
+            covered: Arc::new(covered),
             schema,
             file_schema,
             partition_field,
@@ -260,13 +276,25 @@ impl TableProvider for ArchiveScanProvider {
         let mut keep = self.prune(state, filters)?;
         let by_statistics = keep.iter().filter(|k| !**k).count();
         let by_index = self.prune_by_index(filters, &mut keep).await?;
-        let selected: Vec<_> = self
+        let chosen: Vec<&ArchiveFile> = self
             .files
             .files
             .iter()
             .zip(keep)
-            .filter(|(_, keep)| *keep)
-            .map(|(file, _)| (self.partitioned_file(file), file.size))
+            .filter_map(|(file, keep)| keep.then_some(file))
+            .collect();
+        // Rows and bytes from the log, so that the planner builds joins on the smaller side
+        // (which is what lets a lookup's keys narrow the other side's scan).
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        statistics.num_rows = match chosen.iter().map(|f| f.rows).sum::<Option<u64>>() {
+            Some(rows) => Precision::Exact(rows as usize),
+            None => Precision::Absent,
+        };
+        statistics.total_byte_size =
+            Precision::Inexact(chosen.iter().map(|f| f.size as usize).sum());
+        let selected: Vec<_> = chosen
+            .into_iter()
+            .map(|file| (self.partitioned_file(file), file.size))
             .collect();
         tracing::debug!(
             version = self.files.version,
@@ -306,6 +334,7 @@ impl TableProvider for ArchiveScanProvider {
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
+            .with_statistics(statistics)
             .build();
         let metrics = config.file_source().metrics();
         MetricBuilder::new(metrics)
@@ -314,7 +343,17 @@ impl TableProvider for ArchiveScanProvider {
         MetricBuilder::new(metrics)
             .global_counter("files_pruned_by_index")
             .add(by_index);
-        Ok(DataSourceExec::from_data_source(config))
+        match &self.index {
+            Some((index, store)) if !self.covered.is_empty() => {
+                Ok(DataSourceExec::from_data_source(KeyJoinScan::new(
+                    config,
+                    index.clone(),
+                    Arc::clone(store),
+                    Arc::clone(&self.covered),
+                )))
+            }
+            _ => Ok(DataSourceExec::from_data_source(config)),
+        }
     }
 }
 

@@ -252,6 +252,17 @@ async fn lookups_through_the_index_equal_full_scans_in_every_state_of_the_index(
         format!(
             "SELECT * FROM order_events WHERE order_id = '{some_order}' OR customer_id = '{some_customer}'"
         ),
+        // Keys known only when a join's build side has been read: the probe side's scan is
+        // narrowed when it starts.
+        format!(
+            "SELECT e.kafka_offset FROM order_events e \
+             JOIN (VALUES ('{some_order}'), ('{}')) AS v(id) ON e.order_id = v.id",
+            orders[0]
+        ),
+        format!(
+            "SELECT kafka_offset FROM order_events WHERE order_id IN \
+             (SELECT order_id FROM order_events WHERE customer_id = '{some_customer}')"
+        ),
     ] {
         assert!(
             files_pruned_by_index(&indexed, &sql).await > 0,

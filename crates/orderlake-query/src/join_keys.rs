@@ -1,0 +1,391 @@
+//! The archive scan's second narrowing, by join keys, when it starts. A lookup through a join or
+//! a view (`… JOIN order_events USING (order_id)`, `order_id IN (SELECT …)`, the key rewrite of
+//! `orders WHERE customer_id = …`) learns its keys only once the join's build side has been
+//! read; DataFusion then hands them to the probe side's scan as a dynamic filter
+//! (`order_id IN (…)`). This source asks the key index for the dates of those keys when the scan
+//! is first polled and skips the covered files of every other date, as a literal lookup does at
+//! planning. A hash join only probes after its filter is complete, so the keys are known by then.
+//! When they are not (no join above, a filter still in progress, a hash table instead of a key
+//! list, keys of no indexed column), every planned file is read: never fewer rows, only more
+//! files. The files pruned here add to the scan's `files_pruned_by_index`.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::fmt::{self, Formatter};
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{ScalarValue, Statistics};
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::{DataSource, OpenArgs};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{
+    BinaryExpr, Column, DynamicFilterPhysicalExpr, InListExpr, Literal,
+};
+use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalExpr};
+use datafusion::physical_expr_common::sort_expr::PhysicalSortExpr;
+use datafusion::physical_plan::filter_pushdown::FilterPushdownPropagation;
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
+use datafusion::physical_plan::projection::ProjectionExprs;
+use datafusion::physical_plan::sort_pushdown::SortOrderPushdownResult;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayFormatType, Partitioning, SendableRecordBatchStream};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use object_store::path::Path;
+use orderlake_archive::key_index::{KeyColumn, KeyIndex};
+use tokio::sync::OnceCell;
+
+/// A Parquet scan over listed files that narrows them by the key index once a join's keys are
+/// known.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyJoinScan {
+    inner: FileScanConfig,
+    index: KeyIndex,
+    store: Arc<dyn ObjectStore>,
+    /// The date of each planned file the index covers; the other files are always read.
+    covered: Arc<HashMap<Path, i32>>,
+    /// Filters pushed down from above that are (or hold) dynamic filters.
+    dynamic: Vec<Arc<dyn PhysicalExpr>>,
+    pruned: Count,
+}
+
+/// What one execution reads, decided by the first partition polled and shared by the others.
+type Narrowed = OnceCell<std::result::Result<Arc<Opened>, Arc<DataFusionError>>>;
+
+#[derive(Debug)]
+struct Opened {
+    config: FileScanConfig,
+    /// The inner scan's own per-execution state (the queue its partitions steal files from).
+    shared: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl KeyJoinScan {
+    pub(crate) fn new(
+        inner: FileScanConfig,
+        index: KeyIndex,
+        store: Arc<dyn ObjectStore>,
+        covered: Arc<HashMap<Path, i32>>,
+    ) -> Self {
+        let pruned =
+            MetricBuilder::new(inner.file_source.metrics()).global_counter("files_pruned_by_index");
+        Self {
+            inner,
+            index,
+            store,
+            covered,
+            dynamic: Vec::new(),
+            pruned,
+        }
+    }
+
+    fn with_inner(&self, inner: Arc<dyn DataSource>) -> Option<Arc<dyn DataSource>> {
+        let inner = inner.downcast_ref::<FileScanConfig>()?.clone();
+        Some(Arc::new(Self {
+            inner,
+            ..self.clone()
+        }))
+    }
+
+    /// The files this execution reads: the planned ones, less the covered files of dates that
+    /// hold none of the join's keys.
+    async fn narrow(&self, options: &ConfigOptions) -> Result<Opened> {
+        let mut dates: Option<HashSet<i32>> = None;
+        for filter in &self.dynamic {
+            let Some(dynamic) = filter.downcast_ref::<DynamicFilterPhysicalExpr>() else {
+                continue;
+            };
+            // Complete now or never: waiting on a filter that is still being refined (a TopK's)
+            // would wait on this very scan.
+            if futures::FutureExt::now_or_never(dynamic.wait_complete()).is_none() {
+                continue;
+            }
+            let Some((column, keys)) = keys_in(&dynamic.current()?) else {
+                continue;
+            };
+            let found = self
+                .index
+                .dates_for(&self.store, column, &keys)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let found: HashSet<i32> = found.into_iter().collect();
+            dates = Some(match dates {
+                Some(d) => d.intersection(&found).copied().collect(),
+                None => found,
+            });
+        }
+        let mut config = self.inner.clone();
+        if let Some(dates) = dates {
+            let mut pruned = 0;
+            config.file_groups = config
+                .file_groups
+                .iter()
+                .map(|group| {
+                    let files: Vec<_> = group
+                        .iter()
+                        .filter(|f| match self.covered.get(&f.object_meta.location) {
+                            Some(date) if !dates.contains(date) => {
+                                pruned += 1;
+                                false
+                            }
+                            _ => true,
+                        })
+                        .cloned()
+                        .collect();
+                    datafusion::datasource::physical_plan::FileGroup::new(files)
+                })
+                .collect();
+            self.pruned.add(pruned);
+        }
+        let shared = config.create_sibling_state(options);
+        Ok(Opened { config, shared })
+    }
+}
+
+/// The keys an (already complete) dynamic filter admits, if it is a list of string literals on
+/// one key column, alone or in a conjunction (a hash join's is `bounds AND column IN (…)`).
+fn keys_in(expr: &Arc<dyn PhysicalExpr>) -> Option<(KeyColumn, Vec<String>)> {
+    if let Some(b) = expr.downcast_ref::<BinaryExpr>() {
+        if *b.op() != Operator::And {
+            return None;
+        }
+        return keys_in(b.left()).or_else(|| keys_in(b.right()));
+    }
+    let list = expr.downcast_ref::<InListExpr>()?;
+    if list.negated() {
+        return None;
+    }
+    let column = KeyColumn::from_name(list.expr().downcast_ref::<Column>()?.name())?;
+    let keys = list
+        .list()
+        .iter()
+        .map(|e| match e.downcast_ref::<Literal>()?.value() {
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((column, keys))
+}
+
+impl DataSource for KeyJoinScan {
+    fn open(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.open_with_args(OpenArgs::new(partition, context))
+    }
+
+    fn open_with_args(&self, args: OpenArgs) -> Result<SendableRecordBatchStream> {
+        let OpenArgs {
+            partition,
+            context,
+            sibling_state,
+        } = args;
+        let narrowed = sibling_state
+            .and_then(|s| s.downcast::<Narrowed>().ok())
+            .unwrap_or_default();
+        let this = self.clone();
+        let schema = self.inner.projected_schema()?;
+        let stream = futures::stream::once(async move {
+            let options = context.session_config().options();
+            let opened = narrowed
+                .get_or_init(|| async {
+                    this.narrow(options).await.map(Arc::new).map_err(Arc::new)
+                })
+                .await
+                .clone()
+                .map_err(DataFusionError::Shared)?;
+            let args = OpenArgs::new(partition, Arc::clone(&context))
+                .with_shared_state(opened.shared.clone());
+            opened.config.open_with_args(args)
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.boxed(),
+        )))
+    }
+
+    fn create_sibling_state(&self, _config: &ConfigOptions) -> Option<Arc<dyn Any + Send + Sync>> {
+        Some(Arc::new(Narrowed::new()))
+    }
+
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut Formatter) -> fmt::Result {
+        self.inner.fmt_as(t, f)
+    }
+
+    fn repartitioned(
+        &self,
+        target_partitions: usize,
+        repartition_file_min_size: usize,
+        output_ordering: Option<LexOrdering>,
+    ) -> Result<Option<Arc<dyn DataSource>>> {
+        Ok(self
+            .inner
+            .repartitioned(
+                target_partitions,
+                repartition_file_min_size,
+                output_ordering,
+            )?
+            .and_then(|inner| self.with_inner(inner)))
+    }
+
+    fn output_partitioning(&self) -> Partitioning {
+        self.inner.output_partitioning()
+    }
+
+    fn eq_properties(&self) -> EquivalenceProperties {
+        self.inner.eq_properties()
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        self.inner.partition_statistics(partition)
+    }
+
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn DataSource>> {
+        self.with_inner(self.inner.with_fetch(limit)?)
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.inner.fetch()
+    }
+
+    fn metrics(&self) -> ExecutionPlanMetricsSet {
+        self.inner.metrics()
+    }
+
+    fn try_swapping_with_projection(
+        &self,
+        projection: &ProjectionExprs,
+    ) -> Result<Option<Arc<dyn DataSource>>> {
+        Ok(self
+            .inner
+            .try_swapping_with_projection(projection)?
+            .and_then(|inner| self.with_inner(inner)))
+    }
+
+    fn try_pushdown_filters(
+        &self,
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn DataSource>>> {
+        let dynamic: Vec<_> = filters
+            .iter()
+            .filter(|f| f.downcast_ref::<DynamicFilterPhysicalExpr>().is_some())
+            .cloned()
+            .collect();
+        let result = self.inner.try_pushdown_filters(filters, config)?;
+        let inner: Arc<dyn DataSource> = match result.updated_node {
+            Some(node) => node,
+            None if dynamic.is_empty() => {
+                return Ok(FilterPushdownPropagation {
+                    filters: result.filters,
+                    updated_node: None,
+                });
+            }
+            None => Arc::new(self.inner.clone()),
+        };
+        let Some(inner) = inner.downcast_ref::<FileScanConfig>().cloned() else {
+            return Ok(FilterPushdownPropagation {
+                filters: result.filters,
+                updated_node: Some(inner),
+            });
+        };
+        let mut node = Self {
+            inner,
+            ..self.clone()
+        };
+        node.dynamic.extend(dynamic);
+        Ok(FilterPushdownPropagation {
+            filters: result.filters,
+            updated_node: Some(Arc::new(node)),
+        })
+    }
+
+    fn try_pushdown_sort(
+        &self,
+        order: &[PhysicalSortExpr],
+    ) -> Result<SortOrderPushdownResult<Arc<dyn DataSource>>> {
+        let this = self.clone();
+        self.inner.try_pushdown_sort(order)?.try_map(|inner| {
+            this.with_inner(inner)
+                .ok_or_else(|| DataFusionError::Internal("sorted scan is not a file scan".into()))
+        })
+    }
+
+    fn with_preserve_order(&self, preserve_order: bool) -> Option<Arc<dyn DataSource>> {
+        self.with_inner(self.inner.with_preserve_order(preserve_order)?)
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        self.inner.apply_expressions(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::physical_expr::expressions::{col, lit};
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("order_id", DataType::Utf8, true),
+            Field::new("status", DataType::Utf8, true),
+        ])
+    }
+
+    fn in_list(column: &str, keys: &[&str]) -> Arc<dyn PhysicalExpr> {
+        let array = Arc::new(StringArray::from(keys.to_vec()));
+        Arc::new(
+            InListExpr::try_new_from_array(
+                col(column, &schema()).unwrap(),
+                array,
+                false,
+                &schema(),
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_hash_joins_key_list_is_read_alone_or_beside_its_bounds() {
+        let list = in_list("order_id", &["a", "b"]);
+        assert_eq!(
+            keys_in(&list),
+            Some((KeyColumn::OrderId, vec!["a".to_owned(), "b".to_owned()]))
+        );
+        let column = col("order_id", &schema()).unwrap();
+        let bounds: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(BinaryExpr::new(
+                Arc::clone(&column),
+                Operator::GtEq,
+                lit("a"),
+            )),
+            Operator::And,
+            Arc::new(BinaryExpr::new(column, Operator::LtEq, lit("b"))),
+        ));
+        let both: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(bounds, Operator::And, list));
+        assert_eq!(
+            keys_in(&both),
+            Some((KeyColumn::OrderId, vec!["a".to_owned(), "b".to_owned()]))
+        );
+        assert_eq!(keys_in(&in_list("status", &["PAID"])), None);
+        let either: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            in_list("order_id", &["a"]),
+            Operator::Or,
+            in_list("status", &["PAID"]),
+        ));
+        assert_eq!(keys_in(&either), None);
+    }
+}
