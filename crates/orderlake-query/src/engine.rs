@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::{QueryError, Result};
+use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits, RunPermit};
 use crate::scan::ArchiveScanProvider;
 use crate::statement;
@@ -358,8 +359,13 @@ impl ColdQueryEngine {
             .with_config(self.session_config(&scope))
             .with_runtime_env(self.runtime(None)?)
             .with_catalog_list(catalogs as Arc<dyn CatalogProviderList>)
-            .with_default_features()
-            .build();
+            .with_default_features();
+        let base = if self.settings.use_key_index {
+            base.with_optimizer_rule(Arc::new(KeysThroughAggregates))
+        } else {
+            base
+        }
+        .build();
         let files = table.files()?;
         self.object_stores
             .register_store(files.store_url.as_ref(), Arc::clone(&files.store));

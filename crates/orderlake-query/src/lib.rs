@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod error;
 mod join_keys;
+mod key_rewrite;
 pub mod limits;
 pub mod scan;
 pub mod statement;

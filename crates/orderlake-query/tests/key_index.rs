@@ -263,6 +263,9 @@ async fn lookups_through_the_index_equal_full_scans_in_every_state_of_the_index(
             "SELECT kafka_offset FROM order_events WHERE order_id IN \
              (SELECT order_id FROM order_events WHERE customer_id = '{some_customer}')"
         ),
+        // A customer's orders: the customer is an aggregate of each order's events.
+        format!("SELECT * FROM orders WHERE customer_id = '{some_customer}'"),
+        format!("SELECT * FROM customer_purchase_summary WHERE customer_id = '{some_customer}'"),
     ] {
         assert!(
             files_pruned_by_index(&indexed, &sql).await > 0,
