@@ -7,7 +7,7 @@
 //! the admission queue, a deadline covering queueing, planning and streaming, and a result-size
 //! limit; dropping its stream stops it and frees everything it held.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
@@ -63,6 +63,18 @@ pub struct EngineSettings {
     pub metadata_cache_bytes: usize,
     /// Narrow lookups by `order_id` / `customer_id` with the archive's key index.
     pub use_key_index: bool,
+    /// DataFusion settings applied to every query after orderlake's own, named without the
+    /// `datafusion.` prefix (`execution.parquet.pushdown_filters`); see
+    /// [`check_datafusion_option`].
+    pub datafusion_options: BTreeMap<String, String>,
+}
+
+/// Whether DataFusion knows the setting `key` (without the `datafusion.` prefix) and accepts
+/// `value` for it; the reason if not.
+pub fn check_datafusion_option(key: &str, value: &str) -> std::result::Result<(), String> {
+    datafusion::config::ConfigOptions::new()
+        .set(&format!("datafusion.{key}"), value)
+        .map_err(|e| e.strip_backtrace())
 }
 
 /// Enough for the footers and page indexes of some thousands of files (an archive of years, one
@@ -80,6 +92,7 @@ impl Default for EngineSettings {
             target_partitions: 0,
             metadata_cache_bytes: DEFAULT_METADATA_CACHE_BYTES,
             use_key_index: true,
+            datafusion_options: BTreeMap::new(),
         }
     }
 }
@@ -204,6 +217,11 @@ impl ColdQueryEngine {
     /// Opens the archive table at `location`, reads the views and plans them over the table's
     /// current version.
     pub async fn open(location: TableLocation, settings: EngineSettings) -> Result<Self> {
+        for (key, value) in &settings.datafusion_options {
+            check_datafusion_option(key, value).map_err(|reason| {
+                datafusion::error::DataFusionError::Configuration(format!("{key}: {reason}"))
+            })?;
+        }
         let table = ArchiveTable::open(location).await?;
         let views = match &settings.views_dir {
             Some(dir) => load_views(dir)?,
@@ -311,11 +329,21 @@ impl ColdQueryEngine {
         // Clients (JDBC above all) read plain strings and binaries more reliably than views.
         options.execution.parquet.schema_force_view_types = false;
         options.sql_parser.map_string_types_to_utf8view = false;
-        // Point lookups: evaluate filters while decoding and skip pages by the page index.
-        options.execution.parquet.pushdown_filters = true;
+        // Measured on a 10-year archive (docs/benchmarks.md, "Parquet reading settings"): an
+        // archive file is one row group of some thousands of rows, so page indexes skip nothing
+        // and bloom filters rarely, while reading them is a request per file; filtering while
+        // decoding slows full scans. The archive scan turns filtering while decoding (and bloom
+        // filters over files the key index does not cover) on for key lookups.
+        options.execution.parquet.pushdown_filters = false;
         options.execution.parquet.reorder_filters = true;
-        options.execution.parquet.enable_page_index = true;
-        options.execution.parquet.bloom_filter_on_read = true;
+        options.execution.parquet.enable_page_index = false;
+        options.execution.parquet.bloom_filter_on_read = false;
+        for (key, value) in &self.settings.datafusion_options {
+            // Checked when the engine opened.
+            if let Err(e) = options.set(&format!("datafusion.{key}"), value) {
+                tracing::warn!(key, value, error = %e, "DataFusion setting not applied");
+            }
+        }
         config
     }
 

@@ -1,8 +1,8 @@
 //! The scan built for the archive: a table provider over one table version's file list, read from
 //! the Delta log once per version. Each query's filters prune whole files by their partition
 //! value and log statistics before any file is opened; what remains is handed to DataFusion's
-//! plain Parquet scan (`DataSourceExec` over listed files), which prunes row groups and pages by
-//! footer statistics, bloom filters and the page index from the shared metadata cache. The plan
+//! plain Parquet scan (`DataSourceExec` over listed files), which prunes row groups by footer
+//! statistics from the shared metadata cache (and bloom filters, for lookups). The plan
 //! holds nothing Delta-specific, so it can run anywhere the object store can be reached.
 //!
 //! Lookups by `order_id` or `customer_id` (`=` or `IN`, literals or bound parameters) also ask
@@ -292,6 +292,7 @@ impl TableProvider for ArchiveScanProvider {
         };
         statistics.total_byte_size =
             Precision::Inexact(chosen.iter().map(|f| f.size as usize).sum());
+        let reads_uncovered = chosen.iter().any(|f| !self.covered.contains_key(&f.path));
         let selected: Vec<_> = chosen
             .into_iter()
             .map(|file| (self.partitioned_file(file), file.size))
@@ -315,11 +316,19 @@ impl TableProvider for ArchiveScanProvider {
         let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
             .with_table_partition_cols(vec![Arc::clone(&self.partition_field)])
             .build();
-        let options = TableParquetOptions {
+        let mut options = TableParquetOptions {
             global: state.config_options().execution.parquet.clone(),
             ..TableParquetOptions::default()
         };
-        // Footers and page indexes come from the session's metadata cache, which outlives queries
+        // A key lookup keeps few rows of each file it reads: filter while decoding. Its bloom
+        // filters pay only where the index cannot choose files (files it does not cover; a
+        // covered file of a key's date holds the key). The session's settings stand otherwise
+        // (the engine's defaults: neither, measured in docs/benchmarks.md).
+        if filters.iter().any(|f| key_lookup(f).is_some()) {
+            options.global.pushdown_filters = true;
+            options.global.bloom_filter_on_read |= reads_uncovered;
+        }
+        // Footers (and page indexes, if enabled) come from the session's metadata cache, which outlives queries
         // and versions (a file's footer never changes). DataFusion's own default factory reads
         // every footer again: 0.4 s of a scan over 2,900 files.
         let store = state.runtime_env().object_store(&self.files.store_url)?;

@@ -2,6 +2,7 @@
 //! defaults < the TOML file (`--config`) < environment variables < flags. `config/server.toml` is
 //! the commented example of every key; a test parses it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,6 +55,10 @@ pub struct SqlConfig {
     pub metadata_cache_bytes: usize,
     /// Narrow lookups by order_id / customer_id with the archive's key index (`_orderlake_index/`).
     pub use_key_index: bool,
+    /// DataFusion settings for every query, named without the `datafusion.` prefix, for example
+    /// `"execution.parquet.pushdown_filters" = "false"`. They override orderlake's own choices;
+    /// clients cannot change them (`SET` is refused).
+    pub datafusion: BTreeMap<String, String>,
 }
 
 impl Default for SqlConfig {
@@ -67,6 +72,7 @@ impl Default for SqlConfig {
             spill_dir: PathBuf::new(),
             metadata_cache_bytes: orderlake_query::engine::DEFAULT_METADATA_CACHE_BYTES,
             use_key_index: true,
+            datafusion: BTreeMap::new(),
         }
     }
 }
@@ -186,6 +192,10 @@ impl ServerConfig {
                 return Err(bad(key, format!("'{value}' is not a plain SQL identifier")));
             }
         }
+        for (key, value) in &self.sql.datafusion {
+            orderlake_query::engine::check_datafusion_option(key, value)
+                .map_err(|reason| bad(&format!("sql.datafusion.\"{key}\""), reason))?;
+        }
         if self.sql.refresh_interval_secs == 0 {
             return Err(bad(
                 "sql.refresh_interval_secs",
@@ -247,6 +257,7 @@ impl ServerConfig {
             target_partitions: self.sql.target_partitions,
             metadata_cache_bytes: self.sql.metadata_cache_bytes,
             use_key_index: self.sql.use_key_index,
+            datafusion_options: self.sql.datafusion.clone(),
             limits: QueryLimits {
                 memory_bytes: self.limits.memory_bytes,
                 timeout: Duration::from_secs(self.limits.timeout_secs),
@@ -313,6 +324,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("auth.users[0].password_hash"), "{err}");
+        let auth = "[auth]\nrequired = false\n";
+        let err = parse(&format!(
+            "{auth}[sql.datafusion]\n\"execution.no_such_knob\" = \"1\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sql.datafusion.\"execution.no_such_knob\""),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{auth}[sql.datafusion]\n\"execution.parquet.pushdown_filters\" = \"sometimes\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("execution.parquet.pushdown_filters") && err.contains("sometimes"),
+            "{err}"
+        );
+        let ok = parse(&format!(
+            "{auth}[sql.datafusion]\n\"execution.parquet.pushdown_filters\" = \"false\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.engine_settings().datafusion_options["execution.parquet.pushdown_filters"],
+            "false"
+        );
     }
 
     #[test]
