@@ -1,18 +1,21 @@
 //! Lookups through the key index return exactly the rows a scan without it returns: for random
 //! order and customer ids, present and absent, by `=` and `IN`, literal and bound, on the table
 //! and through the views; over files the index covers, files committed without a segment, files
-//! compaction rewrote, undecodable rows and tombstones. Then `verify` catches a damaged index and
-//! `maintain --reindex` repairs it.
+//! compaction rewrote, undecodable rows and tombstones; and while a writer and maintenance run
+//! alongside. Then `verify` catches a damaged index and `maintain --reindex` repairs it.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::common::ScalarValue;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStoreExt as _;
 use orderlake_archive::key_index::{self, IndexEntry, KeyColumn};
 use orderlake_archive::{ArchiveTable, MaintenanceSettings, TableLocation};
 use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
+use orderlake_query::scan::ArchiveScanProvider;
 use orderlake_query::{ColdQueryEngine, EngineSettings};
 use orderlake_samples::{OrderEventGenerator, RecordKind, SampleSettings};
 use rand::seq::IndexedRandom as _;
@@ -394,4 +397,103 @@ async fn a_streaming_writer_merges_its_small_segments_and_lookups_stay_exact() {
     );
     assert!(table.verify().await.unwrap().is_clean());
     assert_lookups_exact(dir.path(), &orders, &customers, 8).await;
+}
+
+/// Every row of `sql` over one provider, as sorted lines.
+async fn provider_rows(provider: ArchiveScanProvider, sql: &str) -> Vec<String> {
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    ctx.register_table("order_events", Arc::new(provider))
+        .unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// While a streaming writer commits (merging its small segments as it goes) and maintenance
+/// compacts and merges the index over and over, each round takes one table version and reads it
+/// twice: through the index as loaded at that moment (segments being merged and deleted
+/// meanwhile) and without it. The answers agree in every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_stay_exact_while_the_archiver_and_maintenance_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, orders, customers) = records(4_000);
+    archive(dir.path(), &records[..500], true).await;
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (dir, records, done) = (
+            dir.path().to_owned(),
+            records[500..].to_vec(),
+            Arc::clone(&done),
+        );
+        tokio::spawn(async move {
+            let table = ArchiveTable::open(location(&dir)).await.unwrap();
+            let mut writer = ArchiveWriter::new(table, WriterSettings::default());
+            let mappings = MappingSet::new(SourceMapping::defaults()).unwrap();
+            for chunk in records.chunks(50) {
+                orderlake_ingest::archive_records(&mut writer, &mappings, chunk)
+                    .await
+                    .unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let maintenance = {
+        let (dir, done) = (dir.path().to_owned(), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut runs = 0;
+            while !done.load(Ordering::SeqCst) {
+                let mut table = ArchiveTable::open(location(&dir)).await.unwrap();
+                table
+                    .compact(&MaintenanceSettings::default(), |_, _| {})
+                    .await
+                    .unwrap();
+                table.update_index().await.unwrap();
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    let mut segments = key_index::SegmentCache::default();
+    let mut rounds = 0;
+    while !done.load(Ordering::SeqCst) || rounds < 3 {
+        let table = ArchiveTable::open(location(dir.path())).await.unwrap();
+        let files = Arc::new(table.files().unwrap());
+        let index = table.key_index(&mut segments).await.unwrap();
+        for (column, pool) in [
+            (KeyColumn::OrderId, &orders),
+            (KeyColumn::CustomerId, &customers),
+        ] {
+            let mut keys: Vec<String> = (0..3)
+                .map(|_| format!("'{}'", pool.choose(&mut rng).unwrap()))
+                .collect();
+            keys.push("'absent'".into());
+            let sql = format!(
+                "SELECT kafka_topic, kafka_partition, kafka_offset FROM order_events \
+                 WHERE {} IN ({})",
+                column.name(),
+                keys.join(", ")
+            );
+            let indexed = ArchiveScanProvider::new(
+                Arc::clone(&files),
+                Some((index.clone(), table.index_store())),
+            )
+            .unwrap();
+            let plain = ArchiveScanProvider::new(Arc::clone(&files), None).unwrap();
+            assert_eq!(
+                provider_rows(indexed, &sql).await,
+                provider_rows(plain, &sql).await,
+                "{sql} at version {}",
+                files.version
+            );
+        }
+        rounds += 1;
+    }
+    writer.await.unwrap();
+    assert!(maintenance.await.unwrap() > 0, "maintenance ran alongside");
+    assert!(rounds >= 3);
 }
