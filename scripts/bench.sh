@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests), each against a baseline measured in the same run on the same broker:
-#  1. archiving: the archiver's drain rate vs a plain librdkafka consumer reading the same 1M
-#     generated events to nowhere; prints events/s, the ratio and the archiver's peak RSS;
+#  1. archiving: the archiver's drain rate (with the key index, and without it) vs a plain
+#     librdkafka consumer reading the same 1M generated events to nowhere; prints events/s, the
+#     ratios and the archiver's peak RSS;
 #  2. replay: replaying the whole archive to a new topic vs a plain librdkafka producer sending the
 #     same records from memory; prints records/s and MB/s for both.
 #   BENCH_EVENTS=1000000 ./scripts/bench.sh
@@ -44,6 +45,12 @@ read -r arch_s arch_rss < <(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver"
   --brokers "$ORDERLAKE_BROKERS" --group "arch-$$" --topics "$topics" \
   --table-uri "$work/lake/order_events" --until-caught-up)
 
+log "the same without the key index (no segment written per flush)"
+printf '[parquet]\nkey_index = false\n' >"$work/no-index.toml"
+read -r plain_s _ < <(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver" run --config "$work/no-index.toml" \
+  --brokers "$ORDERLAKE_BROKERS" --group "plain-$$" --topics "$topics" \
+  --table-uri "$work/lake-no-index/order_events" --until-caught-up)
+
 log "baseline: plain librdkafka producer sending the same records from memory"
 raw_produce=$("$bin/orderlake-bench" raw-produce --brokers "$ORDERLAKE_BROKERS" --topics "$topics" \
   --expect "$events" --to-topic "${prefix}raw-produced")
@@ -53,18 +60,20 @@ replay_out=$(ORDERLAKE_LOG=warn "$bin/orderlake-archiver" replay --quiet --table
   --checkpoint "$work/replay-checkpoint.json")
 echo "$raw_produce"; echo "$replay_out"
 
-python3 - "$events" "$raw_s" "$arch_s" "$arch_rss" "$work/lake/order_events" "$raw_produce" "$replay_out" <<'PY'
+python3 - "$events" "$raw_s" "$arch_s" "$arch_rss" "$work/lake/order_events" "$raw_produce" "$replay_out" "$plain_s" <<'PY'
 import os, re, sys
 events, raw_s, arch_s, rss_kib, lake = int(sys.argv[1]), *map(float, sys.argv[2:5]), sys.argv[5]
 raw_p = dict(kv.split("=") for kv in sys.argv[6].split()[1:])
 rp = re.search(r"in ([0-9.]+)s: ([0-9]+) records/s, ([0-9.]+) MB/s", sys.argv[7])
+plain_s = float(sys.argv[8])
 size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(lake) for f in fs if f.endswith(".parquet"))
 raw, arch = events / raw_s, events / arch_s
 print(f"""
 events                  {events}
 raw consume             {raw:,.0f} events/s  ({raw_s:.1f} s)
 archiver drain          {arch:,.0f} events/s  ({arch_s:.1f} s, end to end incl. start, group join, final commit)
-ratio archiver/raw      {arch / raw:.2f}   (target >= 0.80)
+ratio archiver/raw      {arch / raw:.2f}   (target >= 0.80; key index kept current)
+without the key index   {events / plain_s:,.0f} events/s  ({plain_s:.1f} s; ratio to raw {events / plain_s / raw:.2f})
 archiver peak RSS       {rss_kib / 1024:.0f} MiB
 archive Parquet bytes   {size / 1e6:.1f} MB ({size / events:.0f} bytes/event)
 
