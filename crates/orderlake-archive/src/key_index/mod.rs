@@ -241,17 +241,20 @@ impl KeyIndex {
             if cache.contains_key(path) {
                 continue;
             }
+            // Deleted by a merge between listing and reading (its footer or, for a small one,
+            // its entries): its entries live on in the merged segment, which the listing will
+            // show next time. Skipped, its files count as uncovered, so lookups read them.
             let segment = match Segment::open(store, path.clone(), *size).await {
                 Ok(s) => Arc::new(s),
-                // Deleted by a merge between listing and reading: its entries live on in the
-                // merged segment, which the listing will show next time.
                 Err(e) if crate::parquet_io::is_not_found(&e) => continue,
                 Err(e) => return Err(segment_err(path)(e)),
             };
             let entries = if segment.entries <= IN_MEMORY_ENTRIES {
-                Some(Arc::new(
-                    segment.read_all(store).await.map_err(segment_err(path))?,
-                ))
+                match segment.read_all(store).await {
+                    Ok(entries) => Some(Arc::new(entries)),
+                    Err(e) if crate::parquet_io::is_not_found(&e) => continue,
+                    Err(e) => return Err(segment_err(path)(e)),
+                }
             } else {
                 None
             };
