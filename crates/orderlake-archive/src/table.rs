@@ -241,11 +241,9 @@ impl ArchiveTable {
         };
         let live = self.files()?;
         let files = live.files.len();
-        let index = crate::key_index::KeyIndex::load(
-            &self.index_store(),
-            &mut crate::key_index::SegmentCache::new(),
-        )
-        .await?;
+        let index = self
+            .key_index(&mut crate::key_index::SegmentCache::new())
+            .await?;
         let index = IndexStatus {
             covered_live_files: live
                 .files

@@ -10,7 +10,7 @@
 //! files. The files pruned here add to the scan's `files_pruned_by_index`.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::{self, Formatter};
 use std::sync::Arc;
 
@@ -35,9 +35,10 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayFormatType, Partitioning, SendableRecordBatchStream};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
-use object_store::path::Path;
 use orderlake_archive::key_index::{KeyColumn, KeyIndex};
 use tokio::sync::OnceCell;
+
+use crate::scan::CoveredDates;
 
 /// A Parquet scan over listed files that narrows them by the key index once a join's keys are
 /// known.
@@ -46,8 +47,8 @@ pub(crate) struct KeyJoinScan {
     inner: FileScanConfig,
     index: KeyIndex,
     store: Arc<dyn ObjectStore>,
-    /// The date of each planned file the index covers; the other files are always read.
-    covered: Arc<HashMap<Path, i32>>,
+    /// The files the index covers, with their dates; the other files are always read.
+    covered: Arc<CoveredDates>,
     /// Filters pushed down from above that are (or hold) dynamic filters.
     dynamic: Vec<Arc<dyn PhysicalExpr>>,
     pruned: Count,
@@ -68,7 +69,7 @@ impl KeyJoinScan {
         inner: FileScanConfig,
         index: KeyIndex,
         store: Arc<dyn ObjectStore>,
-        covered: Arc<HashMap<Path, i32>>,
+        covered: Arc<CoveredDates>,
     ) -> Self {
         let pruned =
             MetricBuilder::new(inner.file_source.metrics()).global_counter("files_pruned_by_index");
@@ -126,12 +127,10 @@ impl KeyJoinScan {
                 .map(|group| {
                     let files: Vec<_> = group
                         .iter()
-                        .filter(|f| match self.covered.get(&f.object_meta.location) {
-                            Some(date) if !dates.contains(date) => {
-                                pruned += 1;
-                                false
-                            }
-                            _ => true,
+                        .filter(|f| {
+                            let out = self.covered.rules_out(&f.object_meta.location, &dates);
+                            pruned += usize::from(out);
+                            !out
                         })
                         .cloned()
                         .collect();
@@ -281,21 +280,13 @@ impl DataSource for KeyJoinScan {
             .cloned()
             .collect();
         let result = self.inner.try_pushdown_filters(filters, config)?;
-        let inner: Arc<dyn DataSource> = match result.updated_node {
-            Some(node) => node,
-            None if dynamic.is_empty() => {
-                return Ok(FilterPushdownPropagation {
-                    filters: result.filters,
-                    updated_node: None,
-                });
-            }
-            None => Arc::new(self.inner.clone()),
-        };
-        let Some(inner) = inner.downcast_ref::<FileScanConfig>().cloned() else {
-            return Ok(FilterPushdownPropagation {
-                filters: result.filters,
-                updated_node: Some(inner),
-            });
+        let inner = match &result.updated_node {
+            Some(node) => match node.downcast_ref::<FileScanConfig>() {
+                Some(inner) => inner.clone(),
+                None => return Ok(result),
+            },
+            None if dynamic.is_empty() => return Ok(result),
+            None => self.inner.clone(),
         };
         let mut node = Self {
             inner,

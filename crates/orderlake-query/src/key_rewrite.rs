@@ -31,11 +31,13 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    Aggregate, Expr, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, TableScan,
+    Aggregate, Expr, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, TableScan,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use orderlake_archive::key_index::KeyColumn;
+
+use crate::scan::literal_disjuncts;
 
 /// The alias of the added key lookup (and the mark that an aggregate was already narrowed).
 const KEYS_ALIAS: &str = "__orderlake_keys";
@@ -160,35 +162,18 @@ fn unalias(expr: &Expr) -> &Expr {
     }
 }
 
-/// A column compared with non-null literals: `c = v`, `v = c`, `c IN (…)`, and ORs of those on
-/// one column.
+/// A column compared with non-null literals (as [`literal_disjuncts`] reads them), all on that
+/// one column: the column and every value.
 fn value_lookup(expr: &Expr) -> Option<(Column, Vec<ScalarValue>)> {
-    let literal = |e: &Expr| match e {
-        Expr::Literal(v, _) if !v.is_null() => Some(v.clone()),
-        _ => None,
-    };
-    match expr {
-        Expr::BinaryExpr(b) if b.op == Operator::Eq => match (b.left.as_ref(), b.right.as_ref()) {
-            (Expr::Column(c), v) | (v, Expr::Column(c)) => Some((c.clone(), vec![literal(v)?])),
-            _ => None,
-        },
-        Expr::BinaryExpr(b) if b.op == Operator::Or => {
-            let (left, mut values) = value_lookup(&b.left)?;
-            let (right, more) = value_lookup(&b.right)?;
-            (left == right).then(|| {
-                values.extend(more);
-                (left, values)
-            })
+    let mut disjuncts = literal_disjuncts(expr)?.into_iter();
+    let (column, mut values) = disjuncts.next()?;
+    for (other, more) in disjuncts {
+        if other != column {
+            return None;
         }
-        Expr::InList(l) if !l.negated => {
-            let Expr::Column(c) = l.expr.as_ref() else {
-                return None;
-            };
-            let values = l.list.iter().map(literal).collect::<Option<Vec<_>>>()?;
-            Some((c.clone(), values))
-        }
-        _ => None,
+        values.extend(more);
     }
+    Some((column.clone(), values))
 }
 
 /// The one table scan under `plan`, reached through projections that pass `columns` on

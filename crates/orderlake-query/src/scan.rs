@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Date32Array, UInt64Array};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::pruning::PruningStatistics;
@@ -57,8 +57,31 @@ pub struct ArchiveScanProvider {
     /// The partition column's values as a statistics array (a file's min and max are its date).
     event_dates: ArrayRef,
     row_counts: ArrayRef,
-    /// The date of each file the index covers, by location (for narrowing by join keys).
-    covered: Arc<HashMap<Path, i32>>,
+    /// The files the index covers, with their dates.
+    covered: Arc<CoveredDates>,
+}
+
+/// The date of each data file the key index covers, by location. A covered file can hold a key
+/// only if its date does; a file the index does not cover can hold any key.
+#[derive(Debug, Default)]
+pub(crate) struct CoveredDates(HashMap<Path, i32>);
+
+impl CoveredDates {
+    fn new(files: &ArchiveFiles, index: &KeyIndex) -> Self {
+        Self(
+            files
+                .files
+                .iter()
+                .filter(|f| index.covers(&f.relative_path))
+                .filter_map(|f| Some((f.path.clone(), f.event_date?)))
+                .collect(),
+        )
+    }
+
+    /// Whether the file at `path` holds none of the keys whose rows lie on `dates`.
+    pub(crate) fn rules_out(&self, path: &Path, dates: &HashSet<i32>) -> bool {
+        self.0.get(path).is_some_and(|date| !dates.contains(date))
+    }
 }
 
 impl ArchiveScanProvider {
@@ -79,13 +102,8 @@ impl ArchiveScanProvider {
         let event_dates: Date32Array = files.files.iter().map(|f| f.event_date).collect();
         let row_counts: UInt64Array = files.files.iter().map(|f| f.rows).collect();
         let covered = match &index {
-            Some((index, _)) => files
-                .files
-                .iter()
-                .filter(|f| index.covers(&f.relative_path))
-                .filter_map(|f| Some((f.path.clone(), f.event_date?)))
-                .collect(),
-            None => HashMap::new(),
+            Some((index, _)) => CoveredDates::new(&files, index),
+            None => CoveredDates::default(),
         };
         Ok(Self {
             covered: Arc::new(covered),
@@ -142,10 +160,7 @@ impl ArchiveScanProvider {
                 dates.extend(found);
             }
             for (file, keep) in self.files.files.iter().zip(keep.iter_mut()) {
-                if *keep
-                    && index.covers(&file.relative_path)
-                    && file.event_date.is_some_and(|d| !dates.contains(&d))
-                {
+                if *keep && self.covered.rules_out(&file.path, &dates) {
                     *keep = false;
                     pruned += 1;
                 }
@@ -170,11 +185,21 @@ impl ArchiveScanProvider {
 
 /// The keys a filter looks up, as lookups of which a passing row matches at least one:
 /// `order_id = 'k'`, `'k' = order_id`, `order_id IN ('a', 'b')` (and the same for `customer_id`),
-/// through casts between string types, and `OR`s of those (DataFusion rewrites a short `IN` list
-/// as `=`s joined by `OR`). Keys of one column are gathered into one lookup.
+/// and `OR`s of those (DataFusion rewrites a short `IN` list as `=`s joined by `OR`), as
+/// [`literal_disjuncts`] reads them. Keys of one column are gathered into one lookup.
 fn key_lookup(filter: &Expr) -> Option<Vec<(KeyColumn, Vec<String>)>> {
     let mut lookups: Vec<(KeyColumn, Vec<String>)> = Vec::new();
-    for (column, keys) in key_disjuncts(filter)? {
+    for (column, values) in literal_disjuncts(filter)? {
+        let column = KeyColumn::from_name(&column.name)?;
+        let keys = values
+            .into_iter()
+            .map(|v| match v {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)) => Some(s),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
         match lookups.iter_mut().find(|(c, _)| *c == column) {
             Some((_, gathered)) => gathered.extend(keys),
             None => lookups.push((column, keys)),
@@ -183,43 +208,46 @@ fn key_lookup(filter: &Expr) -> Option<Vec<(KeyColumn, Vec<String>)>> {
     Some(lookups)
 }
 
-fn key_disjuncts(filter: &Expr) -> Option<Vec<(KeyColumn, Vec<String>)>> {
-    fn column(e: &Expr) -> Option<KeyColumn> {
+/// A filter that compares columns with non-null literals and passes a row only if one of the
+/// comparisons does: `c = v`, `v = c`, `c IN (v, …)` and `OR`s of those; each comparison's column
+/// and values. A cast to a string type around the column is looked through, which changes no
+/// value of the string key columns this serves (the archive scan's key lookups, and the key
+/// rewrite through aggregates); a cast around a literal is applied to it.
+pub(crate) fn literal_disjuncts(filter: &Expr) -> Option<Vec<(&Column, Vec<ScalarValue>)>> {
+    fn is_text(t: &DataType) -> bool {
+        matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+    }
+    fn column(e: &Expr) -> Option<&Column> {
         match e {
-            Expr::Column(c) => KeyColumn::from_name(&c.name),
-            Expr::Cast(c) => column(&c.expr),
-            Expr::TryCast(c) => column(&c.expr),
+            Expr::Column(c) => Some(c),
+            Expr::Cast(c) if is_text(c.field.data_type()) => column(&c.expr),
+            Expr::TryCast(c) if is_text(c.field.data_type()) => column(&c.expr),
             _ => None,
         }
     }
-    fn text(e: &Expr) -> Option<String> {
+    fn literal(e: &Expr) -> Option<ScalarValue> {
         match e {
-            Expr::Literal(
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::Utf8View(Some(s))
-                | ScalarValue::LargeUtf8(Some(s)),
-                _,
-            ) => Some(s.clone()),
-            Expr::Cast(c) => text(&c.expr),
+            Expr::Literal(v, _) if !v.is_null() => Some(v.clone()),
+            Expr::Cast(c) => literal(&c.expr)?.cast_to(c.field.data_type()).ok(),
             _ => None,
         }
     }
     match filter {
         Expr::BinaryExpr(b) if b.op == Operator::Eq => {
-            if let (Some(c), Some(k)) = (column(&b.left), text(&b.right)) {
-                return Some(vec![(c, vec![k])]);
+            if let (Some(c), Some(v)) = (column(&b.left), literal(&b.right)) {
+                return Some(vec![(c, vec![v])]);
             }
-            Some(vec![(column(&b.right)?, vec![text(&b.left)?])])
+            Some(vec![(column(&b.right)?, vec![literal(&b.left)?])])
         }
         Expr::BinaryExpr(b) if b.op == Operator::Or => {
-            let mut both = key_disjuncts(&b.left)?;
-            both.extend(key_disjuncts(&b.right)?);
+            let mut both = literal_disjuncts(&b.left)?;
+            both.extend(literal_disjuncts(&b.right)?);
             Some(both)
         }
         Expr::InList(l) if !l.negated => {
             let c = column(&l.expr)?;
-            let keys = l.list.iter().map(text).collect::<Option<Vec<_>>>()?;
-            Some(vec![(c, keys)])
+            let values = l.list.iter().map(literal).collect::<Option<Vec<_>>>()?;
+            Some(vec![(c, values)])
         }
         _ => None,
     }
@@ -292,7 +320,7 @@ impl TableProvider for ArchiveScanProvider {
         };
         statistics.total_byte_size =
             Precision::Inexact(chosen.iter().map(|f| f.size as usize).sum());
-        let reads_uncovered = chosen.iter().any(|f| !self.covered.contains_key(&f.path));
+        let reads_uncovered = chosen.iter().any(|f| !self.covered.0.contains_key(&f.path));
         let selected: Vec<_> = chosen
             .into_iter()
             .map(|file| (self.partitioned_file(file), file.size))
@@ -353,7 +381,7 @@ impl TableProvider for ArchiveScanProvider {
             .global_counter("files_pruned_by_index")
             .add(by_index);
         match &self.index {
-            Some((index, store)) if !self.covered.is_empty() => {
+            Some((index, store)) if !self.covered.0.is_empty() => {
                 Ok(DataSourceExec::from_data_source(KeyJoinScan::new(
                     config,
                     index.clone(),
@@ -419,7 +447,7 @@ impl PruningStatistics for ArchiveScanProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::{col, lit};
+    use datafusion::prelude::{cast, col, lit};
 
     #[test]
     fn key_lookups_are_recognised_in_equalities_in_lists_and_ors() {
@@ -470,6 +498,15 @@ mod tests {
         );
         assert_eq!(
             key_lookup(&col("order_id").in_list(vec![lit("a")], true)),
+            None
+        );
+        // Through a cast between string types, not through one that changes values.
+        assert_eq!(
+            key_lookup(&cast(col("order_id"), DataType::Utf8View).eq(lit("A-1"))),
+            one(KeyColumn::OrderId, &["A-1"])
+        );
+        assert_eq!(
+            key_lookup(&cast(cast(col("order_id"), DataType::Int64), DataType::Utf8).eq(lit("5"))),
             None
         );
         assert_eq!(key_lookup(&col("status").eq(lit("PAID"))), None);
