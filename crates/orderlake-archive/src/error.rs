@@ -44,6 +44,10 @@ pub enum ArchiveError {
     #[error("archive rows have no column `{0}` to index")]
     IndexColumn(&'static str),
 
+    /// The daily rollup cannot be computed, read or written.
+    #[error("rollup `{path}`: {message}")]
+    Rollup { path: String, message: String },
+
     /// The Delta log or the object store failed.
     #[error("Delta table `{uri}`: {source}")]
     Delta {

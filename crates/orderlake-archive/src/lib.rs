@@ -10,6 +10,7 @@ pub mod key_index;
 pub mod ledger;
 pub mod maintenance;
 pub mod parquet_io;
+pub mod rollup;
 pub mod schema;
 pub mod storage;
 pub mod table;

@@ -252,6 +252,17 @@ impl ArchiveTable {
                 .count(),
             summary: index.summary(),
         };
+        let (rollup, unreadable) = match self.rollup().await {
+            Ok(r) => (r, None),
+            Err(e) => (Default::default(), Some(e.to_string())),
+        };
+        let live_rows = crate::rollup::rows_by_date(&live);
+        let rollup = RollupStatus {
+            unreadable,
+            summary: rollup.summary(),
+            current_dates: rollup.current_dates(&live_rows).len(),
+            live_dates: live_rows.len(),
+        };
         Ok(TableStatus {
             table_uri: uri,
             version: self.version(),
@@ -261,6 +272,7 @@ impl ArchiveTable {
             imported_rows,
             partitions,
             index,
+            rollup,
         })
     }
 }
@@ -279,6 +291,19 @@ pub struct TableStatus {
     pub imported_rows: i64,
     pub partitions: Vec<PartitionStatus>,
     pub index: IndexStatus,
+    pub rollup: RollupStatus,
+}
+
+/// What the daily rollup holds, for `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollupStatus {
+    #[serde(flatten)]
+    pub summary: crate::rollup::RollupSummary,
+    /// Live dates whose stored rollup rows are exact (closed and unchanged since computed).
+    pub current_dates: usize,
+    pub live_dates: usize,
+    /// Why the stored rollup could not be read (the next maintenance rebuilds it).
+    pub unreadable: Option<String>,
 }
 
 /// What the key index holds and covers, for `status`.

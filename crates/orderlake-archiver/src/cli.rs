@@ -243,6 +243,11 @@ pub struct MaintainArgs {
     #[arg(long)]
     pub reindex: bool,
 
+    /// Bring the daily rollup up to date: compute the closed dates it lacks or whose rows
+    /// changed since (late events), so `daily_activity` serves them without reading rows.
+    #[arg(long)]
+    pub rollup: bool,
+
     /// Write a Delta checkpoint and clean log entries past the log retention.
     #[arg(long)]
     pub checkpoint: bool,

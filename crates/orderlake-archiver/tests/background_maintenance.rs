@@ -1,6 +1,7 @@
-//! `[maintenance] enabled = true`: `run` compacts, checkpoints and vacuums on its schedule while
-//! it keeps archiving. Records produced during the maintenance runs land exactly once, compaction
-//! lowers the file count, and a stop ends the task with the archiver.
+//! `[maintenance] enabled = true`: `run` compacts, rolls up, checkpoints and vacuums on its
+//! schedule while it keeps archiving. Records produced during the maintenance runs land exactly
+//! once, compaction lowers the file count, the rollup covers the closed dates, and a stop ends the
+//! task with the archiver.
 
 mod support;
 
@@ -112,4 +113,22 @@ async fn run_maintains_the_table_on_its_schedule_while_archiving() {
         .output()
         .unwrap();
     support::assert_success("verify after background maintenance", &verified);
+
+    // The rollup holds every closed date (all but today's) as the last run left them.
+    assert!(log.contains("closed dates computed"), "{log}");
+    let out = support::archiver(&backend)
+        .args(["status", "--json", "--table-uri", &backend.table_uri()])
+        .output()
+        .unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&support::assert_success("status", &out)).unwrap();
+    let rollup = &status["rollup"];
+    let today = chrono::Utc::now().date_naive().to_string();
+    let dates = rollup["dates"].as_u64().unwrap();
+    assert!(dates > 0, "{rollup}");
+    assert!(
+        rollup["last_date"].as_str().unwrap() < today.as_str(),
+        "{rollup}"
+    );
+    assert_eq!(rollup["unreadable"], serde_json::Value::Null, "{rollup}");
 }

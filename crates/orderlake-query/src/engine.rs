@@ -34,6 +34,7 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig};
 use futures::{Stream, StreamExt as _};
 use orderlake_archive::key_index::SegmentCache;
+use orderlake_archive::rollup::{DailyRollup, RollupTag};
 use orderlake_archive::{ArchiveTable, TABLE_NAME, TableLocation};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -41,9 +42,12 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits, RunPermit};
+use crate::rollup::{DAILY_ACTIVITY, DailyActivityProvider};
 use crate::scan::ArchiveScanProvider;
+use crate::sketches;
 use crate::statement;
 use crate::views::{ViewDefinition, load_views};
+use datafusion::execution::FunctionRegistry as _;
 
 /// How the engine names things and how hard it works.
 #[derive(Debug, Clone)]
@@ -159,6 +163,8 @@ pub enum CancelOutcome {
 
 struct Snapshot {
     version: Option<u64>,
+    /// The daily rollup object `daily_activity` was built with.
+    rollup_tag: Option<RollupTag>,
     base: SessionState,
     descriptions: HashMap<String, String>,
 }
@@ -236,6 +242,7 @@ impl ColdQueryEngine {
             admission: Admission::new(&settings.limits),
             snapshot: RwLock::new(Arc::new(Snapshot {
                 version: None,
+                rollup_tag: None,
                 base: SessionStateBuilder::new().build(),
                 descriptions: HashMap::new(),
             })),
@@ -285,7 +292,11 @@ impl ColdQueryEngine {
         let mut table = self.table.lock().await;
         table.refresh().await?;
         if table.version() == self.version() {
-            return Ok(None);
+            // Maintenance may have replaced the rollup without a new table version.
+            let tag = DailyRollup::current_tag(&table.index_store()).await;
+            if tag.is_err() || tag.is_ok_and(|t| t == self.current().rollup_tag) {
+                return Ok(None);
+            }
         }
         let next = self.build_snapshot(&table).await?;
         let version = next.version;
@@ -394,7 +405,15 @@ impl ColdQueryEngine {
             base
         }
         .build();
-        let files = table.files()?;
+        let mut base = base;
+        let (scalars, aggregates) = sketches::functions();
+        for f in scalars {
+            base.register_udf(Arc::new(f))?;
+        }
+        for f in aggregates {
+            base.register_udaf(Arc::new(f))?;
+        }
+        let files = Arc::new(table.files()?);
         self.object_stores
             .register_store(files.store_url.as_ref(), Arc::clone(&files.store));
         let index = if self.settings.use_key_index {
@@ -412,14 +431,32 @@ impl ColdQueryEngine {
         } else {
             None
         };
-        let provider = ArchiveScanProvider::new(Arc::new(files), index)?;
+        let store = table.index_store();
+        let rollup_tag = DailyRollup::current_tag(&store).await.ok().flatten();
+        let rollup = DailyRollup::load(&store).await.unwrap_or_else(|e| {
+            tracing::warn!(
+                error = %e,
+                "the daily rollup could not be read; {DAILY_ACTIVITY} is computed from the rows"
+            );
+            DailyRollup::default()
+        });
+        let activity = DailyActivityProvider::new(Arc::clone(&files), rollup);
+        let provider = ArchiveScanProvider::new(files, index)?;
         schema.register_table(TABLE_NAME.to_owned(), Arc::new(provider))?;
+        schema.register_table(DAILY_ACTIVITY.to_owned(), Arc::new(activity))?;
 
         // Views may read other views: plan in rounds until a round plans nothing more.
         let mut descriptions = HashMap::new();
         descriptions.insert(
             TABLE_NAME.to_owned(),
             "Every archived order event, raw and typed".to_owned(),
+        );
+        descriptions.insert(
+            DAILY_ACTIVITY.to_owned(),
+            "Per event date and facility: events, orders placed, revenue, cancellations, line \
+             items and distinct customers (with a sketch hll_union merges); closed dates from \
+             the archive's rollup, the others from the rows"
+                .to_owned(),
         );
         let mut pending: Vec<&ViewDefinition> = self.views.iter().collect();
         while !pending.is_empty() {
@@ -451,6 +488,7 @@ impl ColdQueryEngine {
         }
         Ok(Snapshot {
             version: table.version(),
+            rollup_tag,
             base,
             descriptions,
         })

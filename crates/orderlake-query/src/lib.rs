@@ -8,7 +8,9 @@ pub mod error;
 mod join_keys;
 mod key_rewrite;
 pub mod limits;
+pub mod rollup;
 pub mod scan;
+mod sketches;
 pub mod statement;
 pub mod views;
 

@@ -4,7 +4,6 @@
 //! compaction rewrote, undecodable rows and tombstones; and while a writer and maintenance run
 //! alongside. Then `verify` catches a damaged index and `maintain --reindex` repairs it.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,96 +12,18 @@ use datafusion::common::ScalarValue;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStoreExt as _;
 use orderlake_archive::key_index::{self, IndexEntry, KeyColumn};
-use orderlake_archive::{ArchiveTable, MaintenanceSettings, TableLocation};
-use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
+use orderlake_archive::{ArchiveTable, MaintenanceSettings};
+use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, WriterSettings};
+use orderlake_query::ColdQueryEngine;
 use orderlake_query::scan::ArchiveScanProvider;
-use orderlake_query::{ColdQueryEngine, EngineSettings};
-use orderlake_samples::{OrderEventGenerator, RecordKind, SampleSettings};
 use rand::seq::IndexedRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 
 mod support;
 use support::run;
-
-fn location(dir: &Path) -> TableLocation {
-    TableLocation::parse(&dir.display().to_string(), HashMap::new()).unwrap()
-}
-
-/// Sample records over 90 days ending today, with Kafka coordinates on 3 partitions.
-fn records(events: u64) -> (Vec<SourceRecord>, Vec<String>, Vec<String>) {
-    let now = chrono::Utc::now();
-    let settings = SampleSettings {
-        seed: 7,
-        start: now - chrono::Duration::days(90),
-        span: chrono::Duration::days(90),
-        customers: 300,
-        expected_events: events,
-        malformed_share: 0.03,
-        oversize_bytes: 2048,
-        ..SampleSettings::default()
-    };
-    let mut offsets = HashMap::<(String, i32), i64>::new();
-    let (mut orders, mut customers) = (Vec::new(), Vec::new());
-    let records = OrderEventGenerator::new(settings)
-        .take(events as usize)
-        .enumerate()
-        .map(|(i, r)| {
-            if let RecordKind::Valid(o) = &r.kind {
-                orders.push(o.order_id.clone());
-                customers.push(o.customer_id.clone());
-            }
-            let partition = r.partition.unwrap_or((i % 3) as i32);
-            let offset = offsets.entry((r.topic.clone(), partition)).or_default();
-            let record = SourceRecord {
-                topic: r.topic,
-                partition,
-                offset: *offset,
-                timestamp_ms: Some(r.timestamp_ms),
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-            };
-            *offset += 1;
-            record
-        })
-        .collect();
-    orders.sort();
-    orders.dedup();
-    customers.sort();
-    customers.dedup();
-    (records, orders, customers)
-}
-
-async fn archive(dir: &Path, records: &[SourceRecord], key_index: bool) {
-    let table = ArchiveTable::open_or_create(location(dir)).await.unwrap();
-    let settings = WriterSettings {
-        key_index,
-        ..WriterSettings::default()
-    };
-    let mut writer = ArchiveWriter::new(table, settings);
-    let mappings = MappingSet::new(SourceMapping::defaults()).unwrap();
-    orderlake_ingest::archive_records(&mut writer, &mappings, records)
-        .await
-        .unwrap();
-}
-
-async fn engine(dir: &Path, use_key_index: bool) -> Arc<ColdQueryEngine> {
-    let settings = EngineSettings {
-        views_dir: Some(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../sql")
-                .to_path_buf(),
-        ),
-        use_key_index,
-        target_partitions: 2,
-        ..EngineSettings::default()
-    };
-    Arc::new(
-        ColdQueryEngine::open(location(dir), settings)
-            .await
-            .unwrap(),
-    )
-}
+#[path = "support/sample_archive.rs"]
+mod sample_archive;
+use sample_archive::{archive, engine, location, records};
 
 /// The queries a lookup of `key` in `column` makes, each with its bound parameters.
 fn lookups(column: KeyColumn, keys: &[String]) -> Vec<(String, Vec<ScalarValue>)> {

@@ -1,5 +1,6 @@
-//! `orderlake-archiver maintain`: compaction, the key index, checkpoint and vacuum, with a progress bar and a
-//! summary of what changed; and the same steps as a scheduled background task of `run`.
+//! `orderlake-archiver maintain`: compaction, the key index, the daily rollup, checkpoint and
+//! vacuum, with a progress bar and a summary of what changed; and the same steps as a scheduled
+//! background task of `run`.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ pub struct Steps {
     pub index: bool,
     /// Rebuild the key index from scratch.
     pub reindex: bool,
+    /// Bring the daily rollup up to date for closed dates.
+    pub rollup: bool,
     pub checkpoint: bool,
     pub vacuum: bool,
     /// Allow a vacuum retention below the minimum.
@@ -27,9 +30,14 @@ pub struct Steps {
     pub dry_run: bool,
 }
 
-/// Runs the steps the flags choose (all three without one) and returns the summary to print.
+/// Runs the steps the flags choose (all of them without one) and returns the summary to print.
 pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<String, CliError> {
-    let all = !(args.compact || args.index || args.reindex || args.checkpoint || args.vacuum);
+    let all = !(args.compact
+        || args.index
+        || args.reindex
+        || args.rollup
+        || args.checkpoint
+        || args.vacuum);
     let settings = settings(
         config,
         args.target_file_mib.saturating_mul(1024 * 1024),
@@ -40,6 +48,7 @@ pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<St
         compact: all || args.compact,
         index: (all || args.index) && !args.reindex,
         reindex: args.reindex,
+        rollup: all || args.rollup,
         checkpoint: all || args.checkpoint,
         vacuum: all || args.vacuum,
         force: args.force,
@@ -124,6 +133,21 @@ pub async fn run_steps(
             r.merge.covered_files
         ));
     }
+    if steps.rollup {
+        let started = Instant::now();
+        let closed_before = orderlake_archive::files::days_since_epoch(
+            chrono::Utc::now().date_naive() - chrono::Duration::days(settings.closed_after_days),
+        );
+        let r = table.update_rollup(closed_before).await?;
+        summary.push_str(&format!(
+            "rollup      {} closed dates computed, {} kept ({:.1}s): {} rows, {} bytes\n",
+            r.dates_computed,
+            r.dates_kept,
+            started.elapsed().as_secs_f64(),
+            r.rows,
+            r.bytes
+        ));
+    }
     if steps.checkpoint {
         let (version, removed) = table.checkpoint().await?;
         summary.push_str(&format!(
@@ -146,7 +170,7 @@ pub async fn run_steps(
     Ok(summary)
 }
 
-/// The background task of `run`: every `maintenance.interval_secs`, all three steps with the
+/// The background task of `run`: every `maintenance.interval_secs`, every step with the
 /// `[maintenance]` settings, until `stop`. A failed run is logged and tried again at the next
 /// interval; a stop abandons a run in progress (what it wrote and did not commit is invisible to
 /// readers, and a later vacuum removes it).
@@ -162,6 +186,7 @@ pub async fn scheduled(config: ArchiverConfig, stop: StopSignal) {
         compact: true,
         index: true,
         reindex: false,
+        rollup: true,
         checkpoint: true,
         vacuum: true,
         force: false,

@@ -171,5 +171,21 @@ pub fn render(s: &TableStatus) -> String {
         "\nkey index  {} segments, {} entries, {} bytes; covers {} of {} live files\n",
         ix.summary.segments, ix.summary.entries, ix.summary.bytes, ix.covered_live_files, s.files
     ));
+    let r = &s.rollup;
+    out.push_str(&format!(
+        "rollup     {} dates ({} to {}), {} rows, {} bytes; {} of {} live dates current\n",
+        r.summary.dates,
+        r.summary.first_date.as_deref().unwrap_or("-"),
+        r.summary.last_date.as_deref().unwrap_or("-"),
+        r.summary.rows,
+        r.summary.bytes,
+        r.current_dates,
+        r.live_dates
+    ));
+    if let Some(why) = &r.unreadable {
+        out.push_str(&format!(
+            "           unreadable, served from rows until maintenance rebuilds it: {why}\n"
+        ));
+    }
     out
 }

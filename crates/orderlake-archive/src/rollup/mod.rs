@@ -1,0 +1,370 @@
+//! The daily rollup: per event date and facility, the KPIs dashboards ask of years of orders
+//! (events, orders placed, revenue, cancellations, line items, and distinct customers as a
+//! mergeable sketch; see [`compute`] for each measure's SQL definition), kept in the archive so
+//! that a KPI query over ten years reads a few thousand rows instead of every file.
+//!
+//! Layout: one Parquet object, `<table>/_orderlake_rollup/daily.parquet`, one row per date and
+//! facility, each row carrying `source_rows`: how many archive rows its date held when it was
+//! computed. Maintenance rewrites the object whole (an object store put replaces it atomically)
+//! as dates close.
+//!
+//! Why it can never serve a wrong answer: a date's rows are only ever added (by writers, late
+//! events included) or rewritten unchanged (by compaction), so a date's row count, summed from
+//! the Delta log's per-file statistics, names its content. A reader serves a date from the
+//! rollup only while the date's live row count equals the rollup's `source_rows`; any other
+//! date (open, changed since, never rolled up, or a file without statistics) is computed from
+//! its rows. Two maintainers racing leave one's object or the other's, both self-checking; a
+//! crash leaves the previous object or the new one; an unreadable object is ignored and rebuilt.
+
+pub mod compute;
+pub mod sketch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{
+    ArrayRef, AsArray as _, BinaryArray, Date32Array, Decimal128Array, Int64Array, RecordBatch,
+    StringArray,
+};
+use arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema, SchemaRef};
+use bytes::Bytes;
+use futures::TryStreamExt as _;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use serde::Serialize;
+
+pub use compute::compute;
+pub use sketch::DistinctSketch;
+
+use crate::error::{ArchiveError, Result};
+use crate::files::ArchiveFiles;
+use crate::parquet_io::StoreFileReader;
+use crate::schema::{EVENT_DATE, FACILITY_ID, MONEY_SCALE};
+use crate::table::ArchiveTable;
+
+/// The rollup's folder under the table root.
+pub const ROLLUP_DIR: &str = "_orderlake_rollup";
+const ROLLUP_OBJECT: &str = "daily.parquet";
+
+/// Precision of `revenue`: what SQL's `sum` of the archive's money type gives.
+pub const REVENUE_PRECISION: u8 = 28;
+/// The column holding, per row, its date's archive row count when computed.
+pub const SOURCE_ROWS: &str = "source_rows";
+pub const CUSTOMERS_SKETCH: &str = "customers_sketch";
+
+/// A rollup row's key: its event date (days since 1970-01-01) and facility.
+pub type RollupKey = (i32, Option<String>);
+
+/// One (event date, facility) row.
+#[derive(Debug, Clone)]
+pub struct DailyRow {
+    pub event_date: i32,
+    pub facility_id: Option<String>,
+    pub events: i64,
+    pub orders: i64,
+    pub revenue: Option<i128>,
+    pub cancellations: i64,
+    pub items: i64,
+    pub customers: DistinctSketch,
+}
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(EVENT_DATE, DataType::Date32, false),
+        Field::new(FACILITY_ID, DataType::Utf8, true),
+        Field::new("events", DataType::Int64, false),
+        Field::new("orders", DataType::Int64, false),
+        Field::new(
+            "revenue",
+            DataType::Decimal128(REVENUE_PRECISION, MONEY_SCALE as i8),
+            true,
+        ),
+        Field::new("cancellations", DataType::Int64, false),
+        Field::new("items", DataType::Int64, false),
+        Field::new("customers", DataType::Int64, false),
+        Field::new(CUSTOMERS_SKETCH, DataType::Binary, false),
+        Field::new(SOURCE_ROWS, DataType::Int64, false),
+    ]))
+});
+
+/// The rollup's columns as stored; readers drop [`SOURCE_ROWS`].
+pub fn schema() -> SchemaRef {
+    Arc::clone(&SCHEMA)
+}
+
+/// Live row count per date of a table version; `None` for a date with a file the log has no
+/// row count for (such a date is never served from the rollup).
+pub fn rows_by_date(files: &ArchiveFiles) -> BTreeMap<i32, Option<u64>> {
+    let mut out: BTreeMap<i32, Option<u64>> = BTreeMap::new();
+    for file in &files.files {
+        if let Some(date) = file.event_date {
+            let total = out.entry(date).or_insert(Some(0));
+            *total = total.zip(file.rows).map(|(a, b)| a + b);
+        }
+    }
+    out
+}
+
+/// The stored rollup: rows per date, and each date's row count when computed.
+#[derive(Debug, Clone, Default)]
+pub struct DailyRollup {
+    /// The stored rows in one batch of [`schema`], sorted by date and facility.
+    batch: Option<RecordBatch>,
+    source_rows: BTreeMap<i32, u64>,
+    bytes: u64,
+}
+
+/// Identifies one stored rollup object (size, time, entity tag), so a reader can tell cheaply
+/// whether maintenance replaced it.
+pub type RollupTag = String;
+
+fn rollup_err(message: impl ToString) -> ArchiveError {
+    ArchiveError::Rollup {
+        path: format!("{ROLLUP_DIR}/{ROLLUP_OBJECT}"),
+        message: message.to_string(),
+    }
+}
+
+impl DailyRollup {
+    fn path() -> Path {
+        Path::from(ROLLUP_DIR).join(ROLLUP_OBJECT)
+    }
+
+    async fn head(store: &Arc<dyn ObjectStore>) -> Result<Option<object_store::ObjectMeta>> {
+        match store.head(&Self::path()).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(rollup_err(e)),
+        }
+    }
+
+    /// The stored object's tag, none when no rollup is stored.
+    pub async fn current_tag(store: &Arc<dyn ObjectStore>) -> Result<Option<RollupTag>> {
+        Ok(Self::head(store).await?.map(|m| tag_of(&m)))
+    }
+
+    /// Reads the rollup from the table-rooted `store`; none stored yet is an empty rollup.
+    pub async fn load(store: &Arc<dyn ObjectStore>) -> Result<Self> {
+        let path = Self::path();
+        let Some(meta) = Self::head(store).await? else {
+            return Ok(Self::default());
+        };
+        let reader = StoreFileReader::new(store, path, meta.size);
+        let batches: Vec<RecordBatch> = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(rollup_err)?
+            .build()
+            .map_err(rollup_err)?
+            .try_collect()
+            .await
+            .map_err(rollup_err)?;
+        let batch = if batches.is_empty() {
+            None
+        } else {
+            let batch = arrow::compute::concat_batches(&schema(), &batches).map_err(rollup_err)?;
+            Some(batch)
+        };
+        let mut rollup = Self {
+            batch,
+            source_rows: BTreeMap::new(),
+            bytes: meta.size,
+        };
+        rollup.source_rows = rollup.read_source_rows()?;
+        Ok(rollup)
+    }
+
+    fn read_source_rows(&self) -> Result<BTreeMap<i32, u64>> {
+        let mut out = BTreeMap::new();
+        let Some(batch) = &self.batch else {
+            return Ok(out);
+        };
+        let dates = batch.column(0).as_primitive::<Date32Type>();
+        let rows = batch
+            .column_by_name(SOURCE_ROWS)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| rollup_err(format!("no column `{SOURCE_ROWS}`")))?;
+        for i in 0..batch.num_rows() {
+            let previous = out.insert(dates.value(i), rows.value(i) as u64);
+            if previous.is_some_and(|p| p != rows.value(i) as u64) {
+                return Err(rollup_err(format!(
+                    "date {} has two source row counts",
+                    dates.value(i)
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dates whose stored rows are still exact for a version with these live row counts.
+    pub fn current_dates(&self, live: &BTreeMap<i32, Option<u64>>) -> BTreeSet<i32> {
+        self.source_rows
+            .iter()
+            .filter(|(date, rows)| live.get(date).copied().flatten() == Some(**rows))
+            .map(|(date, _)| *date)
+            .collect()
+    }
+
+    /// The stored rows of `dates` (in [`schema`], with [`SOURCE_ROWS`]).
+    pub fn rows_of(&self, dates: &BTreeSet<i32>) -> Result<RecordBatch> {
+        let Some(batch) = &self.batch else {
+            return Ok(RecordBatch::new_empty(schema()));
+        };
+        let keep: arrow::array::BooleanArray = batch
+            .column(0)
+            .as_primitive::<Date32Type>()
+            .iter()
+            .map(|d| Some(d.is_some_and(|d| dates.contains(&d))))
+            .collect();
+        arrow::compute::filter_record_batch(batch, &keep).map_err(rollup_err)
+    }
+
+    /// Dates held, and the stored object's size.
+    pub fn summary(&self) -> RollupSummary {
+        RollupSummary {
+            dates: self.source_rows.len(),
+            rows: self.batch.as_ref().map_or(0, |b| b.num_rows()),
+            bytes: self.bytes,
+            first_date: self.source_rows.keys().next().map(|d| date_string(*d)),
+            last_date: self.source_rows.keys().next_back().map(|d| date_string(*d)),
+        }
+    }
+}
+
+fn tag_of(meta: &object_store::ObjectMeta) -> RollupTag {
+    format!(
+        "{}:{}:{}",
+        meta.size,
+        meta.last_modified.timestamp_micros(),
+        meta.e_tag.as_deref().unwrap_or("")
+    )
+}
+
+fn date_string(days: i32) -> String {
+    Date32Type::to_naive_date_opt(days).map_or_else(|| days.to_string(), |d| d.to_string())
+}
+
+/// Computed rows as a batch of [`schema`]; `live` gives each date's [`SOURCE_ROWS`].
+pub fn rows_to_batch(rows: &[DailyRow], live: &BTreeMap<i32, Option<u64>>) -> Result<RecordBatch> {
+    let source = |d: i32| live.get(&d).copied().flatten().unwrap_or(0) as i64;
+    let revenue: Decimal128Array = rows
+        .iter()
+        .map(|r| r.revenue)
+        .collect::<Decimal128Array>()
+        .with_precision_and_scale(REVENUE_PRECISION, MONEY_SCALE as i8)
+        .map_err(rollup_err)?;
+    let int = |f: fn(&DailyRow) -> i64| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    };
+    let sketches: Vec<Vec<u8>> = rows.iter().map(|r| r.customers.to_bytes()).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from_iter_values(
+            rows.iter().map(|r| r.event_date),
+        )),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.facility_id.as_deref()),
+        )),
+        int(|r| r.events),
+        int(|r| r.orders),
+        Arc::new(revenue),
+        int(|r| r.cancellations),
+        int(|r| r.items),
+        int(|r| r.customers.estimate()),
+        Arc::new(BinaryArray::from_iter_values(sketches.iter())),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| source(r.event_date)),
+        )),
+    ];
+    RecordBatch::try_new(schema(), columns).map_err(rollup_err)
+}
+
+/// What the stored rollup holds, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RollupSummary {
+    pub dates: usize,
+    pub rows: usize,
+    pub bytes: u64,
+    pub first_date: Option<String>,
+    pub last_date: Option<String>,
+}
+
+/// What a rollup update did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RollupReport {
+    /// Closed dates (re)computed from their rows: new, or changed by late events.
+    pub dates_computed: usize,
+    /// Dates kept from the stored rollup.
+    pub dates_kept: usize,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+impl ArchiveTable {
+    /// The stored rollup as it is now.
+    pub async fn rollup(&self) -> Result<DailyRollup> {
+        DailyRollup::load(&self.index_store()).await
+    }
+
+    /// Brings the rollup up to the current version for every date closed before
+    /// `closed_before` (days since 1970-01-01): computes the closed dates it lacks or whose rows
+    /// changed since, keeps the rest, drops what no longer matches, and stores the result.
+    pub async fn update_rollup(&mut self, closed_before: i32) -> Result<RollupReport> {
+        self.refresh().await?;
+        let files = self.files()?;
+        let live = rows_by_date(&files);
+        let stored = match self.rollup().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "the stored rollup is unreadable: rebuilding it");
+                DailyRollup::default()
+            }
+        };
+        let kept_dates = stored.current_dates(&live);
+        let to_compute: BTreeSet<i32> = live
+            .iter()
+            .filter(|(d, rows)| **d < closed_before && rows.is_some() && !kept_dates.contains(d))
+            .map(|(d, _)| *d)
+            .collect();
+        let kept = stored.rows_of(&kept_dates)?;
+        let computed = rows_to_batch(&compute(&files, &to_compute).await?, &live)?;
+        let mut merged =
+            arrow::compute::concat_batches(&schema(), [&kept, &computed]).map_err(rollup_err)?;
+        merged = sort_by_key(&merged)?;
+        let bytes = write(&self.index_store(), &merged).await?;
+        Ok(RollupReport {
+            dates_computed: to_compute.len(),
+            dates_kept: kept_dates.len(),
+            rows: merged.num_rows(),
+            bytes,
+        })
+    }
+}
+
+fn sort_by_key(batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = [
+        arrow::compute::SortColumn {
+            values: Arc::clone(batch.column(0)),
+            options: None,
+        },
+        arrow::compute::SortColumn {
+            values: Arc::clone(batch.column(1)),
+            options: None,
+        },
+    ];
+    let indices = arrow::compute::lexsort_to_indices(&columns, None).map_err(rollup_err)?;
+    arrow::compute::take_record_batch(batch, &indices).map_err(rollup_err)
+}
+
+async fn write(store: &Arc<dyn ObjectStore>, batch: &RecordBatch) -> Result<u64> {
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema(), None).map_err(rollup_err)?;
+    writer.write(batch).map_err(rollup_err)?;
+    writer.close().map_err(rollup_err)?;
+    let bytes = buffer.len() as u64;
+    store
+        .put(&DailyRollup::path(), Bytes::from(buffer).into())
+        .await
+        .map_err(rollup_err)?;
+    Ok(bytes)
+}

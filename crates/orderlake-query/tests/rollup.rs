@@ -1,0 +1,245 @@
+//! `daily_activity` answers exactly what the same SQL over `order_events` answers, whether a date
+//! comes from the stored rollup or from its rows: after the first rollup, after late events land
+//! on a closed date, after compaction rewrites the files, and after maintenance catches up;
+//! distinct customers merged from daily sketches equal the same sketches built from the rows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use orderlake_archive::ArchiveTable;
+use orderlake_archive::files::days_since_epoch;
+use orderlake_archive::{MaintenanceSettings, rollup};
+use orderlake_ingest::SourceRecord;
+use orderlake_query::ColdQueryEngine;
+use orderlake_samples::SampleSettings;
+
+mod support;
+use support::run;
+#[path = "support/sample_archive.rs"]
+mod sample_archive;
+use sample_archive::{archive, engine, location, records, records_after};
+
+/// Dates this many days old are closed.
+const CLOSED_AFTER_DAYS: i64 = 2;
+
+fn closed_before() -> i32 {
+    days_since_epoch(chrono::Utc::now().date_naive() - chrono::Duration::days(CLOSED_AFTER_DAYS))
+}
+
+/// The rollup's measures, computed from the rows by SQL.
+const FROM_ROWS: &str = "
+SELECT event_date, facility_id, count(*) AS events,
+       count(*) FILTER (WHERE total_amount IS NOT NULL) AS orders,
+       sum(total_amount) AS revenue,
+       count(*) FILTER (WHERE upper(status) = 'CANCELLED') AS cancellations,
+       coalesce(sum(cardinality(items)), 0) AS items,
+       hll_estimate(hll_sketch(customer_id)) AS customers
+FROM order_events {where} GROUP BY 1, 2 ORDER BY 1, 2";
+
+const FROM_ROLLUP: &str = "
+SELECT event_date, facility_id, events, orders, revenue, cancellations, items, customers
+FROM daily_activity {where} ORDER BY 1, 2";
+
+/// Per month: orders and distinct customers, merged from per-day sketches.
+const MONTHLY_FROM_ROWS: &str = "
+SELECT date_trunc('month', event_date) AS month, sum(orders) AS orders,
+       hll_estimate(hll_union(sketch)) AS customers
+FROM (SELECT event_date, facility_id,
+             count(*) FILTER (WHERE total_amount IS NOT NULL) AS orders,
+             hll_sketch(customer_id) AS sketch
+      FROM order_events GROUP BY 1, 2) AS d
+GROUP BY 1 ORDER BY 1";
+
+const MONTHLY_FROM_ROLLUP: &str = "
+SELECT date_trunc('month', event_date) AS month, sum(orders) AS orders,
+       hll_estimate(hll_union(customers_sketch)) AS customers
+FROM daily_activity GROUP BY 1 ORDER BY 1";
+
+/// How many dates a scan of `daily_activity` under `where` serves from the rollup and from rows.
+async fn dates_served(engine: &Arc<ColdQueryEngine>, filter: &str) -> (usize, usize) {
+    let plan = run(
+        engine,
+        &format!("EXPLAIN SELECT * FROM daily_activity {filter}"),
+        vec![],
+    )
+    .await
+    .join("\n");
+    let field = |name: &str| -> usize {
+        let start = plan
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} in\n{plan}"))
+            + name.len();
+        plan[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    (field("dates_from_rollup="), field("dates_from_rows="))
+}
+
+/// Every rollup-served answer equals the answer from the rows: all dates, a date range, months.
+async fn assert_rollup_equals_rows(engine: &Arc<ColdQueryEngine>, since: &str) {
+    for filter in ["", &format!("WHERE event_date >= DATE '{since}'")] {
+        let rows = run(engine, &FROM_ROWS.replace("{where}", filter), vec![]).await;
+        let served = run(engine, &FROM_ROLLUP.replace("{where}", filter), vec![]).await;
+        assert!(rows.len() > 10, "{rows:?}");
+        assert_eq!(served, rows, "daily_activity {filter}");
+    }
+    let rows = run(engine, MONTHLY_FROM_ROWS, vec![]).await;
+    assert_eq!(run(engine, MONTHLY_FROM_ROLLUP, vec![]).await, rows);
+}
+
+/// `events` sample records of two hours from `start`, their offsets following `archived`'s.
+fn more(
+    archived: &[SourceRecord],
+    start: chrono::DateTime<chrono::Utc>,
+    events: u64,
+    seed: u64,
+) -> Vec<SourceRecord> {
+    let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+    for r in archived {
+        let next = offsets.entry((r.topic.clone(), r.partition)).or_default();
+        *next = (*next).max(r.offset + 1);
+    }
+    let settings = SampleSettings {
+        seed,
+        start,
+        span: chrono::Duration::hours(2).min(chrono::Utc::now() - start),
+        customers: 50,
+        expected_events: events,
+        malformed_share: 0.05,
+        ..SampleSettings::default()
+    };
+    records_after(settings, &mut offsets).0
+}
+
+/// Live dates of the table, split into closed and open.
+async fn closed_and_open(dir: &std::path::Path) -> (usize, usize) {
+    let table = ArchiveTable::open(location(dir)).await.unwrap();
+    let live = rollup::rows_by_date(&table.files().unwrap());
+    let closed = live.keys().filter(|d| **d < closed_before()).count();
+    (closed, live.len() - closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollup_answers_equal_row_answers_through_late_events_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut all, _, _) = records(5_000);
+    // And events of today, an open date.
+    all.extend(more(
+        &all,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        80,
+        98,
+    ));
+    for chunk in all.chunks(1_000) {
+        archive(dir.path(), chunk, true).await;
+    }
+    let since = (chrono::Utc::now() - chrono::Duration::days(40))
+        .date_naive()
+        .to_string();
+
+    // Before any rollup, every date comes from its rows.
+    let engine = engine(dir.path(), true).await;
+    let (closed, open) = closed_and_open(dir.path()).await;
+    assert!(closed > 60 && open >= 1, "{closed} closed, {open} open");
+    assert_eq!(dates_served(&engine, "").await, (0, closed + open));
+    assert_rollup_equals_rows(&engine, &since).await;
+
+    // The first rollup covers every closed date; open dates still come from their rows.
+    let mut table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    let report = table.update_rollup(closed_before()).await.unwrap();
+    assert_eq!((report.dates_computed, report.dates_kept), (closed, 0));
+    // A running engine sees the new rollup without a new table version.
+    engine.refresh().await.unwrap();
+    assert_eq!(dates_served(&engine, "").await, (closed, open));
+    let filtered = dates_served(&engine, &format!("WHERE event_date >= DATE '{since}'")).await;
+    assert!(
+        filtered.0 > 10 && filtered.0 < closed - 10 && filtered.1 == open,
+        "a date filter reads only its dates: {filtered:?}"
+    );
+    assert_rollup_equals_rows(&engine, &since).await;
+
+    // Late events land on a closed date: that date comes from its rows until maintenance.
+    let late_records = more(
+        &all,
+        chrono::Utc::now() - chrono::Duration::days(30),
+        120,
+        99,
+    );
+    archive(dir.path(), &late_records, true).await;
+    engine.refresh().await.unwrap();
+    let (served, computed) = dates_served(&engine, "").await;
+    assert!(
+        served < closed && computed > open,
+        "late dates must come from rows: {served} from the rollup, {computed} from rows"
+    );
+    assert_rollup_equals_rows(&engine, &since).await;
+
+    // Compaction rewrites closed dates' files: unchanged rows keep their rollup.
+    table
+        .compact(&MaintenanceSettings::default(), |_, _| {})
+        .await
+        .unwrap();
+    engine.refresh().await.unwrap();
+    assert_eq!(dates_served(&engine, "").await, (served, computed));
+    assert_rollup_equals_rows(&engine, &since).await;
+
+    // Maintenance recomputes just the dates the late events changed.
+    let report = table.update_rollup(closed_before()).await.unwrap();
+    assert_eq!(report.dates_computed, computed - open);
+    engine.refresh().await.unwrap();
+    assert_eq!(dates_served(&engine, "").await, (closed, open));
+    assert_rollup_equals_rows(&engine, &since).await;
+
+    // The merged estimate is close to the exact distinct count.
+    let exact = run(
+        &engine,
+        "SELECT count(DISTINCT customer_id) FROM order_events",
+        vec![],
+    )
+    .await;
+    let estimate = run(
+        &engine,
+        "SELECT hll_estimate(hll_union(customers_sketch)) FROM daily_activity",
+        vec![],
+    )
+    .await;
+    let number = |lines: &[String]| -> f64 {
+        lines[3]
+            .trim_matches(|c| c == '|' || c == ' ')
+            .parse()
+            .unwrap()
+    };
+    let (exact, estimate) = (number(&exact), number(&estimate));
+    assert!(
+        (estimate - exact).abs() / exact < 0.05,
+        "estimate {estimate}, exact {exact}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_rollup_is_ignored_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, _, _) = records(1_500);
+    archive(dir.path(), &records, true).await;
+    let mut table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    table.update_rollup(closed_before()).await.unwrap();
+    let object = dir.path().join(rollup::ROLLUP_DIR).join("daily.parquet");
+    std::fs::write(&object, b"not parquet").unwrap();
+
+    let engine = engine(dir.path(), true).await;
+    let (closed, open) = closed_and_open(dir.path()).await;
+    assert_eq!(dates_served(&engine, "").await, (0, closed + open));
+    let since = (chrono::Utc::now() - chrono::Duration::days(40))
+        .date_naive()
+        .to_string();
+    assert_rollup_equals_rows(&engine, &since).await;
+
+    let report = table.update_rollup(closed_before()).await.unwrap();
+    assert_eq!((report.dates_computed, report.dates_kept), (closed, 0));
+    let engine = self::engine(dir.path(), true).await;
+    assert_eq!(dates_served(&engine, "").await, (closed, open));
+}
