@@ -10,6 +10,8 @@
 #   BENCH_EVENTS=2000000 BENCH_REPS=3 ./scripts/bench-queries.sh  a quick run
 #   BENCH_TABLE=/path/to/table BENCH_MAINTAIN=0 ./scripts/bench-queries.sh
 #   BENCH_OUT=dir BENCH_PHASES=after ./scripts/bench-queries.sh      the second half of a run
+#   BENCH_STORE=s3 BENCH_PHASES=after ./scripts/bench-queries.sh      the server reads a copy of the
+#     table on a local S3 server (moto); DuckDB reads the local files (it cannot install httpfs here)
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
 events=${BENCH_EVENTS:-50000000}
@@ -33,6 +35,27 @@ if [ -z "${BENCH_TABLE:-}" ]; then
   log "import took $((SECONDS - started)) s"
 fi
 
+# BENCH_STORE=s3: copy the table as it is to the S3 server; the server reads that copy.
+server_table() {
+  if [ "${BENCH_STORE:-local}" != s3 ]; then echo "$table"; return; fi
+  if [ -z "${MOTO_PID:-}" ]; then start_moto orderlake-bench "$work/moto.log"; fi
+  log "copying $table to s3://$ORDERLAKE_S3_BUCKET/bench/order_events"
+  "$PYTHON" - "$table" "$ORDERLAKE_S3_BUCKET" <<'PY' >&2
+import os, sys, boto3
+from boto3.s3.transfer import TransferConfig
+root, bucket = sys.argv[1], sys.argv[2]
+s3, n = boto3.client("s3"), 0
+for d, _, files in os.walk(root):
+    for f in files:
+        path = os.path.join(d, f)
+        key = "bench/order_events/" + os.path.relpath(path, root)
+        s3.upload_file(path, bucket, key, Config=TransferConfig(use_threads=False))
+        n += 1
+print(f"{n} objects copied", file=sys.stderr)
+PY
+  echo "s3://$ORDERLAKE_S3_BUCKET/bench/order_events"
+}
+
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 hash=$(printf '%s\n' "$password" | "$bin/orderlake-server" hash-password)
 
@@ -43,8 +66,9 @@ suite() {
   "$PYTHON" tests/python/bench_queries.py prepare bench/queries.toml "$table" "$reps" "$dir" \
     ${first_params:-}
   local port; port=$(free_port)
+  local uri; uri=$(server_table)
   printf '[server]\nlisten = "127.0.0.1:%s"\n[archive]\ntable_uri = "%s"\n[sql]\nviews_dir = "sql"\n[[auth.users]]\nname = "bench"\npassword_hash = "%s"\n' \
-    "$port" "$table" "$hash" >"$work/server.toml"
+    "$port" "$uri" "$hash" >"$work/server.toml"
   ORDERLAKE_LOG=warn "$bin/orderlake-server" --config "$work/server.toml" >"$work/server-$phase.log" 2>&1 &
   local pid=$!
   ORDERLAKE_PIDS+=("$pid")

@@ -20,7 +20,7 @@ use datafusion::catalog::{
     MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::common::ScalarValue;
-use datafusion::datasource::ViewTable;
+use datafusion::datasource::{TableProvider, ViewTable};
 use datafusion::execution::TaskContext;
 use datafusion::execution::cache::cache_manager::{
     CacheManager, CacheManagerConfig, FileMetadataCache,
@@ -43,6 +43,7 @@ use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits, RunPermit};
 use crate::rollup::{DAILY_ACTIVITY, DailyActivityProvider};
+use crate::rollup_rewrite::KpisFromRollup;
 use crate::scan::ArchiveScanProvider;
 use crate::sketches;
 use crate::statement;
@@ -67,6 +68,8 @@ pub struct EngineSettings {
     pub metadata_cache_bytes: usize,
     /// Narrow lookups by `order_id` / `customer_id` with the archive's key index.
     pub use_key_index: bool,
+    /// Answer KPI aggregates over `order_events` from the daily rollup (`daily_activity`).
+    pub use_rollup: bool,
     /// DataFusion settings applied to every query after orderlake's own, named without the
     /// `datafusion.` prefix (`execution.parquet.pushdown_filters`); see
     /// [`check_datafusion_option`].
@@ -96,6 +99,7 @@ impl Default for EngineSettings {
             target_partitions: 0,
             metadata_cache_bytes: DEFAULT_METADATA_CACHE_BYTES,
             use_key_index: true,
+            use_rollup: true,
             datafusion_options: BTreeMap::new(),
         }
     }
@@ -394,25 +398,6 @@ impl ColdQueryEngine {
         )?;
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog(scope.catalog.clone(), catalog as Arc<dyn CatalogProvider>);
-        let base = SessionStateBuilder::new()
-            .with_config(self.session_config(&scope))
-            .with_runtime_env(self.runtime(None)?)
-            .with_catalog_list(catalogs as Arc<dyn CatalogProviderList>)
-            .with_default_features();
-        let base = if self.settings.use_key_index {
-            base.with_optimizer_rule(Arc::new(KeysThroughAggregates))
-        } else {
-            base
-        }
-        .build();
-        let mut base = base;
-        let (scalars, aggregates) = sketches::functions();
-        for f in scalars {
-            base.register_udf(Arc::new(f))?;
-        }
-        for f in aggregates {
-            base.register_udaf(Arc::new(f))?;
-        }
         let files = Arc::new(table.files()?);
         self.object_stores
             .register_store(files.store_url.as_ref(), Arc::clone(&files.store));
@@ -440,10 +425,32 @@ impl ColdQueryEngine {
             );
             DailyRollup::default()
         });
-        let activity = DailyActivityProvider::new(Arc::clone(&files), rollup);
-        let provider = ArchiveScanProvider::new(files, index)?;
-        schema.register_table(TABLE_NAME.to_owned(), Arc::new(provider))?;
-        schema.register_table(DAILY_ACTIVITY.to_owned(), Arc::new(activity))?;
+        let activity: Arc<dyn TableProvider> =
+            Arc::new(DailyActivityProvider::new(Arc::clone(&files), rollup));
+        let provider: Arc<dyn TableProvider> = Arc::new(ArchiveScanProvider::new(files, index)?);
+        schema.register_table(TABLE_NAME.to_owned(), Arc::clone(&provider))?;
+        schema.register_table(DAILY_ACTIVITY.to_owned(), Arc::clone(&activity))?;
+
+        let mut builder = SessionStateBuilder::new()
+            .with_config(self.session_config(&scope))
+            .with_runtime_env(self.runtime(None)?)
+            .with_catalog_list(catalogs as Arc<dyn CatalogProviderList>)
+            .with_default_features();
+        if self.settings.use_key_index {
+            builder = builder.with_optimizer_rule(Arc::new(KeysThroughAggregates));
+        }
+        if self.settings.use_rollup {
+            builder =
+                builder.with_optimizer_rule(Arc::new(KpisFromRollup::new(provider, activity)));
+        }
+        let mut base = builder.build();
+        let (scalars, aggregates) = sketches::functions();
+        for f in scalars {
+            base.register_udf(Arc::new(f))?;
+        }
+        for f in aggregates {
+            base.register_udaf(Arc::new(f))?;
+        }
 
         // Views may read other views: plan in rounds until a round plans nothing more.
         let mut descriptions = HashMap::new();

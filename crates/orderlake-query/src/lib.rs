@@ -9,6 +9,7 @@ mod join_keys;
 mod key_rewrite;
 pub mod limits;
 pub mod rollup;
+mod rollup_rewrite;
 pub mod scan;
 mod sketches;
 pub mod statement;

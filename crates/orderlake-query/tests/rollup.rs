@@ -1,7 +1,8 @@
 //! `daily_activity` answers exactly what the same SQL over `order_events` answers, whether a date
 //! comes from the stored rollup or from its rows: after the first rollup, after late events land
 //! on a closed date, after compaction rewrites the files, and after maintenance catches up;
-//! distinct customers merged from daily sketches equal the same sketches built from the rows.
+//! distinct customers merged from daily sketches equal the same sketches built from the rows; and
+//! KPI queries over `order_events` answered from the rollup equal the same queries over the rows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ mod support;
 use support::run;
 #[path = "support/sample_archive.rs"]
 mod sample_archive;
-use sample_archive::{archive, engine, location, records, records_after};
+use sample_archive::{archive, engine, engine_with, location, records, records_after};
 
 /// Dates this many days old are closed.
 const CLOSED_AFTER_DAYS: i64 = 2;
@@ -115,6 +116,22 @@ fn more(
     records_after(settings, &mut offsets).0
 }
 
+/// Archives `events` sample records of the last 90 days and a few of today (an open date), in
+/// commits of 1,000; returns them.
+async fn archive_until_now(dir: &std::path::Path, events: u64) -> Vec<SourceRecord> {
+    let (mut all, _, _) = records(events);
+    all.extend(more(
+        &all,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        80,
+        98,
+    ));
+    for chunk in all.chunks(1_000) {
+        archive(dir, chunk, true).await;
+    }
+    all
+}
+
 /// Live dates of the table, split into closed and open.
 async fn closed_and_open(dir: &std::path::Path) -> (usize, usize) {
     let table = ArchiveTable::open(location(dir)).await.unwrap();
@@ -126,17 +143,7 @@ async fn closed_and_open(dir: &std::path::Path) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollup_answers_equal_row_answers_through_late_events_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut all, _, _) = records(5_000);
-    // And events of today, an open date.
-    all.extend(more(
-        &all,
-        chrono::Utc::now() - chrono::Duration::hours(1),
-        80,
-        98,
-    ));
-    for chunk in all.chunks(1_000) {
-        archive(dir.path(), chunk, true).await;
-    }
+    let all = archive_until_now(dir.path(), 5_000).await;
     let since = (chrono::Utc::now() - chrono::Duration::days(40))
         .date_naive()
         .to_string();
@@ -242,4 +249,77 @@ async fn an_unreadable_rollup_is_ignored_and_rebuilt() {
     assert_eq!((report.dates_computed, report.dates_kept), (closed, 0));
     let engine = self::engine(dir.path(), true).await;
     assert_eq!(dates_served(&engine, "").await, (closed, open));
+}
+
+/// KPI queries over `order_events` the rollup can answer, and look-alikes it cannot.
+const KPI_QUERIES: [(&str, bool); 7] = [
+    (
+        "SELECT event_date, facility_id, count(*) FILTER (WHERE total_amount IS NOT NULL) AS o,
+                sum(total_amount) AS r, count(*) FILTER (WHERE upper(status) = 'CANCELLED') AS c
+         FROM order_events WHERE event_date >= DATE '{since}'
+         GROUP BY event_date, facility_id ORDER BY 1, 2",
+        true,
+    ),
+    (
+        "SELECT date_trunc('month', event_date) AS m, count(*), count(total_amount),
+                sum(total_amount)
+         FROM order_events GROUP BY 1 ORDER BY 1",
+        true,
+    ),
+    (
+        "SELECT count(*), sum(total_amount) FROM order_events
+         WHERE event_date >= DATE '{since}' AND facility_id IS NOT NULL",
+        true,
+    ),
+    (
+        "SELECT count(*), sum(total_amount) FROM order_events WHERE event_date > DATE '2100-01-01'",
+        true,
+    ),
+    (
+        "SELECT event_date, count(*) FROM order_events WHERE status = 'PAID' GROUP BY 1 ORDER BY 1",
+        false,
+    ),
+    (
+        "SELECT event_date, count(DISTINCT customer_id) FROM order_events GROUP BY 1 ORDER BY 1",
+        false,
+    ),
+    (
+        "SELECT facility_id, max(total_amount) FROM order_events GROUP BY 1 ORDER BY 1",
+        false,
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpi_queries_over_order_events_are_answered_from_the_rollup_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = archive_until_now(dir.path(), 3_000).await;
+    let mut table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    table.update_rollup(closed_before()).await.unwrap();
+    // A late event after the rollup: its date is computed from rows.
+    let late = more(
+        &all,
+        chrono::Utc::now() - chrono::Duration::days(20),
+        40,
+        96,
+    );
+    archive(dir.path(), &late, true).await;
+
+    let served = engine(dir.path(), true).await;
+    let rows = engine_with(dir.path(), |s| s.use_rollup = false).await;
+    let since = (chrono::Utc::now() - chrono::Duration::days(40))
+        .date_naive()
+        .to_string();
+    for (sql, from_rollup) in KPI_QUERIES {
+        let sql = sql.replace("{since}", &since);
+        let expected = run(&rows, &sql, vec![]).await;
+        assert_eq!(run(&served, &sql, vec![]).await, expected, "{sql}");
+        let plan = run(&served, &format!("EXPLAIN {sql}"), vec![])
+            .await
+            .join("\n");
+        assert_eq!(
+            plan.contains("DailyActivityExec"),
+            from_rollup,
+            "{sql}\n{plan}"
+        );
+    }
 }

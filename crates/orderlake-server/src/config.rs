@@ -55,6 +55,8 @@ pub struct SqlConfig {
     pub metadata_cache_bytes: usize,
     /// Narrow lookups by order_id / customer_id with the archive's key index (`_orderlake_index/`).
     pub use_key_index: bool,
+    /// Answer KPI aggregates over order_events from the daily rollup (`_orderlake_rollup/`).
+    pub use_rollup: bool,
     /// DataFusion settings for every query, named without the `datafusion.` prefix, for example
     /// `"execution.parquet.pushdown_filters" = "false"`. They override orderlake's own choices;
     /// clients cannot change them (`SET` is refused).
@@ -72,6 +74,7 @@ impl Default for SqlConfig {
             spill_dir: PathBuf::new(),
             metadata_cache_bytes: orderlake_query::engine::DEFAULT_METADATA_CACHE_BYTES,
             use_key_index: true,
+            use_rollup: true,
             datafusion: BTreeMap::new(),
         }
     }
@@ -257,6 +260,7 @@ impl ServerConfig {
             target_partitions: self.sql.target_partitions,
             metadata_cache_bytes: self.sql.metadata_cache_bytes,
             use_key_index: self.sql.use_key_index,
+            use_rollup: self.sql.use_rollup,
             datafusion_options: self.sql.datafusion.clone(),
             limits: QueryLimits {
                 memory_bytes: self.limits.memory_bytes,

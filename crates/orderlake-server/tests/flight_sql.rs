@@ -109,6 +109,7 @@ async fn statements_stream_results_with_trino_names() {
         rows(&tables),
         [
             "customer_purchase_summary|VIEW",
+            "daily_activity|BASE TABLE",
             "daily_order_kpis|VIEW",
             "order_events|BASE TABLE",
             "order_items|VIEW",

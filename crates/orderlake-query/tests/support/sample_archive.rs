@@ -83,16 +83,24 @@ pub async fn archive(dir: &Path, records: &[SourceRecord], key_index: bool) {
 }
 
 pub async fn engine(dir: &Path, use_key_index: bool) -> Arc<ColdQueryEngine> {
-    let settings = EngineSettings {
+    engine_with(dir, |s| s.use_key_index = use_key_index).await
+}
+
+/// An engine over the archive in `dir` with the views, settings changed by `configure`.
+pub async fn engine_with(
+    dir: &Path,
+    configure: impl FnOnce(&mut EngineSettings),
+) -> Arc<ColdQueryEngine> {
+    let mut settings = EngineSettings {
         views_dir: Some(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../sql")
                 .to_path_buf(),
         ),
-        use_key_index,
         target_partitions: 2,
         ..EngineSettings::default()
     };
+    configure(&mut settings);
     Arc::new(
         ColdQueryEngine::open(location(dir), settings)
             .await
