@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::{ArchiveError, Result};
 use crate::key_index::IndexCheck;
 use crate::ledger::{ImportSource, OffsetLedger};
+use crate::rollup::RollupCheck;
 use crate::table::ArchiveTable;
 
 /// How many gap ranges and duplicate offsets a report lists per table (the counts are exact).
@@ -85,6 +86,8 @@ pub struct VerifyReport {
     pub imports: Vec<ImportCheck>,
     /// The key index against the rows of the files it covers.
     pub index: IndexCheck,
+    /// The daily rollup against the rows of the dates it serves.
+    pub rollup: RollupCheck,
 }
 
 impl VerifyReport {
@@ -92,6 +95,7 @@ impl VerifyReport {
         self.partitions.iter().all(PartitionCheck::is_clean)
             && self.imports.iter().all(ImportCheck::is_clean)
             && self.index.is_clean()
+            && self.rollup.is_clean()
     }
 
     pub fn missing(&self) -> i64 {
@@ -231,6 +235,7 @@ impl ArchiveTable {
             imported_rows,
             imports,
             index: self.verify_index().await?,
+            rollup: self.verify_rollup().await?,
         })
     }
 }

@@ -248,6 +248,11 @@ pub struct MaintainArgs {
     #[arg(long)]
     pub rollup: bool,
 
+    /// Recompute the daily rollup of every closed date from its rows, replacing it whole
+    /// (repairs a rollup `verify` reports as wrong).
+    #[arg(long)]
+    pub rebuild_rollup: bool,
+
     /// Write a Delta checkpoint and clean log entries past the log retention.
     #[arg(long)]
     pub checkpoint: bool,

@@ -1,7 +1,8 @@
 //! Maintenance and verification on real archive tables: `verify` finds gaps, duplicates and a
 //! ledger that disagrees; compaction drops the file count and changes no answer, also while
 //! another writer keeps committing; vacuum never removes a file the current or a retained version
-//! references, and refuses a short retention unless forced.
+//! references, and refuses a short retention unless forced; `verify` catches a rollup that
+//! disagrees with its rows and `maintain --rebuild-rollup` repairs it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -348,4 +349,82 @@ async fn consecutive_direct_commits_through_one_writer_keep_every_record() {
     let report = writer.table().verify().await.unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.partitions[0].rows, 300);
+}
+
+/// Adds one to the `orders` of the stored rollup's first row, keeping everything else, as a bug or
+/// a hand edit would: the row count still matches, so only `verify` can tell.
+fn tamper_with_rollup(table_dir: &Path) {
+    use arrow::array::{AsArray as _, Int64Array};
+    let path = table_dir.join("_orderlake_rollup/daily.parquet");
+    let file = std::fs::File::open(&path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let at = batch.schema().index_of("orders").unwrap();
+    let orders = batch
+        .column(at)
+        .as_primitive::<arrow::datatypes::Int64Type>();
+    let changed: Int64Array = (0..orders.len())
+        .map(|i| Some(orders.value(i) + i64::from(i == 0)))
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    columns[at] = std::sync::Arc::new(changed);
+    let batch = arrow::array::RecordBatch::try_new(batch.schema(), columns).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_catches_a_wrong_rollup_and_rebuild_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    generate(&uri, "3000", "5");
+    let rollup = |flag: &str| {
+        let out = archiver(&[
+            "maintain",
+            "--table-uri",
+            &uri,
+            flag,
+            "--closed-after-days",
+            "0",
+        ]);
+        assert!(out.status.success());
+        stdout(&out)
+    };
+    let first = rollup("--rollup");
+    assert!(first.contains("closed dates computed"), "{first}");
+    let clean = archiver(&["verify", "--table-uri", &uri]);
+    assert!(clean.status.success(), "{}", stdout(&clean));
+    assert!(stdout(&clean).contains("the rollup agrees with the rows"));
+
+    tamper_with_rollup(dir.path());
+    let broken = archiver(&["verify", "--table-uri", &uri]);
+    assert_eq!(broken.status.code(), Some(1), "{}", stdout(&broken));
+    assert!(
+        stdout(&broken).contains("ROLLUP BAD"),
+        "{}",
+        stdout(&broken)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&archiver(&["verify", "--table-uri", &uri, "--json"]).stdout)
+            .unwrap();
+    assert_eq!(report["rollup"]["wrong_dates"].as_array().unwrap().len(), 1);
+    // An update keeps it (its row counts still match); a rebuild recomputes it.
+    rollup("--rollup");
+    assert_eq!(
+        archiver(&["verify", "--table-uri", &uri]).status.code(),
+        Some(1)
+    );
+    rollup("--rebuild-rollup");
+    let repaired = archiver(&["verify", "--table-uri", &uri]);
+    assert!(repaired.status.success(), "{}", stdout(&repaired));
 }

@@ -157,7 +157,7 @@ async fn rollup_answers_equal_row_answers_through_late_events_and_compaction() {
 
     // The first rollup covers every closed date; open dates still come from their rows.
     let mut table = ArchiveTable::open(location(dir.path())).await.unwrap();
-    let report = table.update_rollup(closed_before()).await.unwrap();
+    let report = table.update_rollup(closed_before(), false).await.unwrap();
     assert_eq!((report.dates_computed, report.dates_kept), (closed, 0));
     // A running engine sees the new rollup without a new table version.
     engine.refresh().await.unwrap();
@@ -195,7 +195,7 @@ async fn rollup_answers_equal_row_answers_through_late_events_and_compaction() {
     assert_rollup_equals_rows(&engine, &since).await;
 
     // Maintenance recomputes just the dates the late events changed.
-    let report = table.update_rollup(closed_before()).await.unwrap();
+    let report = table.update_rollup(closed_before(), false).await.unwrap();
     assert_eq!(report.dates_computed, computed - open);
     engine.refresh().await.unwrap();
     assert_eq!(dates_served(&engine, "").await, (closed, open));
@@ -233,7 +233,7 @@ async fn an_unreadable_rollup_is_ignored_and_rebuilt() {
     let (records, _, _) = records(1_500);
     archive(dir.path(), &records, true).await;
     let mut table = ArchiveTable::open(location(dir.path())).await.unwrap();
-    table.update_rollup(closed_before()).await.unwrap();
+    table.update_rollup(closed_before(), false).await.unwrap();
     let object = dir.path().join(rollup::ROLLUP_DIR).join("daily.parquet");
     std::fs::write(&object, b"not parquet").unwrap();
 
@@ -245,7 +245,7 @@ async fn an_unreadable_rollup_is_ignored_and_rebuilt() {
         .to_string();
     assert_rollup_equals_rows(&engine, &since).await;
 
-    let report = table.update_rollup(closed_before()).await.unwrap();
+    let report = table.update_rollup(closed_before(), false).await.unwrap();
     assert_eq!((report.dates_computed, report.dates_kept), (closed, 0));
     let engine = self::engine(dir.path(), true).await;
     assert_eq!(dates_served(&engine, "").await, (closed, open));
@@ -294,7 +294,7 @@ async fn kpi_queries_over_order_events_are_answered_from_the_rollup_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let all = archive_until_now(dir.path(), 3_000).await;
     let mut table = ArchiveTable::open(location(dir.path())).await.unwrap();
-    table.update_rollup(closed_before()).await.unwrap();
+    table.update_rollup(closed_before(), false).await.unwrap();
     // A late event after the rollup: its date is computed from rows.
     let late = more(
         &all,

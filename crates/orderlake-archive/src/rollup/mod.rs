@@ -308,12 +308,18 @@ impl ArchiveTable {
 
     /// Brings the rollup up to the current version for every date closed before
     /// `closed_before` (days since 1970-01-01): computes the closed dates it lacks or whose rows
-    /// changed since, keeps the rest, drops what no longer matches, and stores the result.
-    pub async fn update_rollup(&mut self, closed_before: i32) -> Result<RollupReport> {
+    /// changed since, keeps the rest (all of them recomputed with `rebuild`), drops what no longer
+    /// matches, and stores the result.
+    pub async fn update_rollup(
+        &mut self,
+        closed_before: i32,
+        rebuild: bool,
+    ) -> Result<RollupReport> {
         self.refresh().await?;
         let files = self.files()?;
         let live = rows_by_date(&files);
         let stored = match self.rollup().await {
+            Ok(_) if rebuild => DailyRollup::default(),
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "the stored rollup is unreadable: rebuilding it");
@@ -337,6 +343,76 @@ impl ArchiveTable {
             dates_kept: kept_dates.len(),
             rows: merged.num_rows(),
             bytes,
+        })
+    }
+}
+
+/// The verdict on the stored rollup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RollupCheck {
+    /// Live dates the rollup serves (its row count for them is current).
+    pub current_dates: usize,
+    /// Served dates whose stored rows differ from the rows recomputed from the files.
+    pub wrong_dates: Vec<String>,
+    /// Why the stored rollup could not be read (harmless: it is then not served).
+    pub unreadable: Option<String>,
+}
+
+impl RollupCheck {
+    /// No query can get a wrong answer from the rollup.
+    pub fn is_clean(&self) -> bool {
+        self.wrong_dates.is_empty()
+    }
+}
+
+/// Each date's rows as comparable text: the measures, and each sketch's estimate (sketches of the
+/// same values may differ in bytes).
+fn rows_per_date(batch: &RecordBatch) -> Result<BTreeMap<i32, Vec<String>>> {
+    let mut out: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let dates = batch.column(0).as_primitive::<Date32Type>();
+    let sketches = batch.column(8).as_binary::<i32>();
+    for row in 0..batch.num_rows() {
+        let mut text = Vec::new();
+        for column in batch.columns().iter().take(8) {
+            let value =
+                datafusion::common::ScalarValue::try_from_array(column, row).map_err(rollup_err)?;
+            text.push(value.to_string());
+        }
+        let estimate = DistinctSketch::estimate_bytes(sketches.value(row)).map_err(rollup_err)?;
+        text.push(estimate.to_string());
+        out.entry(dates.value(row))
+            .or_default()
+            .push(text.join("|"));
+    }
+    Ok(out)
+}
+
+impl ArchiveTable {
+    /// Recomputes every date the rollup serves from its files and compares.
+    pub async fn verify_rollup(&self) -> Result<RollupCheck> {
+        let files = self.files()?;
+        let live = rows_by_date(&files);
+        let stored = match self.rollup().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(RollupCheck {
+                    unreadable: Some(e.to_string()),
+                    ..RollupCheck::default()
+                });
+            }
+        };
+        let current = stored.current_dates(&live);
+        let expected = rows_per_date(&rows_to_batch(&compute(&files, &current).await?, &live)?)?;
+        let found = rows_per_date(&stored.rows_of(&current)?)?;
+        let wrong_dates = current
+            .iter()
+            .filter(|d| expected.get(d) != found.get(d))
+            .map(|d| date_string(*d))
+            .collect();
+        Ok(RollupCheck {
+            current_dates: current.len(),
+            wrong_dates,
+            unreadable: None,
         })
     }
 }

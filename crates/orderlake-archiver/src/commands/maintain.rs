@@ -22,6 +22,8 @@ pub struct Steps {
     pub reindex: bool,
     /// Bring the daily rollup up to date for closed dates.
     pub rollup: bool,
+    /// Recompute the daily rollup from scratch.
+    pub rebuild_rollup: bool,
     pub checkpoint: bool,
     pub vacuum: bool,
     /// Allow a vacuum retention below the minimum.
@@ -36,6 +38,7 @@ pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<St
         || args.index
         || args.reindex
         || args.rollup
+        || args.rebuild_rollup
         || args.checkpoint
         || args.vacuum);
     let settings = settings(
@@ -48,7 +51,8 @@ pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<St
         compact: all || args.compact,
         index: (all || args.index) && !args.reindex,
         reindex: args.reindex,
-        rollup: all || args.rollup,
+        rollup: (all || args.rollup) && !args.rebuild_rollup,
+        rebuild_rollup: args.rebuild_rollup,
         checkpoint: all || args.checkpoint,
         vacuum: all || args.vacuum,
         force: args.force,
@@ -133,12 +137,14 @@ pub async fn run_steps(
             r.merge.covered_files
         ));
     }
-    if steps.rollup {
+    if steps.rollup || steps.rebuild_rollup {
         let started = Instant::now();
         let closed_before = orderlake_archive::files::days_since_epoch(
             chrono::Utc::now().date_naive() - chrono::Duration::days(settings.closed_after_days),
         );
-        let r = table.update_rollup(closed_before).await?;
+        let r = table
+            .update_rollup(closed_before, steps.rebuild_rollup)
+            .await?;
         summary.push_str(&format!(
             "rollup      {} closed dates computed, {} kept ({:.1}s): {} rows, {} bytes\n",
             r.dates_computed,
@@ -187,6 +193,7 @@ pub async fn scheduled(config: ArchiverConfig, stop: StopSignal) {
         index: true,
         reindex: false,
         rollup: true,
+        rebuild_rollup: false,
         checkpoint: true,
         vacuum: true,
         force: false,

@@ -122,19 +122,41 @@ pub fn render_verify(r: &VerifyReport) -> String {
             "UNINDEXED  {example}: a row the index does not name (`maintain --reindex` rebuilds it)\n"
         ));
     }
+    let ru = &r.rollup;
+    out.push_str(&match &ru.unreadable {
+        Some(why) => format!(
+            "ROLLUP     unreadable, so not served (`maintain --rollup` rebuilds it): {why}\n"
+        ),
+        None => format!(
+            "{} {} dates served, {} of them wrong\n",
+            if ru.is_clean() {
+                "ROLLUP    "
+            } else {
+                "ROLLUP BAD"
+            },
+            ru.current_dates,
+            ru.wrong_dates.len()
+        ),
+    });
+    for date in &ru.wrong_dates {
+        out.push_str(&format!(
+            "WRONG      rollup of {date}: differs from its rows (`maintain --rebuild-rollup` recomputes it)\n"
+        ));
+    }
     out.push_str(&if r.is_clean() {
         format!(
-            "OK: {} partitions, no offset missing or duplicated, ledger agrees; {} imported sources agree with the ledger; the key index names every row\n",
+            "OK: {} partitions, no offset missing or duplicated, ledger agrees; {} imported sources agree with the ledger; the key index names every row; the rollup agrees with the rows\n",
             r.partitions.len(),
             r.imports.len()
         )
     } else {
         format!(
-            "FAILED: {} offsets missing, {} duplicated, {} imported sources disagree with the ledger, {} rows' keys missing from the index\n",
+            "FAILED: {} offsets missing, {} duplicated, {} imported sources disagree with the ledger, {} rows' keys missing from the index, {} rollup dates wrong\n",
             r.missing(),
             r.duplicated(),
             r.imports.iter().filter(|i| !i.is_clean()).count(),
-            r.index.missing_entries
+            r.index.missing_entries,
+            r.rollup.wrong_dates.len()
         )
     });
     out
