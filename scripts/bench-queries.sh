@@ -38,7 +38,6 @@ fi
 # BENCH_STORE=s3: copy the table as it is to the S3 server; the server reads that copy.
 server_table() {
   if [ "${BENCH_STORE:-local}" != s3 ]; then echo "$table"; return; fi
-  if [ -z "${MOTO_PID:-}" ]; then start_moto orderlake-bench "$work/moto.log"; fi
   log "copying $table to s3://$ORDERLAKE_S3_BUCKET/bench/order_events"
   "$PYTHON" - "$table" "$ORDERLAKE_S3_BUCKET" <<'PY' >&2
 import os, sys, boto3
@@ -55,6 +54,10 @@ print(f"{n} objects copied", file=sys.stderr)
 PY
   echo "s3://$ORDERLAKE_S3_BUCKET/bench/order_events"
 }
+
+# Started here, not in the command substitution that copies: its AWS_* exports must reach the
+# server.
+if [ "${BENCH_STORE:-local}" = s3 ]; then start_moto orderlake-bench "$work/moto.log"; fi
 
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 hash=$(printf '%s\n' "$password" | "$bin/orderlake-server" hash-password)
