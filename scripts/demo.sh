@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: a local Kafka-protocol broker (tansu), sample OMS order events
 # (three producer shapes, a little malformed input), the archiver draining them into the default
-# local archive ./data/lake/order_events, what the archive now holds, and orderlake-server
-# answering example queries over it through Arrow Flight SQL.
+# local archive ./data/lake/order_events, its daily rollup, what the archive now holds, and
+# orderlake-server answering example queries over it through Arrow Flight SQL.
 #   DEMO_EVENTS=200000 ./scripts/demo.sh     for a bigger run
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
@@ -25,6 +25,9 @@ log "producing $events sample order events spanning 3 years"
 log "archiving into ./data/lake/order_events until caught up"
 "$bin" run --brokers "$ORDERLAKE_BROKERS" --group "orderlake-demo-$$" --until-caught-up
 
+log "the daily rollup of every closed date (maintain does this with compaction, the index and vacuum)"
+"$bin" maintain --rollup
+
 log "what the archive holds"
 "$bin" status
 
@@ -45,6 +48,7 @@ ORDERLAKE_SERVER_PASSWORD="$password" "$server" query --uri "http://127.0.0.1:$p
   "SELECT status, count(*) AS orders FROM orders GROUP BY status ORDER BY orders DESC" \
   "SELECT day, facility_id, orders, revenue, cancellations FROM daily_order_kpis ORDER BY day DESC, facility_id LIMIT 5" \
   "SELECT customer_id, orders, items_bought, total_spent FROM customer_purchase_summary ORDER BY total_spent DESC LIMIT 5" \
+  "SELECT date_trunc('year', event_date) AS year, sum(orders) AS orders, sum(revenue) AS revenue, hll_estimate(hll_union(customers_sketch)) AS customers FROM daily_activity GROUP BY 1 ORDER BY 1" \
   "SELECT order_id, step, status, event_time FROM order_status_history WHERE order_id = (SELECT min(order_id) FROM orders WHERE status = 'DELIVERED') ORDER BY step"
 
 log "done: the archive is a Delta table at ./data/lake/order_events (Hive-partitioned by event_date);"
