@@ -221,12 +221,7 @@ async fn scenario(backend: Backend) {
     assert_archive_is_exact(&backend, &produced).await;
 
     // `status` agrees with what was produced.
-    let out = support::archiver(&backend)
-        .args(["status", "--json", "--table-uri", &backend.table_uri()])
-        .output()
-        .unwrap();
-    let status: serde_json::Value =
-        serde_json::from_str(&support::assert_success("status", &out)).unwrap();
+    let status = support::status_json(&backend);
     assert_eq!(status["rows"], 41_000, "{status}");
     let parts = status["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 12, "{status}");

@@ -116,12 +116,7 @@ async fn run_maintains_the_table_on_its_schedule_while_archiving() {
 
     // The rollup holds every closed date (all but today's) as the last run left them.
     assert!(log.contains("closed dates computed"), "{log}");
-    let out = support::archiver(&backend)
-        .args(["status", "--json", "--table-uri", &backend.table_uri()])
-        .output()
-        .unwrap();
-    let status: serde_json::Value =
-        serde_json::from_str(&support::assert_success("status", &out)).unwrap();
+    let status = support::status_json(&backend);
     let rollup = &status["rollup"];
     let today = chrono::Utc::now().date_naive().to_string();
     let dates = rollup["dates"].as_u64().unwrap();

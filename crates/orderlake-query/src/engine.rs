@@ -417,14 +417,21 @@ impl ColdQueryEngine {
             None
         };
         let store = table.index_store();
-        let rollup_tag = DailyRollup::current_tag(&store).await.ok().flatten();
-        let rollup = DailyRollup::load(&store).await.unwrap_or_else(|e| {
-            tracing::warn!(
-                error = %e,
-                "the daily rollup could not be read; {DAILY_ACTIVITY} is computed from the rows"
-            );
-            DailyRollup::default()
-        });
+        let (rollup, rollup_tag) = match DailyRollup::load(&store).await {
+            Ok(rollup) => {
+                let tag = rollup.tag().cloned();
+                (rollup, tag)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "the daily rollup could not be read; {DAILY_ACTIVITY} is computed from the rows"
+                );
+                // Remembered, so that the same unreadable object is not read again each refresh.
+                let tag = DailyRollup::current_tag(&store).await.ok().flatten();
+                (DailyRollup::default(), tag)
+            }
+        };
         let activity: Arc<dyn TableProvider> =
             Arc::new(DailyActivityProvider::new(Arc::clone(&files), rollup));
         let provider: Arc<dyn TableProvider> = Arc::new(ArchiveScanProvider::new(files, index)?);

@@ -20,7 +20,7 @@ use object_store::ObjectStore;
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use super::sketch::DistinctSketch;
-use super::{DailyRow, RollupKey};
+use super::{DailyRows, RollupKey};
 use crate::error::{ArchiveError, Result};
 use crate::files::{ArchiveFile, ArchiveFiles};
 use crate::parquet_io::StoreFileReader;
@@ -29,9 +29,9 @@ use crate::schema::{CUSTOMER_ID, FACILITY_ID, ITEMS, STATUS, TOTAL_AMOUNT};
 /// Files read at once.
 const CONCURRENT_FILES: usize = 8;
 
-/// The measures of one (date, facility) group being accumulated.
+/// The measures of one (date, facility) rollup row.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Measures {
+pub struct Measures {
     pub events: i64,
     pub orders: i64,
     pub revenue: Option<i128>,
@@ -41,7 +41,7 @@ pub(super) struct Measures {
 }
 
 impl Measures {
-    pub(super) fn merge(&mut self, other: &Measures) {
+    fn merge(&mut self, other: &Measures) {
         self.events += other.events;
         self.orders += other.orders;
         self.revenue = match (self.revenue, other.revenue) {
@@ -54,9 +54,9 @@ impl Measures {
     }
 }
 
-/// The rollup rows of `dates`, from the live files of those dates in `files`, sorted by date and
+/// The rollup rows of `dates`, from the live files of those dates in `files`, by date and
 /// facility. A date with no live file has no row.
-pub async fn compute(files: &ArchiveFiles, dates: &BTreeSet<i32>) -> Result<Vec<DailyRow>> {
+pub async fn compute(files: &ArchiveFiles, dates: &BTreeSet<i32>) -> Result<DailyRows> {
     let wanted: Vec<ArchiveFile> = files
         .files
         .iter()
@@ -72,19 +72,7 @@ pub async fn compute(files: &ArchiveFiles, dates: &BTreeSet<i32>) -> Result<Vec<
             groups.entry(key).or_default().merge(&measures);
         }
     }
-    Ok(groups
-        .into_iter()
-        .map(|((event_date, facility_id), m)| DailyRow {
-            event_date,
-            facility_id,
-            events: m.events,
-            orders: m.orders,
-            revenue: m.revenue,
-            cancellations: m.cancellations,
-            items: m.items,
-            customers: m.customers,
-        })
-        .collect())
+    Ok(groups)
 }
 
 fn read_err(file: &ArchiveFile) -> impl Fn(String) -> ArchiveError + '_ {

@@ -35,7 +35,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use serde::Serialize;
 
-pub use compute::compute;
+pub use compute::{Measures, compute};
 pub use sketch::DistinctSketch;
 
 use crate::error::{ArchiveError, Result};
@@ -57,18 +57,8 @@ pub const CUSTOMERS_SKETCH: &str = "customers_sketch";
 /// A rollup row's key: its event date (days since 1970-01-01) and facility.
 pub type RollupKey = (i32, Option<String>);
 
-/// One (event date, facility) row.
-#[derive(Debug, Clone)]
-pub struct DailyRow {
-    pub event_date: i32,
-    pub facility_id: Option<String>,
-    pub events: i64,
-    pub orders: i64,
-    pub revenue: Option<i128>,
-    pub cancellations: i64,
-    pub items: i64,
-    pub customers: DistinctSketch,
-}
+/// Computed rollup rows, in key order.
+pub type DailyRows = BTreeMap<RollupKey, Measures>;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -114,6 +104,8 @@ pub struct DailyRollup {
     batch: Option<RecordBatch>,
     source_rows: BTreeMap<i32, u64>,
     bytes: u64,
+    /// The stored object's tag; none when nothing was stored.
+    tag: Option<RollupTag>,
 }
 
 /// Identifies one stored rollup object (size, time, entity tag), so a reader can tell cheaply
@@ -170,6 +162,7 @@ impl DailyRollup {
             batch,
             source_rows: BTreeMap::new(),
             bytes: meta.size,
+            tag: Some(tag_of(&meta)),
         };
         rollup.source_rows = rollup.read_source_rows()?;
         Ok(rollup)
@@ -195,6 +188,11 @@ impl DailyRollup {
             }
         }
         Ok(out)
+    }
+
+    /// The tag of the object this was read from.
+    pub fn tag(&self) -> Option<&RollupTag> {
+        self.tag.as_ref()
     }
 
     /// The dates whose stored rows are still exact for a version with these live row counts.
@@ -246,25 +244,21 @@ fn date_string(days: i32) -> String {
 }
 
 /// Computed rows as a batch of [`schema`]; `live` gives each date's [`SOURCE_ROWS`].
-pub fn rows_to_batch(rows: &[DailyRow], live: &BTreeMap<i32, Option<u64>>) -> Result<RecordBatch> {
+pub fn rows_to_batch(rows: &DailyRows, live: &BTreeMap<i32, Option<u64>>) -> Result<RecordBatch> {
     let source = |d: i32| live.get(&d).copied().flatten().unwrap_or(0) as i64;
     let revenue: Decimal128Array = rows
-        .iter()
+        .values()
         .map(|r| r.revenue)
         .collect::<Decimal128Array>()
         .with_precision_and_scale(REVENUE_PRECISION, MONEY_SCALE as i8)
         .map_err(rollup_err)?;
-    let int = |f: fn(&DailyRow) -> i64| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<Int64Array>())
+    let int = |f: fn(&Measures) -> i64| -> ArrayRef {
+        Arc::new(rows.values().map(f).collect::<Int64Array>())
     };
-    let sketches: Vec<Vec<u8>> = rows.iter().map(|r| r.customers.to_bytes()).collect();
+    let sketches: Vec<Vec<u8>> = rows.values().map(|r| r.customers.to_bytes()).collect();
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(Date32Array::from_iter_values(
-            rows.iter().map(|r| r.event_date),
-        )),
-        Arc::new(StringArray::from_iter(
-            rows.iter().map(|r| r.facility_id.as_deref()),
-        )),
+        Arc::new(Date32Array::from_iter_values(rows.keys().map(|k| k.0))),
+        Arc::new(StringArray::from_iter(rows.keys().map(|k| k.1.as_deref()))),
         int(|r| r.events),
         int(|r| r.orders),
         Arc::new(revenue),
@@ -273,7 +267,7 @@ pub fn rows_to_batch(rows: &[DailyRow], live: &BTreeMap<i32, Option<u64>>) -> Re
         int(|r| r.customers.estimate()),
         Arc::new(BinaryArray::from_iter_values(sketches.iter())),
         Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| source(r.event_date)),
+            rows.keys().map(|k| source(k.0)),
         )),
     ];
     RecordBatch::try_new(schema(), columns).map_err(rollup_err)

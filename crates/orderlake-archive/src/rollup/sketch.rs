@@ -40,18 +40,15 @@ impl DistinctSketch {
         Ok(())
     }
 
-    /// Merges another sketch being built.
+    /// Merges another sketch being built (as the union's own 8-bit registers: a copy, no
+    /// conversion).
     pub fn merge(&mut self, other: &DistinctSketch) {
-        self.union.update(&other.sketch());
-    }
-
-    fn sketch(&self) -> HllSketch {
-        self.union.to_sketch(HllType::Hll4)
+        self.union.update(&other.union.to_sketch(HllType::Hll8));
     }
 
     /// The serialized sketch (compact: 4 bits a register once it holds many values).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.sketch().serialize()
+        self.union.to_sketch(HllType::Hll4).serialize()
     }
 
     /// The estimated number of distinct values, rounded.

@@ -187,6 +187,15 @@ pub fn signal(pid: u32, signal: &str) {
     assert!(sent.success(), "kill -{signal} {pid}");
 }
 
+/// `orderlake-archiver status --json` of the backend's table.
+pub fn status_json(backend: &Backend) -> serde_json::Value {
+    let out = archiver(backend)
+        .args(["status", "--json", "--table-uri", &backend.table_uri()])
+        .output()
+        .unwrap();
+    serde_json::from_str(&assert_success("status", &out)).unwrap()
+}
+
 pub fn assert_success(what: &str, out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
