@@ -12,13 +12,18 @@
 #   BENCH_OUT=dir BENCH_PHASES=after ./scripts/bench-queries.sh      the second half of a run
 #   BENCH_STORE=s3 BENCH_PHASES=after ./scripts/bench-queries.sh      the server reads a copy of the
 #     table on a local S3 server (moto); DuckDB reads the local files (it cannot install httpfs here)
+#   BENCH_PARTITIONING=daily ./scripts/bench-queries.sh          a table partitioned by date instead
+#     of by month (the default, as the archiver's)
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
 events=${BENCH_EVENTS:-50000000}
 years=${BENCH_YEARS:-10}
 reps=${BENCH_REPS:-5}
 maintain=${BENCH_MAINTAIN:-1}
-table=${BENCH_TABLE:-$ORDERLAKE_CACHE/bench/archive-$events-${years}y/order_events}
+partitioning=${BENCH_PARTITIONING:-monthly}
+# Daily tables keep the cache's older name.
+layout_suffix=$([ "$partitioning" = daily ] || echo "-$partitioning")
+table=${BENCH_TABLE:-$ORDERLAKE_CACHE/bench/archive-$events-${years}y$layout_suffix/order_events}
 
 ensure_venv
 cargo build --release --locked --bin orderlake-archiver --bin orderlake-server --bin orderlake-bench
@@ -31,7 +36,8 @@ if [ -z "${BENCH_TABLE:-}" ]; then
   mkdir -p "$table"
   log "importing $events generated events over $years years into $table (nothing is added if it is there)"
   started=$SECONDS
-  "$bin/orderlake-archiver" generate --into-table "$table" --events "$events" --years "$years" --quiet
+  "$bin/orderlake-archiver" generate --into-table "$table" --events "$events" --years "$years" \
+    --partitioning "$partitioning" --quiet
   log "import took $((SECONDS - started)) s"
 fi
 

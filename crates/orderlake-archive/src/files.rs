@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringArray, UInt64Array};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::array::{ArrayRef, AsArray as _, Date32Array, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Date32Type, SchemaRef, TimeUnit};
 use chrono::NaiveDate;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use object_store::ObjectStore;
@@ -15,6 +15,7 @@ use object_store::path::Path;
 use serde::Deserialize;
 
 use crate::error::{ArchiveError, Result};
+use crate::layout::{Partitioning, parse_partition_value};
 use crate::schema::{self, EVENT_DATE};
 use crate::table::ArchiveTable;
 
@@ -26,10 +27,43 @@ pub struct ArchiveFile {
     /// The path relative to the table root, as the Delta log names it.
     pub relative_path: String,
     pub size: u64,
-    /// The `event_date` partition value, in days since 1970-01-01.
-    pub event_date: Option<i32>,
+    /// The partition value (`event_date`, or the first day of `event_month`), in days since
+    /// 1970-01-01.
+    pub partition: Option<i32>,
+    /// The first and last event date of the file's rows: its date when partitioned by date,
+    /// otherwise the log's statistics narrowed to the partition's dates (the whole partition
+    /// without statistics).
+    pub dates: Option<(i32, i32)>,
     /// Rows in the file, from the log's statistics.
     pub rows: Option<u64>,
+}
+
+impl ArchiveFile {
+    /// Whether the file can hold rows of event date `day`.
+    pub fn may_hold(&self, day: i32) -> bool {
+        self.dates
+            .is_some_and(|(first, last)| first <= day && day <= last)
+    }
+
+    /// Whether the file can hold rows of any of `days`.
+    pub fn may_hold_any<'a>(&self, mut days: impl Iterator<Item = &'a i32>) -> bool {
+        days.any(|d| self.may_hold(*d))
+    }
+
+    /// Each row's event date, for a `batch` read from this file: its `event_date` column where
+    /// the file stores one (read it along), else the file's one date. `None` when neither is known.
+    pub fn row_dates(&self, batch: &RecordBatch) -> Option<Date32Array> {
+        if let Some(column) = batch.column_by_name(EVENT_DATE) {
+            let dates = arrow::compute::cast(column, &DataType::Date32).ok()?;
+            return Some(dates.as_primitive::<Date32Type>().clone());
+        }
+        match self.dates? {
+            (first, last) if first == last => {
+                Some(Date32Array::from_value(first, batch.num_rows()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Per-file min, max and null count of one column, aligned with [`ArchiveFiles::files`]; null
@@ -48,7 +82,10 @@ pub struct ArchiveFiles {
     /// Where the files are: `file:///` or `s3://bucket/`, registered with [`Self::store`].
     pub store_url: ObjectStoreUrl,
     pub store: Arc<dyn ObjectStore>,
-    /// The table's columns, the partition column last.
+    /// How the table is partitioned.
+    pub partitioning: Partitioning,
+    /// The archive rows' columns (`event_date` last; a monthly table's `event_month` is left
+    /// out: it only repeats `event_date`'s month).
     pub schema: SchemaRef,
     pub files: Vec<ArchiveFile>,
     /// Statistics of the columns the log keeps them for (`schema::STATS_COLUMNS`).
@@ -88,6 +125,7 @@ impl ArchiveTable {
         ))
         .map_err(|e| invalid(e.to_string()))?;
 
+        let partitioning = self.partitioning();
         let mut files = Vec::new();
         let mut stats = Vec::new();
         for view in snapshot.log_data().iter() {
@@ -97,21 +135,33 @@ impl ArchiveTable {
                 .map_err(|e| invalid(format!("file `{relative}`: {e}")))?;
             let path =
                 Path::from_url_path(url.path()).map_err(|e| invalid(format!("{relative}: {e}")))?;
-            let event_date = view
+            let partition = view
                 .partition_values_map()
-                .get(EVENT_DATE)
+                .get(partitioning.column())
                 .and_then(|v| v.as_deref())
-                .and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
-                .map(days_since_epoch);
+                .and_then(parse_partition_value);
             let parsed: FileStats = view
                 .stats()
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or_default();
+            let dates = partition.map(|p| {
+                let (first, last) = partitioning.dates_of(p);
+                let stat = |m: &HashMap<String, serde_json::Value>| {
+                    m.get(EVENT_DATE)
+                        .and_then(serde_json::Value::as_str)
+                        .and_then(parse_partition_value)
+                };
+                (
+                    stat(&parsed.min_values).map_or(first, |d| d.max(first)),
+                    stat(&parsed.max_values).map_or(last, |d| d.min(last)),
+                )
+            });
             files.push(ArchiveFile {
                 path,
                 relative_path: relative,
                 size: u64::try_from(view.size()).unwrap_or_default(),
-                event_date,
+                partition,
+                dates,
                 rows: parsed.num_records,
             });
             stats.push(parsed);
@@ -127,6 +177,7 @@ impl ArchiveTable {
             statistics.insert(column.to_owned(), column_stats);
         }
         Ok(ArchiveFiles {
+            partitioning,
             version: delta.version().unwrap_or_default(),
             store_url,
             store: delta.log_store().root_object_store(None),

@@ -1,9 +1,10 @@
 //! Keeping the archive fast to read while the archiver keeps writing. A streaming archiver leaves
-//! many small files per event date in arrival order; compaction rewrites the files of each closed
-//! date (older than a few days, so live dates are left to the archiver) into few files
-//! z-ordered by order id and customer id, so file statistics and bloom filters prune lookups.
-//! Every rewrite is a Delta commit that removes exactly the files it read and adds their rows
-//! back: a concurrent archiver commit adding files to the same date does not conflict, and readers
+//! many small files per partition (event date or month) in arrival order; compaction rewrites the
+//! files of each closed partition (all of whose dates are older than a few days, so live dates are
+//! left to the archiver) into few files z-ordered by order id and customer id, so file statistics
+//! and bloom filters prune lookups. Every rewrite is a Delta commit that removes exactly the files
+//! it read and adds their rows back: a concurrent archiver commit adding files to the same
+//! partition does not conflict, and readers
 //! see either the old files or the new ones, never both. Checkpoints keep the log short; vacuum
 //! deletes files no version within the retention period references, orphans of crashed writers
 //! included.
@@ -12,14 +13,16 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use deltalake::kernel::schema::partitions::{FilterOp, FilterValue};
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 use serde::Serialize;
 
 use crate::error::{ArchiveError, Result};
-use crate::schema::{self, CUSTOMER_ID, EVENT_DATE, ORDER_ID};
+use crate::files::days_since_epoch;
+use crate::layout::parse_partition_value;
+use crate::schema::{self, CUSTOMER_ID, ORDER_ID};
 use crate::table::ArchiveTable;
 
 /// How compaction and vacuum behave.
@@ -28,9 +31,10 @@ pub struct MaintenanceSettings {
     /// Compacted files are cut at about this size.
     pub target_file_bytes: u64,
     /// Dates at least this many days before today are closed: the archiver rarely writes there.
+    /// A partition is closed when its last date is.
     pub closed_after_days: i64,
-    /// Dates compacted per commit (bounds the memory and the work lost to a conflict).
-    pub dates_per_commit: usize,
+    /// Partitions compacted per commit (bounds the memory and the work lost to a conflict).
+    pub partitions_per_commit: usize,
     pub zstd_level: i32,
     pub row_group_rows: usize,
     /// Vacuum deletes unreferenced files older than this.
@@ -44,7 +48,7 @@ impl Default for MaintenanceSettings {
         Self {
             target_file_bytes: 128 * 1024 * 1024,
             closed_after_days: 2,
-            dates_per_commit: 64,
+            partitions_per_commit: 64,
             zstd_level: 3,
             row_group_rows: 128 * 1024,
             retention: Duration::from_secs(7 * 24 * 3600),
@@ -56,7 +60,7 @@ impl Default for MaintenanceSettings {
 /// What compaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CompactReport {
-    pub dates_compacted: u64,
+    pub partitions_compacted: u64,
     pub files_before: u64,
     pub files_after: u64,
     pub bytes_before: u64,
@@ -64,8 +68,8 @@ pub struct CompactReport {
     pub commits: u64,
 }
 
-/// Files and bytes per `event_date` in the current version.
-fn files_by_date(table: &ArchiveTable) -> Result<BTreeMap<String, (u64, u64)>> {
+/// Files and bytes per partition value in the current version.
+fn files_by_partition(table: &ArchiveTable) -> Result<BTreeMap<String, (u64, u64)>> {
     let uri = table.location().to_string();
     let state = table
         .delta()
@@ -73,13 +77,13 @@ fn files_by_date(table: &ArchiveTable) -> Result<BTreeMap<String, (u64, u64)>> {
         .map_err(ArchiveError::delta(&uri))?;
     let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for file in state.log_data().iter() {
-        let date = file
+        let partition = file
             .partition_values_map()
-            .get(EVENT_DATE)
+            .get(table.partitioning().column())
             .cloned()
             .flatten()
             .unwrap_or_default();
-        let e = out.entry(date).or_default();
+        let e = out.entry(partition).or_default();
         e.0 += 1;
         e.1 += u64::try_from(file.size()).unwrap_or(0);
     }
@@ -87,8 +91,8 @@ fn files_by_date(table: &ArchiveTable) -> Result<BTreeMap<String, (u64, u64)>> {
 }
 
 impl ArchiveTable {
-    /// Compacts every closed date that has more than one file. `progress(done, total)` is called
-    /// as dates are committed.
+    /// Compacts every closed partition that has more than one file. `progress(done, total)` is
+    /// called as partitions are committed.
     pub async fn compact(
         &mut self,
         settings: &MaintenanceSettings,
@@ -96,27 +100,28 @@ impl ArchiveTable {
     ) -> Result<CompactReport> {
         self.refresh().await?;
         let uri = self.location().to_string();
-        let closed_before = (Utc::now().date_naive()
-            - chrono::Duration::days(settings.closed_after_days))
-        .to_string();
-        let before = files_by_date(self)?;
-        let dates: Vec<&String> = before
+        let closed_before = days_since_epoch(
+            Utc::now().date_naive() - chrono::Duration::days(settings.closed_after_days),
+        );
+        let partitioning = self.partitioning();
+        let before = files_by_partition(self)?;
+        let partitions: Vec<&String> = before
             .iter()
-            .filter(|(date, (files, _))| {
+            .filter(|(value, (files, _))| {
                 *files > 1
-                    && NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok()
-                    && **date < closed_before
+                    && parse_partition_value(value)
+                        .is_some_and(|p| partitioning.dates_of(p).1 < closed_before)
             })
-            .map(|(date, _)| date)
+            .map(|(value, _)| value)
             .collect();
-        let total = dates.len() as u64;
+        let total = partitions.len() as u64;
         let mut report = CompactReport::default();
         progress(0, total);
         let target =
             NonZeroU64::new(settings.target_file_bytes.max(1024 * 1024)).expect("at least 1 MiB");
-        for chunk in dates.chunks(settings.dates_per_commit.max(1)) {
+        for chunk in partitions.chunks(settings.partitions_per_commit.max(1)) {
             let set: Vec<&str> = chunk.iter().map(|d| d.as_str()).collect();
-            let filters = [(EVENT_DATE, FilterOp::In, FilterValue::Set(set))];
+            let filters = [(partitioning.column(), FilterOp::In, FilterValue::Set(set))];
             let (table, metrics) = self
                 .delta()
                 .clone()
@@ -135,15 +140,15 @@ impl ArchiveTable {
                 .map_err(ArchiveError::delta(&uri))?;
             self.replace_delta(table);
             report.commits += u64::from(metrics.num_files_removed > 0);
-            report.dates_compacted += chunk.len() as u64;
-            progress(report.dates_compacted, total);
+            report.partitions_compacted += chunk.len() as u64;
+            progress(report.partitions_compacted, total);
         }
-        let after = files_by_date(self)?;
-        for date in &dates {
-            let (files, bytes) = before[*date];
+        let after = files_by_partition(self)?;
+        for partition in &partitions {
+            let (files, bytes) = before[*partition];
             report.files_before += files;
             report.bytes_before += bytes;
-            let (files, bytes) = after.get(*date).copied().unwrap_or_default();
+            let (files, bytes) = after.get(*partition).copied().unwrap_or_default();
             report.files_after += files;
             report.bytes_after += bytes;
         }

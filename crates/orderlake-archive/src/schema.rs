@@ -8,6 +8,8 @@ use arrow::datatypes::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow as _;
 use deltalake::kernel::{ArrayType, DataType, StructField, StructType};
 
+use crate::layout::Partitioning;
+
 pub const KAFKA_TOPIC: &str = "kafka_topic";
 pub const KAFKA_PARTITION: &str = "kafka_partition";
 pub const KAFKA_OFFSET: &str = "kafka_offset";
@@ -30,9 +32,9 @@ pub const EVENT_TIME: &str = "event_time";
 pub const ITEMS: &str = "items";
 pub const DECODE_ERROR: &str = "decode_error";
 pub const EVENT_DATE: &str = "event_date";
-
-/// Hive partition column (`event_date=YYYY-MM-DD/`).
-pub const PARTITION_COLUMNS: [&str; 1] = [EVENT_DATE];
+/// The partition column of a monthly table (the first day of the event's month); see
+/// [`crate::layout`].
+pub const EVENT_MONTH: &str = "event_month";
 
 /// Money is `decimal(18, 4)`: exact, and room for three-decimal currencies and fractional unit
 /// prices.
@@ -107,7 +109,32 @@ fn list_of(element: DataType) -> DataType {
     DataType::Array(Box::new(ArrayType::new(element, false)))
 }
 
-/// The archive table's Delta schema.
+/// The Delta schema of a table with `partitioning`: the archive rows' columns, and the partition
+/// column when it is not `event_date`.
+pub fn table_delta_schema(partitioning: Partitioning) -> StructType {
+    let rows = delta_schema();
+    if partitioning.column() == EVENT_DATE {
+        return rows;
+    }
+    StructType::try_new(
+        rows.fields()
+            .cloned()
+            .chain([StructField::not_null(partitioning.column(), DataType::DATE)]),
+    )
+    .expect("the partition column is not an archive column")
+}
+
+/// Columns whose min/max go into the Delta log of a table with `partitioning`: the archive's, and
+/// `event_date` where it is stored in the files.
+pub fn stats_columns(partitioning: Partitioning) -> Vec<&'static str> {
+    let mut columns = STATS_COLUMNS.to_vec();
+    if partitioning.stores_event_date() {
+        columns.push(EVENT_DATE);
+    }
+    columns
+}
+
+/// The archive rows' Delta schema.
 pub fn delta_schema() -> StructType {
     use StructField as F;
     let headers = list_of(struct_of(vec![
@@ -159,11 +186,12 @@ pub fn arrow_schema() -> SchemaRef {
     Arc::clone(&ARROW_SCHEMA)
 }
 
-/// Why `existing` cannot hold archive rows, or `None` when every archive column is present with
-/// its type. Extra columns in the table are fine (a newer archiver may have added them).
-pub fn incompatibility(existing: &StructType) -> Option<String> {
+/// Why `existing` cannot be the schema of an archive table with `partitioning`, or `None` when
+/// every archive column (and the partition column) is present with its type. Extra columns in the
+/// table are fine (a newer archiver may have added them).
+pub fn incompatibility_with(existing: &StructType, partitioning: Partitioning) -> Option<String> {
     let mut problems = Vec::new();
-    for wanted in delta_schema().fields() {
+    for wanted in table_delta_schema(partitioning).fields() {
         match existing.field(wanted.name()) {
             None => problems.push(format!("column `{}` is missing", wanted.name())),
             Some(found) if found.data_type() != wanted.data_type() => problems.push(format!(
@@ -198,7 +226,12 @@ mod tests {
 
     #[test]
     fn own_schema_is_compatible_and_a_changed_type_is_not() {
+        let incompatibility = |s: &StructType| incompatibility_with(s, Partitioning::Daily);
         assert_eq!(incompatibility(&delta_schema()), None);
+        let monthly = table_delta_schema(Partitioning::Monthly);
+        assert_eq!(incompatibility_with(&monthly, Partitioning::Monthly), None);
+        let why = incompatibility_with(&delta_schema(), Partitioning::Monthly).unwrap();
+        assert!(why.contains("`event_month` is missing"), "{why}");
         let altered = StructType::try_new(delta_schema().fields().map(|f| {
             if f.name() == ORDER_ID {
                 StructField::nullable(ORDER_ID, DataType::LONG)

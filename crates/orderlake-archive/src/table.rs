@@ -16,6 +16,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use crate::error::{ArchiveError, Result};
+use crate::layout::Partitioning;
 use crate::ledger::OffsetLedger;
 use crate::schema;
 use crate::storage::TableLocation;
@@ -28,6 +29,8 @@ pub const TABLE_NAME: &str = "order_events";
 pub struct ArchiveTable {
     location: TableLocation,
     table: DeltaTable,
+    /// Read from the table's partition columns.
+    partitioning: Partitioning,
 }
 
 impl ArchiveTable {
@@ -48,16 +51,40 @@ impl ArchiveTable {
             return Err(ArchiveError::TableNotFound { uri });
         }
         table.load().await.map_err(ArchiveError::delta(&uri))?;
-        let this = Self { location, table };
-        this.check_schema()?;
-        Ok(this)
+        let partitioning = Self::check_schema(&uri, &table)?;
+        Ok(Self {
+            location,
+            table,
+            partitioning,
+        })
     }
 
-    /// Opens the archive table, creating it with the archive schema when nothing is there yet.
-    /// Two instances racing to create it both end up with the one table.
+    /// Opens the archive table, creating it with the archive schema and the default
+    /// partitioning when nothing is there yet.
     pub async fn open_or_create(location: TableLocation) -> Result<Self> {
+        Self::open_or_create_with(location, Partitioning::default()).await
+    }
+
+    /// Opens the archive table, creating it with the archive schema and `partitioning` when
+    /// nothing is there yet (an existing table keeps its own partitioning). Two instances racing
+    /// to create it both end up with the one table.
+    pub async fn open_or_create_with(
+        location: TableLocation,
+        partitioning: Partitioning,
+    ) -> Result<Self> {
         match Self::open(location.clone()).await {
             Err(ArchiveError::TableNotFound { .. }) => {}
+            Ok(table) => {
+                if table.partitioning != partitioning {
+                    tracing::info!(
+                        table = %location,
+                        partitioning = %table.partitioning,
+                        configured = %partitioning,
+                        "the table exists with its own partitioning, which it keeps"
+                    );
+                }
+                return Ok(table);
+            }
             other => return other,
         }
         let uri = location.to_string();
@@ -66,17 +93,21 @@ impl ArchiveTable {
             .with_storage_options(location.options().clone())
             .with_table_name(TABLE_NAME)
             .with_comment("orderlake archive: one row per Kafka order event, raw and typed")
-            .with_columns(schema::delta_schema().fields().cloned())
-            .with_partition_columns(schema::PARTITION_COLUMNS)
+            .with_columns(schema::table_delta_schema(partitioning).fields().cloned())
+            .with_partition_columns([partitioning.column()])
             .with_configuration_property(
                 TableProperty::DataSkippingStatsColumns,
-                Some(schema::STATS_COLUMNS.join(",")),
+                Some(schema::stats_columns(partitioning).join(",")),
             )
             .await;
         match created {
             Ok(table) => {
-                tracing::info!(table = %uri, "created archive table");
-                Ok(Self { location, table })
+                tracing::info!(table = %uri, %partitioning, "created archive table");
+                Ok(Self {
+                    location,
+                    table,
+                    partitioning,
+                })
             }
             // Another instance created it between our open and create.
             Err(e) => {
@@ -86,27 +117,31 @@ impl ArchiveTable {
         }
     }
 
-    fn check_schema(&self) -> Result<()> {
-        let uri = self.location.to_string();
-        let state = self.table.snapshot().map_err(ArchiveError::delta(&uri))?;
-        if let Some(reason) = schema::incompatibility(&state.schema()) {
-            return Err(ArchiveError::IncompatibleSchema { uri, reason });
-        }
+    /// The table's partitioning, once its schema is known to hold archive rows.
+    fn check_schema(uri: &str, table: &DeltaTable) -> Result<Partitioning> {
+        let uri = uri.to_owned();
+        let state = table.snapshot().map_err(ArchiveError::delta(&uri))?;
         let partitions = state.metadata().partition_columns();
-        if !partitions
-            .iter()
-            .map(String::as_str)
-            .eq(schema::PARTITION_COLUMNS)
-        {
+        let Some(partitioning) = Partitioning::from_partition_columns(partitions) else {
             return Err(ArchiveError::IncompatibleSchema {
                 uri,
                 reason: format!(
-                    "partitioned by {partitions:?} but the archive is partitioned by {:?}",
-                    schema::PARTITION_COLUMNS
+                    "partitioned by {partitions:?} but an archive is partitioned by \
+                     [\"{}\"] or [\"{}\"]",
+                    Partitioning::Daily.column(),
+                    Partitioning::Monthly.column()
                 ),
             });
+        };
+        if let Some(reason) = schema::incompatibility_with(&state.schema(), partitioning) {
+            return Err(ArchiveError::IncompatibleSchema { uri, reason });
         }
-        Ok(())
+        Ok(partitioning)
+    }
+
+    /// How the table's files are partitioned by event time.
+    pub fn partitioning(&self) -> Partitioning {
+        self.partitioning
     }
 
     /// Brings the table to its latest version.
@@ -256,15 +291,16 @@ impl ArchiveTable {
             Ok(r) => (r, None),
             Err(e) => (Default::default(), Some(e.to_string())),
         };
-        let live_rows = crate::rollup::rows_by_date(&live);
+        let live_rows = crate::rollup::LiveRows::of(&live);
         let rollup = RollupStatus {
             unreadable,
             summary: rollup.summary(),
-            current_dates: rollup.current_dates(&live_rows).len(),
-            live_dates: live_rows.len(),
+            current_partitions: rollup.current_partitions(&live_rows).len(),
+            live_partitions: live_rows.partitions().len(),
         };
         Ok(TableStatus {
             table_uri: uri,
+            partitioning: self.partitioning,
             version: self.version(),
             last_commit,
             files,
@@ -284,6 +320,7 @@ pub const FILE_COLUMN: &str = "__file";
 #[derive(Debug, Clone, Serialize)]
 pub struct TableStatus {
     pub table_uri: String,
+    pub partitioning: Partitioning,
     pub version: Option<u64>,
     pub last_commit: Option<DateTime<Utc>>,
     pub files: usize,
@@ -299,9 +336,9 @@ pub struct TableStatus {
 pub struct RollupStatus {
     #[serde(flatten)]
     pub summary: crate::rollup::RollupSummary,
-    /// Live dates whose stored rollup rows are exact (closed and unchanged since computed).
-    pub current_dates: usize,
-    pub live_dates: usize,
+    /// Live partitions whose stored rollup rows are exact (closed and unchanged since computed).
+    pub current_partitions: usize,
+    pub live_partitions: usize,
     /// Why the stored rollup could not be read (the next maintenance rebuilds it).
     pub unreadable: Option<String>,
 }

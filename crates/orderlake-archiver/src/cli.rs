@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use orderlake_archive::Partitioning;
+
 use crate::config::ArchiverConfig;
 
 #[derive(Debug, Parser)]
@@ -334,6 +336,11 @@ pub struct GenerateArgs {
     /// nothing; a larger `--events` continues the same stream.
     #[arg(long)]
     pub into_table: Option<String>,
+
+    /// With --into-table: how a new table is partitioned by event time (an existing table keeps
+    /// its own).
+    #[arg(long, default_value_t = Partitioning::default())]
+    pub partitioning: Partitioning,
 }
 
 impl RunArgs {

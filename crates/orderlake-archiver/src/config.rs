@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use orderlake_archive::ArchiveConfig;
-use orderlake_archive::{ConfigError, config_file};
+use orderlake_archive::{ConfigError, Partitioning, config_file};
 use orderlake_ingest::{SourceMapping, StartFrom, WriterSettings};
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +89,9 @@ pub struct ParquetConfig {
     /// Write a key-index segment (order_id and customer_id to event dates) for each flush's files
     /// before committing them, so lookups find new rows without reading every new file.
     pub key_index: bool,
+    /// How a table the archiver creates is partitioned by event time: `monthly` or `daily`. An
+    /// existing table keeps its own.
+    pub partitioning: Partitioning,
 }
 
 impl Default for ParquetConfig {
@@ -100,6 +103,7 @@ impl Default for ParquetConfig {
             zstd_level: w.zstd_level,
             max_open_files: w.max_open_files,
             key_index: w.key_index,
+            partitioning: Partitioning::default(),
         }
     }
 }

@@ -13,7 +13,6 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTableError, kernel::Add};
-use orderlake_archive::schema::EVENT_DATE;
 use orderlake_archive::{ArchiveTable, ImportSource, OffsetLedger, SourcePartition};
 
 use crate::error::{IngestError, Result};
@@ -29,7 +28,7 @@ pub struct WriterSettings {
     pub zstd_level: i32,
     /// Longest wait between retries of a failing write or commit.
     pub max_backoff: Duration,
-    /// Files (one per `event_date`) open at once while a flush is written.
+    /// Files (one per partition: event date or month) open at once while a flush is written.
     pub max_open_files: usize,
     /// Write a key-index segment covering each flush's files before committing them.
     pub key_index: bool,
@@ -171,17 +170,19 @@ impl ArchiveWriter {
     }
 
     /// Encodes the batch into Parquet files under the table (no commit yet). The rows are sorted
-    /// by `event_date` and written a few dates at a time, each group's files finalized before the
-    /// next opens: every open file holds its own encoding and upload buffers, so writing all the
-    /// dates of a flush at once (years of history in a backfill) would make memory grow with the
-    /// number of dates instead of staying within the budget.
+    /// by partition (event date or month) and written a few partitions at a time, each group's
+    /// files finalized before the next opens: every open file holds its own encoding and upload
+    /// buffers, so writing all the partitions of a flush at once (years of history in a
+    /// backfill) would make memory grow with their number instead of staying within the budget.
     async fn write_files(&self, batch: &RecordBatch) -> Result<Vec<Add>> {
-        let by_date = sorted_by_event_date(batch).map_err(|e| IngestError::Write {
+        let partitioning = self.table.partitioning();
+        let arrow_err = |e: arrow::error::ArrowError| IngestError::Write {
             table: self.table.location().to_string(),
             source: Box::new(e.into()),
-        })?;
+        };
+        let by_partition = partitioning.split(batch).map_err(arrow_err)?;
         let mut adds = Vec::new();
-        for group in by_date.chunks(self.settings.max_open_files.max(1)) {
+        for group in by_partition.chunks(self.settings.max_open_files.max(1)) {
             let mut writer = RecordBatchWriter::for_table(self.table.delta())
                 .map_err(self.write_err())?
                 .with_writer_properties(self.settings.writer_properties())
@@ -189,7 +190,10 @@ impl ArchiveWriter {
             // Parquet encoding and zstd are CPU work: keep them off the async workers' polling path.
             let handle = tokio::runtime::Handle::current();
             for slice in group {
-                tokio::task::block_in_place(|| handle.block_on(writer.write(slice.clone())))
+                let slice = partitioning
+                    .with_partition_column(slice)
+                    .map_err(arrow_err)?;
+                tokio::task::block_in_place(|| handle.block_on(writer.write(slice)))
                     .map_err(self.write_err())?;
             }
             adds.extend(writer.flush().await.map_err(self.write_err())?);
@@ -404,72 +408,5 @@ async fn watched<T>(
                 started.elapsed().as_secs()
             ),
         }
-    }
-}
-
-/// The batch's rows grouped by `event_date`, one slice per date, in date order.
-fn sorted_by_event_date(batch: &RecordBatch) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
-    let dates = batch
-        .column_by_name(EVENT_DATE)
-        .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no {EVENT_DATE} column")))?;
-    let order = arrow::compute::sort_to_indices(dates, None, None)?;
-    let sorted = arrow::compute::take_record_batch(batch, &order)?;
-    let days = sorted
-        .column_by_name(EVENT_DATE)
-        .and_then(|c| {
-            c.as_any()
-                .downcast_ref::<arrow::array::Date32Array>()
-                .cloned()
-        })
-        .ok_or_else(|| {
-            arrow::error::ArrowError::SchemaError(format!("{EVENT_DATE} is not a date"))
-        })?;
-    let mut slices = Vec::new();
-    let mut start = 0;
-    for i in 1..=days.len() {
-        if i == days.len() || days.value(i) != days.value(start) {
-            slices.push(sorted.slice(start, i - start));
-            start = i;
-        }
-    }
-    Ok(slices)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::{DEFAULT_MAX_DECODE_BYTES, decode};
-    use crate::mapping::SourceMapping;
-    use crate::rowbuf::{ArchiveRowBuffer, Envelope};
-
-    #[test]
-    fn a_flush_splits_into_one_slice_per_date_in_order() {
-        let m = SourceMapping::seed_snake_case_orders();
-        let mut buf = ArchiveRowBuffer::new();
-        for (i, day) in [
-            "2024-03-02",
-            "2021-01-01",
-            "2024-03-02",
-            "2022-07-15",
-            "2021-01-01",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let v = format!(r#"{{"order_id":"O{i}","order_datetime":"{day}T10:00:00"}}"#);
-            let order = decode(Some(v.as_bytes()), Some(&m), DEFAULT_MAX_DECODE_BYTES);
-            buf.append(
-                &Envelope {
-                    offset: Some(i as i64),
-                    ..Envelope::default()
-                },
-                [],
-                &order,
-                0,
-            );
-        }
-        let slices = sorted_by_event_date(&buf.finish()).unwrap();
-        let sizes: Vec<usize> = slices.iter().map(RecordBatch::num_rows).collect();
-        assert_eq!(sizes, [2, 1, 2]);
     }
 }

@@ -5,7 +5,7 @@
 //! from its rows when the query runs, by the same code maintenance uses. `EXPLAIN` shows how many
 //! dates came from each.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -26,7 +26,7 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use orderlake_archive::ArchiveFiles;
-use orderlake_archive::rollup::{self, DailyRollup, SOURCE_ROWS};
+use orderlake_archive::rollup::{self, DailyRollup, LiveRows, SOURCE_ROWS};
 use orderlake_archive::schema::EVENT_DATE;
 
 /// The table's name in the archive's schema.
@@ -37,7 +37,7 @@ pub const DAILY_ACTIVITY: &str = "daily_activity";
 pub struct DailyActivityProvider {
     files: Arc<ArchiveFiles>,
     rollup: Arc<DailyRollup>,
-    live: Arc<BTreeMap<i32, Option<u64>>>,
+    live: Arc<LiveRows>,
     /// The rollup's columns without [`SOURCE_ROWS`].
     schema: SchemaRef,
 }
@@ -51,7 +51,7 @@ pub struct DatePlan {
 
 impl DailyActivityProvider {
     pub fn new(files: Arc<ArchiveFiles>, rollup: DailyRollup) -> Self {
-        let live = rollup::rows_by_date(&files);
+        let live = LiveRows::of(&files);
         let stored = rollup::schema();
         let fields: Vec<Arc<Field>> = stored
             .fields()
@@ -69,7 +69,7 @@ impl DailyActivityProvider {
 
     /// The dates the `filters` (those on `event_date`) keep, split by where they come from.
     pub fn plan_dates(&self, state: &dyn Session, filters: &[Expr]) -> Result<DatePlan> {
-        let mut dates: Vec<i32> = self.live.keys().copied().collect();
+        let mut dates: Vec<i32> = self.live.dates().iter().copied().collect();
         let date_schema = Arc::new(Schema::new(vec![Field::new(
             EVENT_DATE,
             arrow::datatypes::DataType::Date32,
@@ -91,12 +91,19 @@ impl DailyActivityProvider {
                 .map(|(_, d)| d)
                 .collect();
         }
+        // A date of a partition the rollup holds exactly comes from it, or has no rows at all.
         let current = self.rollup.current_dates(&self.live);
-        let (from_rollup, from_rows) = dates.into_iter().partition(|d| current.contains(d));
-        Ok(DatePlan {
-            from_rollup,
-            from_rows,
-        })
+        let partitions = self.rollup.current_partitions(&self.live);
+        let partitioning = self.live.partitioning();
+        let mut plan = DatePlan::default();
+        for date in dates {
+            if current.contains(&date) {
+                plan.from_rollup.insert(date);
+            } else if !partitions.contains(&partitioning.partition_of(date)) {
+                plan.from_rows.insert(date);
+            }
+        }
+        Ok(plan)
     }
 }
 
@@ -167,7 +174,7 @@ impl TableProvider for DailyActivityProvider {
 #[derive(Debug)]
 struct DailyActivityExec {
     files: Arc<ArchiveFiles>,
-    live: Arc<BTreeMap<i32, Option<u64>>>,
+    live: Arc<LiveRows>,
     /// Stored rows of `dates.from_rollup`, in the stored schema.
     served: RecordBatch,
     dates: DatePlan,

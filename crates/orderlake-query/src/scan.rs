@@ -49,22 +49,27 @@ pub struct ArchiveScanProvider {
     /// The key index and the table-rooted store its segments live in; `None` reads every file
     /// the statistics leave.
     index: Option<(KeyIndex, Arc<dyn ObjectStore>)>,
-    /// The table's columns; the partition column (`event_date`) is last.
+    /// The table's columns; `event_date` is last.
     schema: SchemaRef,
-    /// The columns stored in the Parquet files (all but the partition column).
+    /// The columns stored in the Parquet files: all but `event_date` when it is the partition
+    /// column (then given as each file's partition value), all of them otherwise (a monthly
+    /// table's `event_month` is not shown: it repeats `event_date`'s month).
     file_schema: SchemaRef,
-    partition_field: Arc<Field>,
-    /// The partition column's values as a statistics array (a file's min and max are its date).
-    event_dates: ArrayRef,
+    /// `event_date`, when it is the partition column.
+    partition_field: Option<Arc<Field>>,
+    /// Each file's first and last event date, as statistics arrays.
+    first_dates: ArrayRef,
+    last_dates: ArrayRef,
     row_counts: ArrayRef,
     /// The files the index covers, with their dates.
     covered: Arc<CoveredDates>,
 }
 
-/// The date of each data file the key index covers, by location. A covered file can hold a key
-/// only if its date does; a file the index does not cover can hold any key.
+/// The dates of each data file the key index covers (its first and last), by location. A covered
+/// file can hold a key only if one of its dates does; a file the index does not cover can hold
+/// any key.
 #[derive(Debug, Default)]
-pub(crate) struct CoveredDates(HashMap<Path, i32>);
+pub(crate) struct CoveredDates(HashMap<Path, (i32, i32)>);
 
 impl CoveredDates {
     fn new(files: &ArchiveFiles, index: &KeyIndex) -> Self {
@@ -73,14 +78,16 @@ impl CoveredDates {
                 .files
                 .iter()
                 .filter(|f| index.covers(&f.relative_path))
-                .filter_map(|f| Some((f.path.clone(), f.event_date?)))
+                .filter_map(|f| Some((f.path.clone(), f.dates?)))
                 .collect(),
         )
     }
 
     /// Whether the file at `path` holds none of the keys whose rows lie on `dates`.
     pub(crate) fn rules_out(&self, path: &Path, dates: &HashSet<i32>) -> bool {
-        self.0.get(path).is_some_and(|date| !dates.contains(date))
+        self.0
+            .get(path)
+            .is_some_and(|(first, last)| !dates.iter().any(|d| first <= d && d <= last))
     }
 }
 
@@ -90,16 +97,22 @@ impl ArchiveScanProvider {
         index: Option<(KeyIndex, Arc<dyn ObjectStore>)>,
     ) -> Result<Self> {
         let schema = Arc::clone(&files.schema);
-        let partition_field = Arc::new(schema.field_with_name(EVENT_DATE)?.clone());
-        let file_schema = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .filter(|f| f.name() != EVENT_DATE)
-                .cloned()
-                .collect::<Vec<_>>(),
-        ));
-        let event_dates: Date32Array = files.files.iter().map(|f| f.event_date).collect();
+        let (file_schema, partition_field) = if files.partitioning.stores_event_date() {
+            (Arc::clone(&schema), None)
+        } else {
+            let file_schema = Schema::new(
+                schema
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name() != EVENT_DATE)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            let field = schema.field_with_name(EVENT_DATE)?.clone();
+            (Arc::new(file_schema), Some(Arc::new(field)))
+        };
+        let first_dates: Date32Array = files.files.iter().map(|f| Some(f.dates?.0)).collect();
+        let last_dates: Date32Array = files.files.iter().map(|f| Some(f.dates?.1)).collect();
         let row_counts: UInt64Array = files.files.iter().map(|f| f.rows).collect();
         let covered = match &index {
             Some((index, _)) => CoveredDates::new(&files, index),
@@ -110,7 +123,8 @@ impl ArchiveScanProvider {
             schema,
             file_schema,
             partition_field,
-            event_dates: Arc::new(event_dates),
+            first_dates: Arc::new(first_dates),
+            last_dates: Arc::new(last_dates),
             row_counts: Arc::new(row_counts),
             files,
             index,
@@ -178,7 +192,9 @@ impl ArchiveScanProvider {
             version: None,
         }
         .into();
-        partitioned.partition_values = vec![ScalarValue::Date32(file.event_date)];
+        if self.partition_field.is_some() {
+            partitioned.partition_values = vec![ScalarValue::Date32(file.dates.map(|d| d.0))];
+        }
         partitioned
     }
 }
@@ -342,7 +358,7 @@ impl TableProvider for ArchiveScanProvider {
         }
         let groups = balance(selected, state.config().target_partitions());
         let table_schema = TableSchema::builder(Arc::clone(&self.file_schema))
-            .with_table_partition_cols(vec![Arc::clone(&self.partition_field)])
+            .with_table_partition_cols(self.partition_field.iter().cloned().collect::<Vec<_>>())
             .build();
         let mut options = TableParquetOptions {
             global: state.config_options().execution.parquet.clone(),
@@ -397,7 +413,7 @@ impl TableProvider for ArchiveScanProvider {
 impl PruningStatistics for ArchiveScanProvider {
     fn min_values(&self, column: &Column) -> Option<ArrayRef> {
         if column.name == EVENT_DATE {
-            return Some(Arc::clone(&self.event_dates));
+            return Some(Arc::clone(&self.first_dates));
         }
         self.files
             .statistics
@@ -407,7 +423,7 @@ impl PruningStatistics for ArchiveScanProvider {
 
     fn max_values(&self, column: &Column) -> Option<ArrayRef> {
         if column.name == EVENT_DATE {
-            return Some(Arc::clone(&self.event_dates));
+            return Some(Arc::clone(&self.last_dates));
         }
         self.files
             .statistics
@@ -425,7 +441,7 @@ impl PruningStatistics for ArchiveScanProvider {
                 .files
                 .files
                 .iter()
-                .map(|f| f.event_date.map(|_| 0))
+                .map(|f| f.dates.map(|_| 0))
                 .collect();
             return Some(Arc::new(zero));
         }

@@ -19,6 +19,7 @@ use super::{
     IndexEntry, IndexResult, KeyColumn, Segment, SegmentWriter, delete_segments, entries_of_rows,
     list_segments, put_segment, segment_err, segment_name_fields, write_segment,
 };
+use crate::error::ArchiveError;
 use crate::files::ArchiveFile;
 use crate::parquet_io::StoreFileReader;
 use crate::schema::EVENT_DATE;
@@ -63,7 +64,7 @@ pub async fn index_files(
     Ok((written, entries_written))
 }
 
-/// A data file's key columns with its date as a column.
+/// A data file's key columns with each row's event date as a column.
 pub(super) async fn key_rows(
     store: &Arc<dyn ObjectStore>,
     file: &ArchiveFile,
@@ -74,7 +75,10 @@ pub(super) async fn key_rows(
         .map_err(segment_err(&file.path))?;
     let schema = builder.parquet_schema();
     let wanted: Vec<usize> = (0..schema.num_columns())
-        .filter(|&i| KeyColumn::from_name(schema.column(i).name()).is_some())
+        .filter(|&i| {
+            let column = schema.column(i);
+            KeyColumn::from_name(column.name()).is_some() || column.name() == EVENT_DATE
+        })
         .collect();
     let mask = ProjectionMask::leaves(schema, wanted);
     let stream = builder
@@ -85,13 +89,15 @@ pub(super) async fn key_rows(
         .try_collect()
         .await
         .map_err(segment_err(&file.path))?;
-    let Some(date) = file.event_date else {
-        return Ok(Vec::new());
-    };
     batches
         .into_iter()
         .map(|batch| {
-            let dates = arrow::array::Date32Array::from(vec![date; batch.num_rows()]);
+            if batch.column_by_name(EVENT_DATE).is_some() {
+                return Ok(batch);
+            }
+            let Some(dates) = file.row_dates(&batch) else {
+                return Err(ArchiveError::IndexColumn(EVENT_DATE));
+            };
             let mut columns = batch.columns().to_vec();
             let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
             columns.push(Arc::new(dates));

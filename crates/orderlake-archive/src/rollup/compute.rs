@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray as _, RecordBatch};
+use arrow::array::{Array, AsArray as _, Date32Array, RecordBatch};
 use arrow::datatypes::{DataType, Decimal128Type};
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::ObjectStore;
@@ -24,7 +24,7 @@ use super::{DailyRows, RollupKey};
 use crate::error::{ArchiveError, Result};
 use crate::files::{ArchiveFile, ArchiveFiles};
 use crate::parquet_io::StoreFileReader;
-use crate::schema::{CUSTOMER_ID, FACILITY_ID, ITEMS, STATUS, TOTAL_AMOUNT};
+use crate::schema::{CUSTOMER_ID, EVENT_DATE, FACILITY_ID, ITEMS, STATUS, TOTAL_AMOUNT};
 
 /// Files read at once.
 const CONCURRENT_FILES: usize = 8;
@@ -60,12 +60,13 @@ pub async fn compute(files: &ArchiveFiles, dates: &BTreeSet<i32>) -> Result<Dail
     let wanted: Vec<ArchiveFile> = files
         .files
         .iter()
-        .filter(|f| f.event_date.is_some_and(|d| dates.contains(&d)))
+        .filter(|f| f.may_hold_any(dates.iter()))
         .cloned()
         .collect();
+    let dates = Arc::new(dates.clone());
     let mut groups: BTreeMap<RollupKey, Measures> = BTreeMap::new();
     let mut partials = futures::stream::iter(wanted)
-        .map(|file| file_measures(Arc::clone(&files.store), file))
+        .map(|file| file_measures(Arc::clone(&files.store), file, Arc::clone(&dates)))
         .buffer_unordered(CONCURRENT_FILES);
     while let Some(partial) = partials.try_next().await? {
         for (key, measures) in partial {
@@ -82,15 +83,13 @@ fn read_err(file: &ArchiveFile) -> impl Fn(String) -> ArchiveError + '_ {
     }
 }
 
-/// One file's measures per facility.
+/// One file's measures per date (of `dates`) and facility.
 async fn file_measures(
     store: Arc<dyn ObjectStore>,
     file: ArchiveFile,
+    dates: Arc<BTreeSet<i32>>,
 ) -> Result<BTreeMap<RollupKey, Measures>> {
     let err = read_err(&file);
-    let Some(date) = file.event_date else {
-        return Ok(BTreeMap::new());
-    };
     let reader = StoreFileReader::new(&store, file.path.clone(), file.size);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
@@ -102,7 +101,7 @@ async fn file_measures(
         .filter(|&i| {
             let column = schema.column(i);
             match column.path().parts().first().map(String::as_str) {
-                Some(FACILITY_ID | TOTAL_AMOUNT | STATUS | CUSTOMER_ID) => true,
+                Some(FACILITY_ID | TOTAL_AMOUNT | STATUS | CUSTOMER_ID | EVENT_DATE) => true,
                 Some(ITEMS) if !items_leaf => {
                     items_leaf = true;
                     true
@@ -118,7 +117,10 @@ async fn file_measures(
         .map_err(|e| err(e.to_string()))?;
     let mut groups: BTreeMap<RollupKey, Measures> = BTreeMap::new();
     while let Some(batch) = stream.try_next().await.map_err(|e| err(e.to_string()))? {
-        accumulate(date, &batch, &mut groups).map_err(&err)?;
+        let row_dates = file
+            .row_dates(&batch)
+            .ok_or_else(|| err("the rows' event dates are unknown".to_owned()))?;
+        accumulate(&row_dates, &dates, &batch, &mut groups).map_err(&err)?;
     }
     Ok(groups)
 }
@@ -131,7 +133,8 @@ fn string_column(batch: &RecordBatch, name: &str) -> Result<Arc<dyn Array>, Stri
 }
 
 fn accumulate(
-    date: i32,
+    row_dates: &Date32Array,
+    dates: &BTreeSet<i32>,
     batch: &RecordBatch,
     groups: &mut BTreeMap<RollupKey, Measures>,
 ) -> Result<(), String> {
@@ -149,10 +152,14 @@ fn accumulate(
         .column_by_name(ITEMS)
         .and_then(|c| c.as_list_opt::<i32>())
         .ok_or_else(|| format!("no list column `{ITEMS}`"))?;
-    let mut local: HashMap<Option<&str>, Measures> = HashMap::new();
+    let mut local: HashMap<(i32, Option<&str>), Measures> = HashMap::new();
     for row in 0..batch.num_rows() {
+        let date = row_dates.value(row);
+        if !dates.contains(&date) {
+            continue;
+        }
         let f = facility.is_valid(row).then(|| facility.value(row));
-        let m = local.entry(f).or_default();
+        let m = local.entry((date, f)).or_default();
         m.events += 1;
         if amount.is_valid(row) {
             m.orders += 1;
@@ -168,7 +175,7 @@ fn accumulate(
             m.customers.add(customer.value(row));
         }
     }
-    for (f, m) in local {
+    for ((date, f), m) in local {
         groups
             .entry((date, f.map(str::to_owned)))
             .or_default()

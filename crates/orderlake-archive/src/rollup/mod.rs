@@ -4,14 +4,15 @@
 //! that a KPI query over ten years reads a few thousand rows instead of every file.
 //!
 //! Layout: one Parquet object, `<table>/_orderlake_rollup/daily.parquet`, one row per date and
-//! facility, each row carrying `source_rows`: how many archive rows its date held when it was
-//! computed. Maintenance rewrites the object whole (an object store put replaces it atomically)
-//! as dates close.
+//! facility, each row carrying `source_rows`: how many archive rows its date's partition (the
+//! date itself, or its month; see [`crate::layout`]) held when it was computed. Maintenance
+//! computes whole partitions once all their dates are closed, and rewrites the object whole (an
+//! object store put replaces it atomically).
 //!
-//! Why it can never serve a wrong answer: a date's rows are only ever added (by writers, late
-//! events included) or rewritten unchanged (by compaction), so a date's row count, summed from
+//! Why it can never serve a wrong answer: a partition's rows are only ever added (by writers,
+//! late events included) or rewritten unchanged (by compaction), so its row count, summed from
 //! the Delta log's per-file statistics, names its content. A reader serves a date from the
-//! rollup only while the date's live row count equals the rollup's `source_rows`; any other
+//! rollup only while its partition's live row count equals the rollup's `source_rows`; any other
 //! date (open, changed since, never rolled up, or a file without statistics) is computed from
 //! its rows. Two maintainers racing leave one's object or the other's, both self-checking; a
 //! crash leaves the previous object or the new one; an unreadable object is ignored and rebuilt.
@@ -40,6 +41,7 @@ pub use sketch::DistinctSketch;
 
 use crate::error::{ArchiveError, Result};
 use crate::files::ArchiveFiles;
+use crate::layout::Partitioning;
 use crate::parquet_io::StoreFileReader;
 use crate::schema::{EVENT_DATE, FACILITY_ID, MONEY_SCALE};
 use crate::table::ArchiveTable;
@@ -84,17 +86,58 @@ pub fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// Live row count per date of a table version; `None` for a date with a file the log has no
-/// row count for (such a date is never served from the rollup).
-pub fn rows_by_date(files: &ArchiveFiles) -> BTreeMap<i32, Option<u64>> {
-    let mut out: BTreeMap<i32, Option<u64>> = BTreeMap::new();
-    for file in &files.files {
-        if let Some(date) = file.event_date {
-            let total = out.entry(date).or_insert(Some(0));
-            *total = total.zip(file.rows).map(|(a, b)| a + b);
+/// Live row counts per partition of one table version (`None` for a partition with a file the
+/// log has no row count for: its dates are never served from the rollup). A partition's rows are
+/// only ever added or rewritten unchanged, so its count names its content.
+#[derive(Debug, Clone)]
+pub struct LiveRows {
+    partitioning: Partitioning,
+    rows: BTreeMap<i32, Option<u64>>,
+    /// Every date a live file may hold rows of.
+    dates: BTreeSet<i32>,
+}
+
+impl LiveRows {
+    pub fn of(files: &ArchiveFiles) -> Self {
+        let mut rows: BTreeMap<i32, Option<u64>> = BTreeMap::new();
+        let mut dates = BTreeSet::new();
+        for file in &files.files {
+            if let (Some(partition), Some((first, last))) = (file.partition, file.dates) {
+                let total = rows.entry(partition).or_insert(Some(0));
+                *total = total.zip(file.rows).map(|(a, b)| a + b);
+                dates.extend(first..=last);
+            }
+        }
+        Self {
+            partitioning: files.partitioning,
+            rows,
+            dates,
         }
     }
-    out
+
+    /// The live row count of the partition holding `date`.
+    pub fn of_date(&self, date: i32) -> Option<u64> {
+        self.of_partition(self.partitioning.partition_of(date))
+    }
+
+    pub fn of_partition(&self, partition: i32) -> Option<u64> {
+        self.rows.get(&partition).copied().flatten()
+    }
+
+    /// The live partitions (days since 1970-01-01 of their first date) and their row counts.
+    pub fn partitions(&self) -> &BTreeMap<i32, Option<u64>> {
+        &self.rows
+    }
+
+    /// Every date some live file may hold rows of: with daily partitions exactly the dates that
+    /// have rows; otherwise the dates within each file's statistics.
+    pub fn dates(&self) -> &BTreeSet<i32> {
+        &self.dates
+    }
+
+    pub fn partitioning(&self) -> Partitioning {
+        self.partitioning
+    }
 }
 
 /// The stored rollup: rows per date, and each date's row count when computed.
@@ -196,11 +239,20 @@ impl DailyRollup {
     }
 
     /// The dates whose stored rows are still exact for a version with these live row counts.
-    pub fn current_dates(&self, live: &BTreeMap<i32, Option<u64>>) -> BTreeSet<i32> {
+    pub fn current_dates(&self, live: &LiveRows) -> BTreeSet<i32> {
         self.source_rows
             .iter()
-            .filter(|(date, rows)| live.get(date).copied().flatten() == Some(**rows))
+            .filter(|(date, rows)| live.of_date(**date) == Some(**rows))
             .map(|(date, _)| *date)
+            .collect()
+    }
+
+    /// The partitions the stored rollup holds exactly: every date of such a partition that has
+    /// rows has its rollup rows, and its other dates have no rows.
+    pub fn current_partitions(&self, live: &LiveRows) -> BTreeSet<i32> {
+        self.current_dates(live)
+            .into_iter()
+            .map(|d| live.partitioning().partition_of(d))
             .collect()
     }
 
@@ -243,9 +295,10 @@ fn date_string(days: i32) -> String {
     Date32Type::to_naive_date_opt(days).map_or_else(|| days.to_string(), |d| d.to_string())
 }
 
-/// Computed rows as a batch of [`schema`]; `live` gives each date's [`SOURCE_ROWS`].
-pub fn rows_to_batch(rows: &DailyRows, live: &BTreeMap<i32, Option<u64>>) -> Result<RecordBatch> {
-    let source = |d: i32| live.get(&d).copied().flatten().unwrap_or(0) as i64;
+/// Computed rows as a batch of [`schema`]; `live` gives each date's [`SOURCE_ROWS`] (its
+/// partition's row count).
+pub fn rows_to_batch(rows: &DailyRows, live: &LiveRows) -> Result<RecordBatch> {
+    let source = |d: i32| live.of_date(d).unwrap_or(0) as i64;
     let revenue: Decimal128Array = rows
         .values()
         .map(|r| r.revenue)
@@ -286,7 +339,9 @@ pub struct RollupSummary {
 /// What a rollup update did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RollupReport {
-    /// Closed dates (re)computed from their rows: new, or changed by late events.
+    /// Closed partitions (re)computed from their rows: new, or changed by late events.
+    pub partitions_computed: usize,
+    /// Dates with rows among them.
     pub dates_computed: usize,
     /// Dates kept from the stored rollup.
     pub dates_kept: usize,
@@ -300,10 +355,11 @@ impl ArchiveTable {
         DailyRollup::load(&self.index_store()).await
     }
 
-    /// Brings the rollup up to the current version for every date closed before
-    /// `closed_before` (days since 1970-01-01): computes the closed dates it lacks or whose rows
-    /// changed since, keeps the rest (all of them recomputed with `rebuild`), drops what no longer
-    /// matches, and stores the result.
+    /// Brings the rollup up to the current version for every partition closed before
+    /// `closed_before` (days since 1970-01-01; a partition is closed when its last date is):
+    /// computes the dates of the closed partitions it lacks or whose rows changed since, keeps the
+    /// rest (all of them recomputed with `rebuild`), drops what no longer matches, and stores the
+    /// result.
     pub async fn update_rollup(
         &mut self,
         closed_before: i32,
@@ -311,7 +367,7 @@ impl ArchiveTable {
     ) -> Result<RollupReport> {
         self.refresh().await?;
         let files = self.files()?;
-        let live = rows_by_date(&files);
+        let live = LiveRows::of(&files);
         let stored = match self.rollup().await {
             Ok(_) if rebuild => DailyRollup::default(),
             Ok(r) => r,
@@ -321,19 +377,36 @@ impl ArchiveTable {
             }
         };
         let kept_dates = stored.current_dates(&live);
-        let to_compute: BTreeSet<i32> = live
+        let kept_partitions = stored.current_partitions(&live);
+        let partitioning = self.partitioning();
+        let to_compute: Vec<i32> = live
+            .partitions()
             .iter()
-            .filter(|(d, rows)| **d < closed_before && rows.is_some() && !kept_dates.contains(d))
-            .map(|(d, _)| *d)
+            .filter(|(p, rows)| {
+                partitioning.dates_of(**p).1 < closed_before
+                    && rows.is_some()
+                    && !kept_partitions.contains(p)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        let dates: BTreeSet<i32> = to_compute
+            .iter()
+            .flat_map(|p| {
+                let (first, last) = partitioning.dates_of(*p);
+                first..=last
+            })
             .collect();
         let kept = stored.rows_of(&kept_dates)?;
-        let computed = rows_to_batch(&compute(&files, &to_compute).await?, &live)?;
+        let computed = compute(&files, &dates).await?;
+        let dates_computed = computed.keys().map(|k| k.0).collect::<BTreeSet<_>>().len();
+        let computed = rows_to_batch(&computed, &live)?;
         let mut merged =
             arrow::compute::concat_batches(&schema(), [&kept, &computed]).map_err(rollup_err)?;
         merged = sort_by_key(&merged)?;
         let bytes = write(&self.index_store(), &merged).await?;
         Ok(RollupReport {
-            dates_computed: to_compute.len(),
+            partitions_computed: to_compute.len(),
+            dates_computed,
             dates_kept: kept_dates.len(),
             rows: merged.num_rows(),
             bytes,
@@ -385,7 +458,7 @@ impl ArchiveTable {
     /// Recomputes every date the rollup serves from its files and compares.
     pub async fn verify_rollup(&self) -> Result<RollupCheck> {
         let files = self.files()?;
-        let live = rows_by_date(&files);
+        let live = LiveRows::of(&files);
         let stored = match self.rollup().await {
             Ok(r) => r,
             Err(e) => {

@@ -308,7 +308,8 @@ async fn generate_into_table(args: &GenerateArgs, uri: &str) -> Result<GenerateS
                 .into(),
         ));
     }
-    let table = ArchiveTable::open_or_create(TableLocation::parse(uri, HashMap::new())?).await?;
+    let location = TableLocation::parse(uri, HashMap::new())?;
+    let table = ArchiveTable::open_or_create_with(location, args.partitioning).await?;
     let mut writer = ArchiveWriter::new(table, WriterSettings::default());
     let mut decoder = TopicDecoder::new(
         MappingSet::new(SourceMapping::defaults())?,

@@ -95,7 +95,7 @@ pub async fn run_steps(
     if steps.compact {
         bar.set_style(
             ProgressStyle::with_template(
-                "compacting {pos}/{len} dates {per_sec} eta {eta} {wide_bar}",
+                "compacting {pos}/{len} partitions {per_sec} eta {eta} {wide_bar}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -108,8 +108,9 @@ pub async fn run_steps(
             .await?;
         bar.finish_and_clear();
         summary.push_str(&format!(
-            "compact     {} dates in {} commits ({:.1}s): files {} -> {}, bytes {} -> {}\n",
-            r.dates_compacted,
+            "compact     {} {} partitions in {} commits ({:.1}s): files {} -> {}, bytes {} -> {}\n",
+            r.partitions_compacted,
+            table.partitioning(),
             r.commits,
             started.elapsed().as_secs_f64(),
             r.files_before,

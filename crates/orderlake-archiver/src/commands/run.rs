@@ -15,7 +15,7 @@ pub async fn run(
 ) -> Result<DrainReport, CliError> {
     tracing::info!("effective configuration:\n{}", config.redacted());
     let location = super::table_location(&config)?;
-    let table = ArchiveTable::open_or_create(location).await?;
+    let table = ArchiveTable::open_or_create_with(location, config.parquet.partitioning).await?;
     tracing::info!(table = %table.location(), version = ?table.version(), "archive table ready");
     let mappings = MappingSet::new(config.all_mappings())?;
     let writer = ArchiveWriter::new(table, config.writer_settings());

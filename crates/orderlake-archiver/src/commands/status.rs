@@ -164,8 +164,9 @@ pub fn render_verify(r: &VerifyReport) -> String {
 
 pub fn render(s: &TableStatus) -> String {
     let mut out = format!(
-        "table      {}\nversion    {}\ncommitted  {}\nfiles      {}\nrows       {} ({} imported)\n\n",
+        "table      {} ({} partitions)\nversion    {}\ncommitted  {}\nfiles      {}\nrows       {} ({} imported)\n\n",
         s.table_uri,
+        s.partitioning,
         s.version.map_or("-".into(), |v| v.to_string()),
         s.last_commit.map_or("-".into(), |t| t.to_rfc3339()),
         s.files,
@@ -195,14 +196,14 @@ pub fn render(s: &TableStatus) -> String {
     ));
     let r = &s.rollup;
     out.push_str(&format!(
-        "rollup     {} dates ({} to {}), {} rows, {} bytes; {} of {} live dates current\n",
+        "rollup     {} dates ({} to {}), {} rows, {} bytes; {} of {} live partitions current\n",
         r.summary.dates,
         r.summary.first_date.as_deref().unwrap_or("-"),
         r.summary.last_date.as_deref().unwrap_or("-"),
         r.summary.rows,
         r.summary.bytes,
-        r.current_dates,
-        r.live_dates
+        r.current_partitions,
+        r.live_partitions
     ));
     if let Some(why) = &r.unreadable {
         out.push_str(&format!(
