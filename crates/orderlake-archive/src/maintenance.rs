@@ -11,17 +11,21 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use deltalake::kernel::schema::partitions::{FilterOp, FilterValue};
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
+use object_store::ObjectStore;
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use serde::Serialize;
 
 use crate::error::{ArchiveError, Result};
-use crate::files::days_since_epoch;
-use crate::layout::parse_partition_value;
+use crate::files::{ArchiveFile, ArchiveFiles, days_since_epoch};
+use crate::layout::partition_value;
+use crate::parquet_io::StoreFileReader;
 use crate::schema::{self, CUSTOMER_ID, ORDER_ID};
 use crate::table::ArchiveTable;
 
@@ -68,31 +72,43 @@ pub struct CompactReport {
     pub commits: u64,
 }
 
-/// Files and bytes per partition value in the current version.
-fn files_by_partition(table: &ArchiveTable) -> Result<BTreeMap<String, (u64, u64)>> {
-    let uri = table.location().to_string();
-    let state = table
-        .delta()
-        .snapshot()
-        .map_err(ArchiveError::delta(&uri))?;
-    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for file in state.log_data().iter() {
-        let partition = file
-            .partition_values_map()
-            .get(table.partitioning().column())
-            .cloned()
-            .flatten()
-            .unwrap_or_default();
-        let e = out.entry(partition).or_default();
-        e.0 += 1;
-        e.1 += u64::try_from(file.size()).unwrap_or(0);
+/// Files and bytes per partition value (days since 1970-01-01 of its first date).
+fn files_by_partition(files: &ArchiveFiles) -> BTreeMap<i32, Vec<&ArchiveFile>> {
+    let mut out: BTreeMap<i32, Vec<&ArchiveFile>> = BTreeMap::new();
+    for file in &files.files {
+        if let Some(partition) = file.partition {
+            out.entry(partition).or_default().push(file);
+        }
     }
-    Ok(out)
+    out
+}
+
+/// Whether compaction wrote `file` (its footer names the sort order): reading it again changes
+/// nothing. An unreadable footer counts as not sorted (rewriting it costs time, not rows).
+async fn written_by_compaction(store: &Arc<dyn ObjectStore>, file: &ArchiveFile) -> bool {
+    let reader = StoreFileReader::new(store, file.path.clone(), file.size);
+    match ParquetRecordBatchStreamBuilder::new(reader).await {
+        Ok(builder) => builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .is_some_and(|kv| {
+                kv.iter().any(|e| {
+                    e.key == schema::SORT_ORDER_KEY
+                        && e.value.as_deref() == Some(schema::COMPACTED_SORT_ORDER)
+                })
+            }),
+        Err(e) => {
+            tracing::warn!(file = %file.path, error = %e, "could not read a footer; rewriting the file");
+            false
+        }
+    }
 }
 
 impl ArchiveTable {
-    /// Compacts every closed partition that has more than one file. `progress(done, total)` is
-    /// called as partitions are committed.
+    /// Compacts every closed partition that has more than one file, or one file compaction did not
+    /// write (so every closed partition ends sorted). `progress(done, total)` is called as
+    /// partitions are committed.
     pub async fn compact(
         &mut self,
         settings: &MaintenanceSettings,
@@ -104,23 +120,29 @@ impl ArchiveTable {
             Utc::now().date_naive() - chrono::Duration::days(settings.closed_after_days),
         );
         let partitioning = self.partitioning();
-        let before = files_by_partition(self)?;
-        let partitions: Vec<&String> = before
-            .iter()
-            .filter(|(value, (files, _))| {
-                *files > 1
-                    && parse_partition_value(value)
-                        .is_some_and(|p| partitioning.dates_of(p).1 < closed_before)
-            })
-            .map(|(value, _)| value)
-            .collect();
+        let live = self.files()?;
+        let before = files_by_partition(&live);
+        let mut partitions: Vec<i32> = Vec::new();
+        for (partition, files) in &before {
+            if partitioning.dates_of(*partition).1 >= closed_before {
+                continue;
+            }
+            let unsorted = match files.as_slice() {
+                [one] => !written_by_compaction(&live.store, one).await,
+                _ => true,
+            };
+            if unsorted {
+                partitions.push(*partition);
+            }
+        }
         let total = partitions.len() as u64;
         let mut report = CompactReport::default();
         progress(0, total);
         let target =
             NonZeroU64::new(settings.target_file_bytes.max(1024 * 1024)).expect("at least 1 MiB");
         for chunk in partitions.chunks(settings.partitions_per_commit.max(1)) {
-            let set: Vec<&str> = chunk.iter().map(|d| d.as_str()).collect();
+            let values: Vec<String> = chunk.iter().map(|p| partition_value(*p)).collect();
+            let set: Vec<&str> = values.iter().map(String::as_str).collect();
             let filters = [(partitioning.column(), FilterOp::In, FilterValue::Set(set))];
             let (table, metrics) = self
                 .delta()
@@ -132,7 +154,7 @@ impl ArchiveTable {
                 ]))
                 .with_filters(&filters)
                 .with_target_size(target)
-                .with_writer_properties(schema::parquet_properties(
+                .with_writer_properties(schema::compacted_parquet_properties(
                     settings.zstd_level,
                     settings.row_group_rows,
                 ))
@@ -143,12 +165,17 @@ impl ArchiveTable {
             report.partitions_compacted += chunk.len() as u64;
             progress(report.partitions_compacted, total);
         }
-        let after = files_by_partition(self)?;
+        let now = self.files()?;
+        let after = files_by_partition(&now);
+        let count = |files: Option<&Vec<&ArchiveFile>>| {
+            let files = files.map(Vec::as_slice).unwrap_or_default();
+            (files.len() as u64, files.iter().map(|f| f.size).sum::<u64>())
+        };
         for partition in &partitions {
-            let (files, bytes) = before[*partition];
+            let (files, bytes) = count(before.get(partition));
             report.files_before += files;
             report.bytes_before += bytes;
-            let (files, bytes) = after.get(*partition).copied().unwrap_or_default();
+            let (files, bytes) = count(after.get(partition));
             report.files_after += files;
             report.bytes_after += bytes;
         }

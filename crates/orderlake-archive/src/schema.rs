@@ -61,12 +61,40 @@ pub const STATS_COLUMNS: [&str; 12] = [
 /// Columns that get Parquet bloom filters (point lookups by the API service).
 pub const BLOOM_FILTER_COLUMNS: [&str; 2] = [ORDER_ID, CUSTOMER_ID];
 
-/// How every archive Parquet file is written, by the archiver and by compaction alike: zstd,
-/// page-level statistics (for the page index) and bloom filters on the lookup columns.
+/// Footer key (Parquet key-value metadata) naming the order compaction wrote a file's rows in.
+/// Files the archiver writes have none: compaction sorts a closed partition held by one such file
+/// too, and leaves one it wrote alone.
+pub const SORT_ORDER_KEY: &str = "orderlake.sort_order";
+/// The order compaction writes rows in.
+pub const COMPACTED_SORT_ORDER: &str = "zorder(order_id,customer_id)";
+
+/// How the archiver writes archive Parquet files: zstd, page-level statistics (for the page
+/// index) and bloom filters on the lookup columns.
 pub fn parquet_properties(
     zstd_level: i32,
     row_group_rows: usize,
 ) -> parquet::file::properties::WriterProperties {
+    properties(zstd_level, row_group_rows).build()
+}
+
+/// How compaction writes them: as the archiver does, and marked with [`SORT_ORDER_KEY`].
+pub fn compacted_parquet_properties(
+    zstd_level: i32,
+    row_group_rows: usize,
+) -> parquet::file::properties::WriterProperties {
+    let marker = parquet::file::metadata::KeyValue::new(
+        SORT_ORDER_KEY.to_owned(),
+        COMPACTED_SORT_ORDER.to_owned(),
+    );
+    properties(zstd_level, row_group_rows)
+        .set_key_value_metadata(Some(vec![marker]))
+        .build()
+}
+
+fn properties(
+    zstd_level: i32,
+    row_group_rows: usize,
+) -> parquet::file::properties::WriterPropertiesBuilder {
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
     use parquet::schema::types::ColumnPath;
@@ -78,7 +106,7 @@ pub fn parquet_properties(
     for col in BLOOM_FILTER_COLUMNS {
         props = props.set_column_bloom_filter_enabled(ColumnPath::from(col), true);
     }
-    props.build()
+    props
 }
 
 /// Fields of one `kafka_headers` entry.

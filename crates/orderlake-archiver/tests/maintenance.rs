@@ -1,6 +1,7 @@
 //! Maintenance and verification on real archive tables: `verify` finds gaps, duplicates and a
 //! ledger that disagrees; compaction drops the file count and changes no answer, also while
-//! another writer keeps committing; vacuum never removes a file the current or a retained version
+//! another writer keeps committing; a closed partition of one unsorted file is sorted once, in
+//! either layout; vacuum never removes a file the current or a retained version
 //! references, and refuses a short retention unless forced; `verify` catches a rollup that
 //! disagrees with its rows and `maintain --rebuild-rollup` repairs it.
 
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use orderlake_archive::{ArchiveTable, SourcePartition, TableLocation};
+use orderlake_archive::{ArchiveTable, Partitioning, SourcePartition, TableLocation};
 use orderlake_ingest::rowbuf::{ArchiveRowBuffer, Envelope};
 use orderlake_ingest::writer::{Flush, FlushOutcome, LedgerAdvance};
 use orderlake_ingest::{ArchiveWriter, WriterSettings};
@@ -45,6 +46,12 @@ fn stdout(out: &Output) -> String {
 }
 
 fn generate(table: &str, events: &str, seed: &str) {
+    generate_with(table, events, seed, Partitioning::default());
+}
+
+/// `events` generated events over the last 0.2 years into `table`, created with `partitioning`.
+fn generate_with(table: &str, events: &str, seed: &str, partitioning: Partitioning) {
+    let partitioning = partitioning.to_string();
     let out = archiver(&[
         "generate",
         "--into-table",
@@ -55,9 +62,30 @@ fn generate(table: &str, events: &str, seed: &str) {
         "0.2",
         "--seed",
         seed,
+        "--partitioning",
+        &partitioning,
         "--quiet",
     ]);
     assert!(out.status.success());
+}
+
+/// The partitions and files a `maintain --compact` reported compacting.
+fn compacted(out: &Output) -> (u64, u64, u64) {
+    let text = stdout(out);
+    // "compact     2 monthly partitions in 1 commits (0.0s): files 6 -> 2, bytes …"
+    let number = |s: &str| s.trim().parse::<u64>().unwrap();
+    let partitions = text
+        .split_once("compact")
+        .and_then(|(_, rest)| rest.trim_start().split_once(' '))
+        .map(|(n, _)| number(n))
+        .unwrap_or_else(|| panic!("no partition count in {text}"));
+    let (before, after) = text
+        .split_once("files ")
+        .and_then(|(_, rest)| rest.split_once(','))
+        .and_then(|(files, _)| files.split_once(" -> "))
+        .map(|(a, b)| (number(a), number(b)))
+        .unwrap_or_else(|| panic!("no file counts in {text}"));
+    (partitions, before, after)
 }
 
 async fn open(dir: &Path) -> ArchiveTable {
@@ -198,13 +226,8 @@ async fn compaction_changes_no_answer_even_while_another_writer_commits() {
     let out = compact(&uri);
     assert!(out.status.success());
     let text = stdout(&out);
-    // "compact     2 monthly partitions in 1 commits (0.0s): files 6 -> 2, bytes …"
-    let (compacted_before, compacted_after) = text
-        .split_once("files ")
-        .and_then(|(_, rest)| rest.split_once(','))
-        .and_then(|(files, _)| files.split_once(" -> "))
-        .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
-        .unwrap_or_else(|| panic!("no file counts in {text}"));
+    let (_, compacted_before, compacted_after) = compacted(&out);
+    let (compacted_before, compacted_after) = (compacted_before as usize, compacted_after as usize);
     let mut table = open(dir.path()).await;
     assert_eq!(
         answers(&table).await,
@@ -254,6 +277,61 @@ async fn compaction_changes_no_answer_even_while_another_writer_commits() {
         table.status().await.unwrap().rows,
         3 * 3000 + 2 * 3000 + 3 * 2000
     );
+}
+
+/// Whether compaction marked the Parquet file at `path` as written in its sort order.
+fn marked_sorted(path: &Path) -> bool {
+    use parquet::file::reader::FileReader as _;
+    let reader =
+        parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(path).unwrap())
+            .unwrap();
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .is_some_and(|kv| {
+            kv.iter().any(|e| {
+                e.key == orderlake_archive::schema::SORT_ORDER_KEY
+                    && e.value.as_deref() == Some(orderlake_archive::schema::COMPACTED_SORT_ORDER)
+            })
+        })
+}
+
+/// A closed partition held by one file the archiver wrote is sorted too, once: the next
+/// compaction finds nothing to do. Both layouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
+    for partitioning in Partitioning::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().display().to_string();
+        generate_with(&uri, "3000", "1", partitioning);
+        let table = open(dir.path()).await;
+        assert_eq!(table.partitioning(), partitioning);
+        let before = answers(&table).await;
+        let files = table.files().unwrap();
+        let closed_before = orderlake_archive::files::days_since_epoch(chrono::Utc::now().date_naive());
+        let closed: Vec<_> = files
+            .files
+            .iter()
+            .filter(|f| partitioning.dates_of(f.partition.unwrap()).1 < closed_before)
+            .collect();
+        let partitions: std::collections::HashSet<_> = closed.iter().map(|f| f.partition).collect();
+        assert_eq!(closed.len(), partitions.len(), "one file per partition");
+        assert!(closed.len() >= 2, "{partitioning}: {} closed partitions", closed.len());
+
+        let out = compact(&uri);
+        assert!(out.status.success());
+        assert!(stdout(&out).contains(&format!("{partitioning} partitions")), "{}", stdout(&out));
+        assert_eq!(compacted(&out), (closed.len() as u64, closed.len() as u64, closed.len() as u64));
+        let table = open(dir.path()).await;
+        assert_eq!(answers(&table).await, before, "compaction changed an answer");
+        for file in table.files().unwrap().files {
+            let local = dir.path().join(&file.relative_path);
+            let is_closed = partitioning.dates_of(file.partition.unwrap()).1 < closed_before;
+            assert_eq!(marked_sorted(&local), is_closed, "{}", file.relative_path);
+        }
+        assert_eq!(compacted(&compact(&uri)), (0, 0, 0), "sorted partitions are left alone");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
