@@ -54,7 +54,7 @@ impl Default for MaintenanceSettings {
             closed_after_days: 2,
             partitions_per_commit: 64,
             zstd_level: 3,
-            row_group_rows: 128 * 1024,
+            row_group_rows: schema::ROW_GROUP_ROWS,
             retention: Duration::from_secs(7 * 24 * 3600),
             min_retention: Duration::from_secs(24 * 3600),
         }
@@ -83,9 +83,14 @@ fn files_by_partition(files: &ArchiveFiles) -> BTreeMap<i32, Vec<&ArchiveFile>> 
     out
 }
 
-/// Whether compaction wrote `file` (its footer names the sort order): reading it again changes
-/// nothing. An unreadable footer counts as not sorted (rewriting it costs time, not rows).
-async fn written_by_compaction(store: &Arc<dyn ObjectStore>, file: &ArchiveFile) -> bool {
+/// Whether compaction wrote `file` as it would now (its footer names the sort order and row
+/// groups `layout`): rewriting it would change nothing. An unreadable footer counts as not
+/// (rewriting it costs time, not rows).
+async fn written_by_compaction(
+    store: &Arc<dyn ObjectStore>,
+    file: &ArchiveFile,
+    layout: &str,
+) -> bool {
     let reader = StoreFileReader::new(store, file.path.clone(), file.size);
     match ParquetRecordBatchStreamBuilder::new(reader).await {
         Ok(builder) => builder
@@ -93,10 +98,8 @@ async fn written_by_compaction(store: &Arc<dyn ObjectStore>, file: &ArchiveFile)
             .file_metadata()
             .key_value_metadata()
             .is_some_and(|kv| {
-                kv.iter().any(|e| {
-                    e.key == schema::SORT_ORDER_KEY
-                        && e.value.as_deref() == Some(schema::COMPACTED_SORT_ORDER)
-                })
+                kv.iter()
+                    .any(|e| e.key == schema::SORT_ORDER_KEY && e.value.as_deref() == Some(layout))
             }),
         Err(e) => {
             tracing::warn!(file = %file.path, error = %e, "could not read a footer; rewriting the file");
@@ -107,7 +110,8 @@ async fn written_by_compaction(store: &Arc<dyn ObjectStore>, file: &ArchiveFile)
 
 impl ArchiveTable {
     /// Compacts every closed partition that has more than one file, or one file compaction did not
-    /// write (so every closed partition ends sorted). `progress(done, total)` is called as
+    /// write with these settings (so every closed partition ends sorted, in row groups of
+    /// `settings.row_group_rows`). `progress(done, total)` is called as
     /// partitions are committed.
     pub async fn compact(
         &mut self,
@@ -122,13 +126,14 @@ impl ArchiveTable {
         let partitioning = self.partitioning();
         let live = self.files()?;
         let before = files_by_partition(&live);
+        let layout = schema::compacted_layout(settings.row_group_rows);
         let mut partitions: Vec<i32> = Vec::new();
         for (partition, files) in &before {
             if partitioning.dates_of(*partition).1 >= closed_before {
                 continue;
             }
             let unsorted = match files.as_slice() {
-                [one] => !written_by_compaction(&live.store, one).await,
+                [one] => !written_by_compaction(&live.store, one, &layout).await,
                 _ => true,
             };
             if unsorted {
@@ -169,7 +174,10 @@ impl ArchiveTable {
         let after = files_by_partition(&now);
         let count = |files: Option<&Vec<&ArchiveFile>>| {
             let files = files.map(Vec::as_slice).unwrap_or_default();
-            (files.len() as u64, files.iter().map(|f| f.size).sum::<u64>())
+            (
+                files.len() as u64,
+                files.iter().map(|f| f.size).sum::<u64>(),
+            )
         };
         for partition in &partitions {
             let (files, bytes) = count(before.get(partition));

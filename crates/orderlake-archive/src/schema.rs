@@ -61,12 +61,23 @@ pub const STATS_COLUMNS: [&str; 12] = [
 /// Columns that get Parquet bloom filters (point lookups by the API service).
 pub const BLOOM_FILTER_COLUMNS: [&str; 2] = [ORDER_ID, CUSTOMER_ID];
 
-/// Footer key (Parquet key-value metadata) naming the order compaction wrote a file's rows in.
-/// Files the archiver writes have none: compaction sorts a closed partition held by one such file
-/// too, and leaves one it wrote alone.
+/// Footer key (Parquet key-value metadata) naming how compaction wrote a file: the order of its
+/// rows and its rows per row group ([`compacted_layout`]). Files the archiver writes have none:
+/// compaction rewrites a closed partition held by one such file (or by one written with other
+/// settings), and leaves one it wrote as it would now alone.
 pub const SORT_ORDER_KEY: &str = "orderlake.sort_order";
 /// The order compaction writes rows in.
 pub const COMPACTED_SORT_ORDER: &str = "zorder(order_id,customer_id)";
+
+/// The value of [`SORT_ORDER_KEY`] in files compaction writes with `row_group_rows`.
+pub fn compacted_layout(row_group_rows: usize) -> String {
+    format!("{COMPACTED_SORT_ORDER}; row_group_rows={row_group_rows}")
+}
+
+/// Rows per row group by default, in the archiver's files and compaction's: a month of a
+/// compacted monthly table holds ~100k rows at 1M events a year, so lookups read one of several
+/// row groups (measured against 8k, 32k and 128k in docs/benchmarks.md).
+pub const ROW_GROUP_ROWS: usize = 16 * 1024;
 
 /// How the archiver writes archive Parquet files: zstd, page-level statistics (for the page
 /// index) and bloom filters on the lookup columns.
@@ -84,7 +95,7 @@ pub fn compacted_parquet_properties(
 ) -> parquet::file::properties::WriterProperties {
     let marker = parquet::file::metadata::KeyValue::new(
         SORT_ORDER_KEY.to_owned(),
-        COMPACTED_SORT_ORDER.to_owned(),
+        compacted_layout(row_group_rows),
     );
     properties(zstd_level, row_group_rows)
         .set_key_value_metadata(Some(vec![marker]))

@@ -279,12 +279,14 @@ async fn compaction_changes_no_answer_even_while_another_writer_commits() {
     );
 }
 
-/// Whether compaction marked the Parquet file at `path` as written in its sort order.
+/// Whether compaction marked the Parquet file at `path` as written in its sort order, with the
+/// default rows per row group.
 fn marked_sorted(path: &Path) -> bool {
     use parquet::file::reader::FileReader as _;
-    let reader =
-        parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(path).unwrap())
-            .unwrap();
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap();
     reader
         .metadata()
         .file_metadata()
@@ -292,7 +294,10 @@ fn marked_sorted(path: &Path) -> bool {
         .is_some_and(|kv| {
             kv.iter().any(|e| {
                 e.key == orderlake_archive::schema::SORT_ORDER_KEY
-                    && e.value.as_deref() == Some(orderlake_archive::schema::COMPACTED_SORT_ORDER)
+                    && e.value.as_deref()
+                        == Some(&orderlake_archive::schema::compacted_layout(
+                            orderlake_archive::schema::ROW_GROUP_ROWS,
+                        ))
             })
         })
 }
@@ -309,7 +314,8 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
         assert_eq!(table.partitioning(), partitioning);
         let before = answers(&table).await;
         let files = table.files().unwrap();
-        let closed_before = orderlake_archive::files::days_since_epoch(chrono::Utc::now().date_naive());
+        let closed_before =
+            orderlake_archive::files::days_since_epoch(chrono::Utc::now().date_naive());
         let closed: Vec<_> = files
             .files
             .iter()
@@ -317,20 +323,66 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
             .collect();
         let partitions: std::collections::HashSet<_> = closed.iter().map(|f| f.partition).collect();
         assert_eq!(closed.len(), partitions.len(), "one file per partition");
-        assert!(closed.len() >= 2, "{partitioning}: {} closed partitions", closed.len());
+        assert!(
+            closed.len() >= 2,
+            "{partitioning}: {} closed partitions",
+            closed.len()
+        );
 
         let out = compact(&uri);
         assert!(out.status.success());
-        assert!(stdout(&out).contains(&format!("{partitioning} partitions")), "{}", stdout(&out));
-        assert_eq!(compacted(&out), (closed.len() as u64, closed.len() as u64, closed.len() as u64));
+        assert!(
+            stdout(&out).contains(&format!("{partitioning} partitions")),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(
+            compacted(&out),
+            (
+                closed.len() as u64,
+                closed.len() as u64,
+                closed.len() as u64
+            )
+        );
         let table = open(dir.path()).await;
-        assert_eq!(answers(&table).await, before, "compaction changed an answer");
+        assert_eq!(
+            answers(&table).await,
+            before,
+            "compaction changed an answer"
+        );
         for file in table.files().unwrap().files {
             let local = dir.path().join(&file.relative_path);
             let is_closed = partitioning.dates_of(file.partition.unwrap()).1 < closed_before;
             assert_eq!(marked_sorted(&local), is_closed, "{}", file.relative_path);
         }
-        assert_eq!(compacted(&compact(&uri)), (0, 0, 0), "sorted partitions are left alone");
+        assert_eq!(
+            compacted(&compact(&uri)),
+            (0, 0, 0),
+            "sorted partitions are left alone"
+        );
+
+        // Other row groups configured: each closed partition is written again, once.
+        let config = dir.path().join("archiver.toml");
+        std::fs::write(&config, "[parquet]\nrow_group_rows = 4096\n").unwrap();
+        let config = config.display().to_string();
+        let smaller = || {
+            let out = archiver(&[
+                "maintain",
+                "--config",
+                &config,
+                "--table-uri",
+                &uri,
+                "--compact",
+                "--closed-after-days",
+                "0",
+            ]);
+            assert!(out.status.success());
+            compacted(&out)
+        };
+        let n = closed.len() as u64;
+        assert_eq!(smaller(), (n, n, n));
+        assert_eq!(smaller(), (0, 0, 0));
+        assert_eq!(answers(&open(dir.path()).await).await, before);
     }
 }
 

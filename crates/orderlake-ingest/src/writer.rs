@@ -38,7 +38,7 @@ impl Default for WriterSettings {
     fn default() -> Self {
         Self {
             target_file_bytes: 128 * 1024 * 1024,
-            row_group_rows: 128 * 1024,
+            row_group_rows: orderlake_archive::schema::ROW_GROUP_ROWS,
             zstd_level: 3,
             max_backoff: Duration::from_secs(30),
             max_open_files: 8,
