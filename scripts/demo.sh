@@ -51,5 +51,5 @@ ORDERLAKE_SERVER_PASSWORD="$password" "$server" query --uri "http://127.0.0.1:$p
   "SELECT date_trunc('year', event_date) AS year, sum(orders) AS orders, sum(revenue) AS revenue, hll_estimate(hll_union(customers_sketch)) AS customers FROM daily_activity GROUP BY 1 ORDER BY 1" \
   "SELECT order_id, step, status, event_time FROM order_status_history WHERE order_id = (SELECT min(order_id) FROM orders WHERE status = 'DELIVERED') ORDER BY step"
 
-log "done: the archive is a Delta table at ./data/lake/order_events (Hive-partitioned by event_date);"
+log "done: the archive is a Delta table at ./data/lake/order_events (Hive-partitioned by event month);"
 log "      orderlake-server --config config/server.toml serves it to JDBC, ADBC and Superset clients"
