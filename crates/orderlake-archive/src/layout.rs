@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray as _, Date32Array, RecordBatch};
-use arrow::datatypes::{Date32Type, Field, Schema, SchemaRef};
+use arrow::datatypes::{Date32Type, Field, Schema};
 use chrono::{Datelike as _, NaiveDate};
 use serde::{Deserialize, Serialize};
 
@@ -92,14 +92,14 @@ impl Partitioning {
     /// `batch` (archive rows, [`crate::schema::arrow_schema`]) with the partition column the
     /// table's writer expects: unchanged when partitioned by `event_date`, `event_month` appended
     /// otherwise.
-    pub fn with_partition_column(
+    fn with_partition_column(
         self,
         batch: &RecordBatch,
     ) -> Result<RecordBatch, arrow::error::ArrowError> {
         if self == Self::Daily {
             return Ok(batch.clone());
         }
-        let months: Date32Array = event_dates(batch)?
+        let months: Date32Array = date_column(batch, EVENT_DATE)?
             .iter()
             .map(|d| d.map(|d| self.partition_of(d)))
             .collect();
@@ -110,17 +110,15 @@ impl Partitioning {
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
     }
 
-    /// The batch's rows grouped by partition, one slice per partition, in partition order.
+    /// The batch's rows with the partition column the table's writer expects (see
+    /// [`Self::with_partition_column`]), grouped by partition: one slice per partition, in
+    /// partition order.
     pub fn split(self, batch: &RecordBatch) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
-        let dates = event_dates(batch)?;
-        let partitions: Date32Array = dates
-            .iter()
-            .map(|d| d.map(|d| self.partition_of(d)))
-            .collect();
-        let order = arrow::compute::sort_to_indices(&partitions, None, None)?;
-        let sorted = arrow::compute::take_record_batch(batch, &order)?;
-        let keys = arrow::compute::take(&partitions, &order, None)?;
-        let keys = keys.as_primitive::<Date32Type>();
+        let batch = self.with_partition_column(batch)?;
+        let partitions = date_column(&batch, self.column())?;
+        let order = arrow::compute::sort_to_indices(partitions, None, None)?;
+        let sorted = arrow::compute::take_record_batch(&batch, &order)?;
+        let keys = date_column(&sorted, self.column())?;
         let mut slices = Vec::new();
         let mut start = 0;
         for i in 1..=keys.len() {
@@ -156,24 +154,14 @@ fn partition_field(partitioning: Partitioning) -> Field {
     )
 }
 
-/// The table's Arrow schema: the archive row schema, plus `event_month` for a monthly table.
-pub fn table_arrow_schema(partitioning: Partitioning) -> SchemaRef {
-    let rows = crate::schema::arrow_schema();
-    if partitioning == Partitioning::Daily {
-        return rows;
-    }
-    let mut fields: Vec<_> = rows.fields().iter().cloned().collect();
-    fields.push(Arc::new(partition_field(partitioning)));
-    Arc::new(Schema::new(fields))
-}
-
-fn event_dates(batch: &RecordBatch) -> Result<&Date32Array, arrow::error::ArrowError> {
+fn date_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a Date32Array, arrow::error::ArrowError> {
     batch
-        .column_by_name(EVENT_DATE)
+        .column_by_name(name)
         .and_then(|c| c.as_primitive_opt::<Date32Type>())
-        .ok_or_else(|| {
-            arrow::error::ArrowError::SchemaError(format!("no `{EVENT_DATE}` date column"))
-        })
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no `{name}` date column")))
 }
 
 fn date_of(days: i32) -> Option<NaiveDate> {
@@ -274,6 +262,16 @@ mod tests {
         };
         assert_eq!(sizes(Partitioning::Daily), [1, 1, 2, 1]);
         assert_eq!(sizes(Partitioning::Monthly), [2, 3]);
+        let slices = Partitioning::Monthly.split(&batch).unwrap();
+        let month_of = |slice: &RecordBatch| {
+            let months = slice
+                .column_by_name(EVENT_MONTH)
+                .unwrap()
+                .as_primitive::<Date32Type>();
+            months.iter().collect::<Vec<_>>()
+        };
+        assert_eq!(month_of(&slices[0]), [Some(day("2024-01-01")); 2]);
+        assert_eq!(month_of(&slices[1]), [Some(day("2024-03-01")); 3]);
         let with = Partitioning::Monthly.with_partition_column(&batch).unwrap();
         let months = with
             .column_by_name(EVENT_MONTH)

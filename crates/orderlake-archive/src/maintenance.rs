@@ -4,10 +4,9 @@
 //! left to the archiver) into few files z-ordered by order id and customer id, so file statistics
 //! and bloom filters prune lookups. Every rewrite is a Delta commit that removes exactly the files
 //! it read and adds their rows back: a concurrent archiver commit adding files to the same
-//! partition does not conflict, and readers
-//! see either the old files or the new ones, never both. Checkpoints keep the log short; vacuum
-//! deletes files no version within the retention period references, orphans of crashed writers
-//! included.
+//! partition does not conflict, and readers see either the old files or the new ones, never both.
+//! Checkpoints keep the log short; vacuum deletes files no version within the retention period
+//! references, orphans of crashed writers included.
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;

@@ -190,10 +190,7 @@ impl ArchiveWriter {
             // Parquet encoding and zstd are CPU work: keep them off the async workers' polling path.
             let handle = tokio::runtime::Handle::current();
             for slice in group {
-                let slice = partitioning
-                    .with_partition_column(slice)
-                    .map_err(arrow_err)?;
-                tokio::task::block_in_place(|| handle.block_on(writer.write(slice)))
+                tokio::task::block_in_place(|| handle.block_on(writer.write(slice.clone())))
                     .map_err(self.write_err())?;
             }
             adds.extend(writer.flush().await.map_err(self.write_err())?);

@@ -93,7 +93,7 @@ impl DailyActivityProvider {
         }
         // A date of a partition the rollup holds exactly comes from it, or has no rows at all.
         let current = self.rollup.current_dates(&self.live);
-        let partitions = self.rollup.current_partitions(&self.live);
+        let partitions = self.live.partitions_of(&current);
         let partitioning = self.live.partitioning();
         let mut plan = DatePlan::default();
         for date in dates {

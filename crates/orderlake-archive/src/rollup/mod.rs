@@ -138,6 +138,14 @@ impl LiveRows {
     pub fn partitioning(&self) -> Partitioning {
         self.partitioning
     }
+
+    /// The partitions holding `dates`.
+    pub fn partitions_of(&self, dates: &BTreeSet<i32>) -> BTreeSet<i32> {
+        dates
+            .iter()
+            .map(|d| self.partitioning.partition_of(*d))
+            .collect()
+    }
 }
 
 /// The stored rollup: rows per date, and each date's row count when computed.
@@ -250,10 +258,7 @@ impl DailyRollup {
     /// The partitions the stored rollup holds exactly: every date of such a partition that has
     /// rows has its rollup rows, and its other dates have no rows.
     pub fn current_partitions(&self, live: &LiveRows) -> BTreeSet<i32> {
-        self.current_dates(live)
-            .into_iter()
-            .map(|d| live.partitioning().partition_of(d))
-            .collect()
+        live.partitions_of(&self.current_dates(live))
     }
 
     /// The stored rows of `dates` (in [`schema`], with [`SOURCE_ROWS`]).
@@ -377,7 +382,7 @@ impl ArchiveTable {
             }
         };
         let kept_dates = stored.current_dates(&live);
-        let kept_partitions = stored.current_partitions(&live);
+        let kept_partitions = live.partitions_of(&kept_dates);
         let partitioning = self.partitioning();
         let to_compute: Vec<i32> = live
             .partitions()
