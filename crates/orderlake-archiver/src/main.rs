@@ -6,26 +6,11 @@ use clap::Parser as _;
 use orderlake_archiver::cli::{Cli, Command};
 use orderlake_archiver::commands;
 use orderlake_ingest::StopSignal;
-use tracing_subscriber::EnvFilter;
 
 /// jemalloc rather than glibc malloc, whose per-thread arenas kept the memory of freed record
 /// buffers: under a burst of large records the archiver grew to 30 times its memory budget.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-fn init_tracing(format: &str) {
-    let filter = EnvFilter::try_from_env("ORDERLAKE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("warn,orderlake_archiver=info,orderlake_ingest=info,orderlake_archive=info")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 /// First SIGINT/SIGTERM: stop polling, flush, commit, exit 0. Second: exit at once (what was not
 /// committed is re-read on the next start).
@@ -67,7 +52,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    init_tracing(&cli.log_format);
+    orderlake_telemetry::init_logs(
+        cli.log_format,
+        "warn,orderlake_archiver=info,orderlake_ingest=info,orderlake_archive=info",
+    );
     match cli.command {
         Command::Run(args) => {
             let config = args.resolve()?;

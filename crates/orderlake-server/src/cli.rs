@@ -28,7 +28,7 @@ pub struct Cli {
         env = "ORDERLAKE_LOG_FORMAT",
         default_value = "text"
     )]
-    pub log_format: String,
+    pub log_format: orderlake_telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]

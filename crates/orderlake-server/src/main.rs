@@ -6,26 +6,12 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use orderlake_server::cli::{Cli, Command};
 use orderlake_server::{RunningServer, auth, client};
-use tracing_subscriber::EnvFilter;
 
 /// jemalloc rather than glibc malloc: a profile of a customer lookup spent 18% of its CPU in
 /// glibc's malloc and free; with jemalloc every query of the benchmark suite ran 5-37% faster
 /// and the server's peak RSS over it fell from 734 to 510 MiB (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-fn init_tracing(format: &str) {
-    let filter = EnvFilter::try_from_env("ORDERLAKE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("warn,orderlake_server=info,orderlake_query=info,orderlake_archive=info")
-    });
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        "json" => subscriber.json().init(),
-        _ => subscriber.init(),
-    }
-}
 
 async fn stop_signal() {
     let term = async {
@@ -48,7 +34,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    init_tracing(&cli.log_format);
+    orderlake_telemetry::init_logs(
+        cli.log_format,
+        "warn,orderlake_server=info,orderlake_query=info,orderlake_archive=info",
+    );
     let serve = match cli.command {
         Some(Command::HashPassword) => {
             let mut line = String::new();

@@ -1,0 +1,532 @@
+//! The poll loop on the ingest thread: records into the buffer, flushes to the writer, results
+//! back, progress and partition watching.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use orderlake_archive::SourcePartition;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::context::DrainContext;
+use super::position::{AfterRecord, PauseFor, Position, STARVED_PAUSE};
+use super::{DrainReport, DrainSettings, DrainState, JobResult, StartFrom};
+use crate::decode::TopicDecoder;
+use crate::error::{IngestError, Result};
+use crate::mapping::MappingSet;
+use crate::pressure::{self, Pause};
+use crate::rowbuf::Envelope;
+use crate::writer::{FlushOutcome, LedgerAdvance};
+
+pub(super) struct IngestLoop {
+    pub(super) settings: DrainSettings,
+    pub(super) decoder: TopicDecoder,
+    pub(super) consumer: BaseConsumer<DrainContext>,
+    pub(super) results: mpsc::Receiver<JobResult>,
+    pub(super) last_progress: Instant,
+    pub(super) rows_at_last_progress: u64,
+    pub(super) last_stall_check: Instant,
+}
+
+impl IngestLoop {
+    pub(super) fn new(
+        settings: DrainSettings,
+        mappings: MappingSet,
+        context: DrainContext,
+        results: mpsc::Receiver<JobResult>,
+    ) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        // Prefetch per partition stays small: the memory budget is spent in our buffer.
+        let queued_kb = (settings.memory_budget_bytes / 1024 / 16).clamp(1024, 65536);
+        config
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", &settings.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set(
+                "auto.offset.reset",
+                match settings.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
+            .set("queued.max.messages.kbytes", queued_kb.to_string())
+            // Statistics carry the fetch-derived watermarks `--until-caught-up` relies on.
+            .set(
+                "statistics.interval.ms",
+                if settings.until_caught_up {
+                    "200"
+                } else {
+                    "5000"
+                },
+            )
+            // A subscribed topic that does not exist yet (or that a broker briefly reports as
+            // unknown) is looked up again within seconds, not librdkafka's default 5 minutes.
+            .set("topic.metadata.refresh.interval.ms", "10000")
+            .set("client.id", "orderlake-archiver");
+        for (k, v) in &settings.kafka {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer<DrainContext> =
+            config
+                .create_with_context(context)
+                .map_err(|source| IngestError::Kafka {
+                    context: format!("creating a consumer for {}", settings.brokers),
+                    source,
+                })?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| IngestError::Kafka {
+                context: format!("subscribing to {}", settings.topics.join(",")),
+                source,
+            })?;
+        tracing::info!(
+            brokers = %settings.brokers,
+            group = %settings.group,
+            topics = %settings.topics.join(","),
+            "archiver subscribed"
+        );
+        Ok(Self {
+            decoder: TopicDecoder::new(mappings, settings.max_decode_bytes),
+            settings,
+            consumer,
+            results,
+            last_progress: Instant::now(),
+            rows_at_last_progress: 0,
+            last_stall_check: Instant::now(),
+        })
+    }
+
+    pub(super) fn ctx(&self) -> &DrainContext {
+        self.consumer.context()
+    }
+
+    pub(super) fn run(mut self) -> Result<DrainReport> {
+        let poll_timeout = Duration::from_millis(50).min(self.settings.flush_interval);
+        loop {
+            self.handle_results()?;
+            if let Some(e) = self.ctx().fatal.lock().expect("fatal lock").take() {
+                return Err(e);
+            }
+            if self.ctx().stop.is_stopped() {
+                return self.finish("stop requested");
+            }
+            self.maybe_flush();
+            if self.settings.until_caught_up && self.caught_up() {
+                return self.finish("caught up with every assigned partition");
+            }
+            self.log_progress();
+            self.watch_partitions();
+            match self.consumer.poll(poll_timeout) {
+                None => {}
+                Some(Ok(msg)) => {
+                    if let AfterRecord::Seek(sp, from) =
+                        append(self.consumer.context(), &mut self.decoder, &msg)
+                    {
+                        drop(msg);
+                        self.seek(&sp, from);
+                    }
+                }
+                // EOF names only the partition number, not the topic: the end of each
+                // (topic, partition) is judged from statistics instead.
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "Kafka consumer error"),
+            }
+        }
+    }
+
+    /// Every 250 ms: re-reads partitions stuck on the broker, and keeps one partition from
+    /// taking every fetch response while others have records waiting.
+    pub(super) fn watch_partitions(&mut self) {
+        if self.last_stall_check.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.last_stall_check = Instant::now();
+        let (seeks, pause, resume) = {
+            let ctx = self.ctx();
+            let mut st = ctx.lock();
+            let marks = ctx.watermarks.lock().expect("watermarks lock");
+            let now = Instant::now();
+            let resume: Vec<SourcePartition> = st
+                .positions
+                .iter_mut()
+                .filter_map(|(sp, p)| {
+                    p.resume_if(|why| matches!(why, PauseFor::Starved(until) if until <= now))
+                        .then(|| sp.clone())
+                })
+                .collect();
+            let seeks: Vec<(SourcePartition, i64)> = st
+                .positions
+                .iter_mut()
+                .filter_map(|(sp, p)| p.check_stall(sp, marks.get(sp)).map(|o| (sp.clone(), o)))
+                .collect();
+            let starved: Vec<String> = st
+                .positions
+                .iter_mut()
+                .filter_map(|(sp, p)| p.starved(marks.get(sp)).then_some(sp))
+                .map(ToString::to_string)
+                .collect();
+            // Some brokers fill a fetch response from the first partition with a backlog, in
+            // request order: the partitions served lately wait a moment, so the next fetches
+            // carry only the starved ones.
+            let mut pause = Vec::new();
+            if !starved.is_empty() {
+                for (sp, p) in &mut st.positions {
+                    if !p.is_paused() && p.last_record.0.elapsed() < STARVED_PAUSE {
+                        p.pause(PauseFor::Starved(now + STARVED_PAUSE));
+                        pause.push(sp.clone());
+                    }
+                }
+            }
+            if !pause.is_empty() {
+                let names: Vec<String> = pause.iter().map(ToString::to_string).collect();
+                tracing::info!(
+                    "records of {} wait on the broker unserved while {} take the fetches; \
+                     pausing those for {STARVED_PAUSE:?}",
+                    starved.join(" "),
+                    names.join(" ")
+                );
+            }
+            (seeks, pause, resume)
+        };
+        self.set_paused(&resume, false);
+        self.set_paused(&pause, true);
+        for (sp, from) in seeks {
+            self.seek(&sp, from);
+        }
+    }
+
+    pub(super) fn seek(&self, sp: &SourcePartition, from: i64) {
+        if let Err(e) = self.consumer.seek(
+            &sp.topic,
+            sp.partition,
+            Offset::Offset(from),
+            Duration::from_secs(10),
+        ) {
+            tracing::warn!(error = %e, topic = %sp.topic, partition = sp.partition, "seek for a re-read failed; it is retried");
+        }
+    }
+
+    pub(super) fn all_at_end(&self, st: &DrainState) -> bool {
+        let marks = self.ctx().watermarks.lock().expect("watermarks lock");
+        !st.positions.is_empty() && st.positions.iter().all(|(sp, p)| p.at_end(marks.get(sp)))
+    }
+
+    pub(super) fn caught_up(&self) -> bool {
+        let ctx = self.ctx();
+        let st = ctx.lock();
+        st.buffer.is_empty() && ctx.in_flight.is_idle() && self.all_at_end(&st)
+    }
+
+    pub(super) fn maybe_flush(&self) {
+        let s = &self.settings;
+        let ctx = self.consumer.context();
+        let mut st = ctx.lock();
+        if st.buffer.is_empty() {
+            // Nothing buffered (a fenced flush discarded it, say): nothing to wait for.
+            self.resume_paused(st);
+            return;
+        }
+        let all_at_end = s.until_caught_up && self.all_at_end(&st);
+        let due = st.buffer.len() >= s.flush_rows
+            || st.buffer.bytes() >= s.flush_bytes
+            || st
+                .buffer_started
+                .is_some_and(|t| t.elapsed() >= s.flush_interval)
+            || all_at_end;
+        if !due {
+            return;
+        }
+        if DrainContext::take_job_if_room(ctx, &mut st).is_ok() {
+            self.resume_paused(st);
+            return;
+        }
+        // The writer is behind: the partitions filling the buffer wait (pressure.rs).
+        let held: Vec<(SourcePartition, usize)> = st
+            .positions
+            .iter()
+            .filter(|(_, p)| !matches!(p.paused, Some((_, PauseFor::Writer))))
+            .map(|(sp, p)| (sp.clone(), p.buffered_bytes))
+            .collect();
+        let (bytes, assigned) = (st.buffer.bytes(), st.positions.len());
+        let pause = match pressure::while_writer_behind(&held, bytes, s.memory_budget_bytes) {
+            Pause::Nothing => return,
+            Pause::OverShare(over) => over,
+            Pause::All => held.into_iter().map(|(sp, _)| sp).collect(),
+        };
+        if pause.is_empty() {
+            return;
+        }
+        for sp in &pause {
+            st.positions
+                .get_mut(sp)
+                .expect("a held partition")
+                .pause(PauseFor::Writer);
+        }
+        let all = st.paused() == assigned;
+        drop(st);
+        if all {
+            tracing::warn!(
+                buffered_bytes = bytes,
+                "writer is behind and the buffer is full; pausing all partitions"
+            );
+        } else {
+            let names: Vec<String> = pause.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                buffered_bytes = bytes,
+                "writer is behind; pausing the partitions holding most of the buffer: {}",
+                names.join(" ")
+            );
+        }
+        self.set_paused(&pause, true);
+    }
+
+    pub(super) fn resume_paused(&self, mut st: std::sync::MutexGuard<'_, DrainState>) {
+        let resumed: Vec<SourcePartition> = st
+            .positions
+            .iter_mut()
+            .filter_map(|(sp, p)| {
+                p.resume_if(|why| why == PauseFor::Writer)
+                    .then(|| sp.clone())
+            })
+            .collect();
+        drop(st);
+        if !resumed.is_empty() {
+            tracing::info!(partitions = resumed.len(), "writer caught up; resuming");
+            self.set_paused(&resumed, false);
+        }
+    }
+
+    pub(super) fn set_paused(&self, partitions: &[SourcePartition], paused: bool) {
+        if partitions.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for sp in partitions {
+            tpl.add_partition(&sp.topic, sp.partition);
+        }
+        let result = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, paused, "pause/resume failed");
+        }
+    }
+
+    pub(super) fn handle_results(&self) -> Result<()> {
+        while let Ok(r) = self.results.try_recv() {
+            self.handle_result(r)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn handle_result(&self, r: JobResult) -> Result<()> {
+        let ctx = self.consumer.context();
+        match r.outcome {
+            Err(e) => return Err(e),
+            Ok(None) => {}
+            Ok(Some(FlushOutcome::Committed { .. } | FlushOutcome::AlreadyCommitted)) => {
+                let mut st = ctx.lock();
+                st.report.rows_committed += r.rows;
+                st.report.undecoded_rows += r.undecoded;
+                st.report.flushes_committed += 1;
+                let current = st.generation == r.generation;
+                drop(st);
+                if current && self.settings.commit_to_group {
+                    self.commit_to_group(&r.advances);
+                }
+            }
+            Ok(Some(FlushOutcome::Fenced {
+                stream,
+                expected,
+                found,
+            })) => {
+                let stale = ctx.lock().generation != r.generation;
+                if !stale {
+                    tracing::warn!(partition = %stream, ?expected, ?found, "flush fenced: another instance archived these records; re-reading offsets from the table");
+                    self.reset_from_table()?;
+                }
+                ctx.lock().report.flushes_fenced += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a fenced flush: drop what we buffered and re-seek every partition from the ledger.
+    pub(super) fn reset_from_table(&self) -> Result<()> {
+        let ctx = self.consumer.context();
+        {
+            let mut st = ctx.lock();
+            st.generation += 1;
+            ctx.writer_generation.store(st.generation, Ordering::SeqCst);
+            st.discard_buffer();
+        }
+        ctx.in_flight.wait_idle(self.settings.shutdown_grace);
+        while let Ok(r) = self.results.try_recv() {
+            if let Ok(Some(FlushOutcome::Committed { .. } | FlushOutcome::AlreadyCommitted)) =
+                r.outcome
+            {
+                let mut st = ctx.lock();
+                st.report.rows_committed += r.rows;
+                st.report.flushes_committed += 1;
+            }
+        }
+        let partitions: Vec<SourcePartition> = ctx.lock().positions.keys().cloned().collect();
+        let ledger = ctx.read_ledger(partitions)?;
+        let mut tpl = TopicPartitionList::new();
+        let seq = ctx.stats_seq.load(Ordering::SeqCst);
+        let mut st = ctx.lock();
+        for (sp, pos) in &mut st.positions {
+            let archived = ledger.archived(sp);
+            let start = match archived {
+                Some(o) => Offset::Offset(o + 1),
+                None => pos.start,
+            };
+            // A paused partition stays paused on the client until the writer catches up.
+            let paused = pos.paused;
+            *pos = Position::new(archived, start, seq);
+            pos.paused = paused;
+            let _ = tpl.add_partition_offset(&sp.topic, sp.partition, start);
+        }
+        drop(st);
+        if let Err(e) = self.consumer.seek_partitions(tpl, Duration::from_secs(10)) {
+            tracing::error!(error = %e, "seeking to the table's offsets failed");
+        }
+        Ok(())
+    }
+
+    pub(super) fn commit_to_group(&self, advances: &[LedgerAdvance]) {
+        let mut tpl = TopicPartitionList::new();
+        let st = self.ctx().lock();
+        for a in advances
+            .iter()
+            .filter(|a| st.positions.contains_key(&a.partition))
+        {
+            let _ = tpl.add_partition_offset(
+                &a.partition.topic,
+                a.partition.partition,
+                Offset::Offset(a.through + 1),
+            );
+        }
+        drop(st);
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::debug!(error = %e, "advisory group offset commit failed");
+        }
+    }
+
+    pub(super) fn log_progress(&mut self) {
+        if self.last_progress.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        let st = self.ctx().lock();
+        let rows = st.report.rows_committed;
+        let rate =
+            (rows - self.rows_at_last_progress) as f64 / self.last_progress.elapsed().as_secs_f64();
+        tracing::info!(
+            rows_committed = rows,
+            rows_per_sec = rate.round() as u64,
+            buffered_rows = st.buffer.len(),
+            partitions = st.positions.len(),
+            paused = st.paused(),
+            "archiving"
+        );
+        drop(st);
+        self.rows_at_last_progress = rows;
+        self.last_progress = Instant::now();
+    }
+
+    /// Flush what is buffered, wait for the writer, commit group offsets, and report.
+    pub(super) fn finish(self, why: &str) -> Result<DrainReport> {
+        tracing::info!("{why}: flushing and committing");
+        {
+            let ctx = self.consumer.context();
+            let mut st = ctx.lock();
+            ctx.submit_buffer(&mut st);
+        }
+        let grace = self.settings.shutdown_grace;
+        let done = self.ctx().in_flight.wait_idle(grace);
+        self.handle_results()?;
+        if !done {
+            return Err(IngestError::ShutdownTimedOut { grace });
+        }
+        if let Some(e) = self.ctx().fatal.lock().expect("fatal lock").take() {
+            return Err(e);
+        }
+        let report = self.ctx().lock().report.clone();
+        tracing::info!(
+            rows = report.rows_committed,
+            undecoded = report.undecoded_rows,
+            flushes = report.flushes_committed,
+            fenced = report.flushes_fenced,
+            "archiver stopped cleanly"
+        );
+        Ok(report)
+    }
+}
+
+/// Appends one Kafka record to the buffer, unless it was already buffered or archived, or the
+/// broker skipped records before it (then the partition must be re-read from further back).
+fn append(
+    ctx: &DrainContext,
+    decoder: &mut TopicDecoder,
+    msg: &rdkafka::message::BorrowedMessage<'_>,
+) -> AfterRecord {
+    let sp = SourcePartition::new(msg.topic(), msg.partition());
+    let offset = msg.offset();
+    let mut st = ctx.lock();
+    let Some(pos) = st.positions.get_mut(&sp) else {
+        // Not (or no longer) ours: a leftover from before a rebalance.
+        return AfterRecord::Continue;
+    };
+    if let Some(action) = pos.check_gap(&sp, offset, ctx.stats_seq.load(Ordering::SeqCst)) {
+        return action;
+    }
+    if pos
+        .buffered_through
+        .or(pos.after)
+        .is_some_and(|last| offset <= last)
+    {
+        // Already buffered or archived (a re-delivery after a seek): never twice.
+        return AfterRecord::Continue;
+    }
+    pos.buffered_through = Some(offset);
+    pos.buffered_bytes += msg.payload_len() + msg.key_len();
+    pos.next = offset + 1;
+    pos.received = true;
+    let order = decoder.decode(msg.topic(), msg.payload());
+    let env = Envelope {
+        topic: Some(msg.topic()),
+        partition: Some(msg.partition()),
+        offset: Some(offset),
+        timestamp_ms: msg.timestamp().to_millis(),
+        key: msg.key(),
+        value: msg.payload(),
+        import_source: None,
+    };
+    let headers = msg.headers();
+    let header_iter = headers
+        .into_iter()
+        .flat_map(|h| h.iter())
+        .map(|h| (h.key, h.value));
+    if order.error.is_some() {
+        st.buffer_undecoded += 1;
+    }
+    st.buffer.append(
+        &env,
+        header_iter,
+        &order,
+        chrono::Utc::now().timestamp_micros(),
+    );
+    st.buffer_started.get_or_insert_with(Instant::now);
+    AfterRecord::Continue
+}
