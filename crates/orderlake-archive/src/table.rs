@@ -170,6 +170,12 @@ impl ArchiveTable {
         self.table.version()
     }
 
+    /// When the current version was committed (Unix milliseconds, from its log file).
+    pub fn committed_at_ms(&self) -> Option<i64> {
+        let version = self.table.version()?;
+        self.table.snapshot().ok()?.version_timestamp(version)
+    }
+
     /// A DataFusion table provider over this table's current version: later commits are not seen
     /// through it, so every query planned with it reads one consistent version. `file_column`
     /// adds a column naming each row's Parquet file.

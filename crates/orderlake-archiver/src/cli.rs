@@ -197,6 +197,10 @@ pub struct RunArgs {
     #[arg(long, env = "ORDERLAKE_FLUSH_MAX_ROWS")]
     pub flush_max_rows: Option<usize>,
 
+    /// Serve /metrics, /health and /ready on this address (`[metrics] listen`).
+    #[arg(long, env = "ORDERLAKE_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -361,6 +365,9 @@ impl RunArgs {
         }
         if let Some(rows) = self.flush_max_rows {
             c.flush.max_rows = rows;
+        }
+        if let Some(listen) = self.metrics_listen {
+            c.metrics.listen = Some(listen);
         }
         c.validate(&crate::config::source_name(self.common.config.as_ref()))?;
         Ok(c)

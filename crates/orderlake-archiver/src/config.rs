@@ -181,6 +181,8 @@ pub struct ArchiverConfig {
     pub decode: DecodeConfig,
     pub shutdown: ShutdownConfig,
     pub maintenance: MaintenanceConfig,
+    /// Prometheus metrics and health probes of `run`.
+    pub metrics: orderlake_telemetry::MetricsConfig,
     /// Source mappings, tried in order before the built-in ones.
     pub mappings: Vec<SourceMapping>,
 }

@@ -12,6 +12,9 @@ pub enum CliError {
     Archive(#[from] orderlake_archive::ArchiveError),
 
     #[error(transparent)]
+    Telemetry(#[from] orderlake_telemetry::TelemetryError),
+
+    #[error(transparent)]
     Replay(#[from] orderlake_replay::ReplayError),
 
     /// Flags that cannot be used together, or a value the command cannot use.

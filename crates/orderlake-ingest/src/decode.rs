@@ -38,12 +38,44 @@ pub struct DecodedOrder {
     pub items: Option<Vec<LineItem>>,
     /// `None` when the record decoded cleanly.
     pub error: Option<String>,
+    /// What kind of failure `error` describes (a bounded label for metrics).
+    pub failure: Option<DecodeFailure>,
+}
+
+/// Why a record has no (or incomplete) typed columns, in a few fixed words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeFailure {
+    Tombstone,
+    Empty,
+    TooLarge,
+    NoMapping,
+    NotUtf8,
+    InvalidJson,
+    NotAnObject,
+    /// The document parsed, but fields are missing or of the wrong type.
+    Fields,
+}
+
+impl DecodeFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tombstone => "tombstone",
+            Self::Empty => "empty",
+            Self::TooLarge => "too_large",
+            Self::NoMapping => "no_mapping",
+            Self::NotUtf8 => "not_utf8",
+            Self::InvalidJson => "invalid_json",
+            Self::NotAnObject => "not_an_object",
+            Self::Fields => "fields",
+        }
+    }
 }
 
 impl DecodedOrder {
-    fn failed(reason: impl Into<String>) -> Self {
+    fn failed(kind: DecodeFailure, reason: impl Into<String>) -> Self {
         Self {
             error: Some(reason.into()),
+            failure: Some(kind),
             ..Self::default()
         }
     }
@@ -95,35 +127,49 @@ pub fn decode(
     max_bytes: usize,
 ) -> DecodedOrder {
     let Some(bytes) = value else {
-        return DecodedOrder::failed("tombstone: the record has no value");
+        return DecodedOrder::failed(
+            DecodeFailure::Tombstone,
+            "tombstone: the record has no value",
+        );
     };
     if bytes.is_empty() {
-        return DecodedOrder::failed("empty value");
+        return DecodedOrder::failed(DecodeFailure::Empty, "empty value");
     }
     if bytes.len() > max_bytes {
-        return DecodedOrder::failed(format!(
-            "value of {} bytes is over the {max_bytes}-byte decode limit; archived raw",
-            bytes.len()
-        ));
+        return DecodedOrder::failed(
+            DecodeFailure::TooLarge,
+            format!(
+                "value of {} bytes is over the {max_bytes}-byte decode limit; archived raw",
+                bytes.len()
+            ),
+        );
     }
     let Some(mapping) = mapping else {
-        return DecodedOrder::failed("no source mapping matches this topic");
+        return DecodedOrder::failed(
+            DecodeFailure::NoMapping,
+            "no source mapping matches this topic",
+        );
     };
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            return DecodedOrder::failed(format!(
-                "not UTF-8: invalid byte at position {}",
-                e.valid_up_to()
-            ));
+            return DecodedOrder::failed(
+                DecodeFailure::NotUtf8,
+                format!("not UTF-8: invalid byte at position {}", e.valid_up_to()),
+            );
         }
     };
     let doc: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => return DecodedOrder::failed(format!("invalid JSON: {e}")),
+        Err(e) => {
+            return DecodedOrder::failed(DecodeFailure::InvalidJson, format!("invalid JSON: {e}"));
+        }
     };
     if !doc.is_object() {
-        return DecodedOrder::failed(format!("expected a JSON object, got {}", json_kind(&doc)));
+        return DecodedOrder::failed(
+            DecodeFailure::NotAnObject,
+            format!("expected a JSON object, got {}", json_kind(&doc)),
+        );
     }
     decode_document(&doc, mapping)
 }
@@ -185,6 +231,7 @@ fn decode_document(doc: &Value, m: &SourceMapping) -> DecodedOrder {
     }
     if !problems.is_empty() {
         out.error = Some(format!("mapping {}: {}", m.name, problems.join("; ")));
+        out.failure = Some(DecodeFailure::Fields);
     }
     out
 }
@@ -390,19 +437,36 @@ mod tests {
     #[test]
     fn bad_input_gets_a_reason_and_keeps_what_decoded() {
         let m = snake();
-        let cases: [(Option<&[u8]>, &str); 6] = [
-            (None, "tombstone"),
-            (Some(b""), "empty value"),
-            (Some(b"{not json"), "invalid JSON"),
-            (Some(b"\xff\xfe{}"), "not UTF-8"),
-            (Some(b"[1,2]"), "expected a JSON object, got an array"),
-            (Some(br#"{"status":"paid"}"#), "order_id: missing"),
+        let cases: [(Option<&[u8]>, &str, DecodeFailure); 6] = [
+            (None, "tombstone", DecodeFailure::Tombstone),
+            (Some(b""), "empty value", DecodeFailure::Empty),
+            (
+                Some(b"{not json"),
+                "invalid JSON",
+                DecodeFailure::InvalidJson,
+            ),
+            (Some(b"\xff\xfe{}"), "not UTF-8", DecodeFailure::NotUtf8),
+            (
+                Some(b"[1,2]"),
+                "expected a JSON object, got an array",
+                DecodeFailure::NotAnObject,
+            ),
+            (
+                Some(br#"{"status":"paid"}"#),
+                "order_id: missing",
+                DecodeFailure::Fields,
+            ),
         ];
-        for (value, want) in cases {
+        for (value, want, kind) in cases {
             let d = decode(value, Some(&m), DEFAULT_MAX_DECODE_BYTES);
+            assert_eq!(d.failure, Some(kind), "{value:?}");
             let err = d.error.unwrap_or_default();
             assert!(err.contains(want), "{value:?}: {err}");
         }
+        assert_eq!(
+            decode(Some(b"{}"), None, DEFAULT_MAX_DECODE_BYTES).failure,
+            Some(DecodeFailure::NoMapping)
+        );
         let d = decode(
             Some(br#"{"order_id":"A","total_amount":true,"order_datetime":"yesterday"}"#),
             Some(&m),
@@ -417,6 +481,7 @@ mod tests {
         assert!(err.contains("event_time: \"yesterday\""), "{err}");
         let big = vec![b'x'; 100];
         let d = decode(Some(&big), Some(&m), 10);
+        assert_eq!(d.failure, Some(DecodeFailure::TooLarge));
         assert!(d.error.unwrap().contains("decode limit"));
     }
 

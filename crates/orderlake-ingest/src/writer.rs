@@ -15,6 +15,8 @@ use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 use deltalake::{DeltaTableError, kernel::Add};
 use orderlake_archive::{ArchiveTable, ImportSource, OffsetLedger, SourcePartition};
 
+use orderlake_telemetry::catalogue::archiver as m;
+
 use crate::error::{IngestError, Result};
 
 /// How files are laid out and commits retried.
@@ -94,6 +96,17 @@ pub enum FlushOutcome {
         expected: Option<i64>,
         found: Option<i64>,
     },
+}
+
+impl FlushOutcome {
+    /// The outcome's name in metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Committed { .. } => "committed",
+            Self::AlreadyCommitted => "already_committed",
+            Self::Fenced { .. } => "fenced",
+        }
+    }
 }
 
 enum LedgerCheck {
@@ -283,8 +296,13 @@ impl ArchiveWriter {
                     });
                 }
                 Err(e) => {
-                    self.wait_after(&e, attempt, &mut backoff, "reading the ledger")
-                        .await;
+                    self.wait_after(
+                        &e,
+                        attempt,
+                        &mut backoff,
+                        ("read_ledger", "reading the ledger"),
+                    )
+                    .await;
                     continue;
                 }
             }
@@ -299,8 +317,13 @@ impl ArchiveWriter {
                 {
                     Ok(written) => adds.insert(written),
                     Err(e) => {
-                        self.wait_after(&e, attempt, &mut backoff, "writing Parquet files")
-                            .await;
+                        self.wait_after(
+                            &e,
+                            attempt,
+                            &mut backoff,
+                            ("write_files", "writing Parquet files"),
+                        )
+                        .await;
                         continue;
                     }
                 },
@@ -315,20 +338,30 @@ impl ArchiveWriter {
                 {
                     Ok(()) => indexed = true,
                     Err(e) => {
-                        self.wait_after(&e, attempt, &mut backoff, "writing the key index")
-                            .await;
+                        self.wait_after(
+                            &e,
+                            attempt,
+                            &mut backoff,
+                            ("write_index", "writing the key index"),
+                        )
+                        .await;
                         continue;
                     }
                 }
             }
-            match watched(
+            let committing = Instant::now();
+            let committed = watched(
                 &location,
                 "committing to the Delta log",
                 self.try_commit(files, flush),
             )
-            .await
-            {
+            .await;
+            metrics::histogram!(m::COMMIT_DURATION).record(committing.elapsed().as_secs_f64());
+            match committed {
                 Ok(version) => {
+                    let bytes: i64 = files.iter().map(|a| a.size).sum();
+                    metrics::counter!(m::BYTES_ARCHIVED).increment(bytes.max(0) as u64);
+                    metrics::gauge!(m::TABLE_VERSION).set(version as f64);
                     let files = files.len();
                     tracing::debug!(
                         version,
@@ -361,14 +394,27 @@ impl ArchiveWriter {
                         table: self.table.location().to_string(),
                         source: Box::new(e),
                     };
-                    self.wait_after(&e, attempt, &mut backoff, "committing to the Delta log")
-                        .await;
+                    self.wait_after(
+                        &e,
+                        attempt,
+                        &mut backoff,
+                        ("commit", "committing to the Delta log"),
+                    )
+                    .await;
                 }
             }
         }
     }
 
-    async fn wait_after(&self, e: &IngestError, attempt: u32, backoff: &mut Duration, what: &str) {
+    /// Logs a failed storage step (`(metric label, what it was)`) and waits before the retry.
+    async fn wait_after(
+        &self,
+        e: &IngestError,
+        attempt: u32,
+        backoff: &mut Duration,
+        (operation, what): (&'static str, &str),
+    ) {
+        metrics::counter!(m::STORAGE_RETRIES, "operation" => operation).increment(1);
         tracing::warn!(
             table = %self.table.location(),
             attempt,

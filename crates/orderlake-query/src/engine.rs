@@ -42,6 +42,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits, RunPermit};
+use crate::meters;
 use crate::rollup::{DAILY_ACTIVITY, DailyActivityProvider};
 use crate::rollup_rewrite::KpisFromRollup;
 use crate::scan::ArchiveScanProvider;
@@ -167,6 +168,8 @@ pub enum CancelOutcome {
 
 struct Snapshot {
     version: Option<u64>,
+    /// When `version` was committed (Unix milliseconds).
+    committed_at_ms: Option<i64>,
     /// The daily rollup object `daily_activity` was built with.
     rollup_tag: Option<RollupTag>,
     base: SessionState,
@@ -246,6 +249,7 @@ impl ColdQueryEngine {
             admission: Admission::new(&settings.limits),
             snapshot: RwLock::new(Arc::new(Snapshot {
                 version: None,
+                committed_at_ms: None,
                 rollup_tag: None,
                 base: SessionStateBuilder::new().build(),
                 descriptions: HashMap::new(),
@@ -280,6 +284,17 @@ impl ColdQueryEngine {
     /// The table version queries planned now will read.
     pub fn version(&self) -> Option<u64> {
         self.current().version
+    }
+
+    /// Sets the gauges that describe the engine now: the version served and its age, and the
+    /// footer cache (call before a metrics scrape).
+    pub fn publish_gauges(&self) {
+        let snapshot = self.current();
+        meters::serving(snapshot.version, snapshot.committed_at_ms);
+        let entries = self.metadata_cache.list_entries();
+        let hits: usize = entries.values().map(|e| e.hits).sum();
+        let bytes: usize = entries.values().map(|e| e.size_bytes).sum();
+        meters::metadata_cache(hits, entries.len(), bytes);
     }
 
     pub fn views(&self) -> &[ViewDefinition] {
@@ -319,7 +334,9 @@ impl ColdQueryEngine {
             loop {
                 tick.tick().await;
                 let Some(engine) = weak.upgrade() else { return };
-                match engine.refresh().await {
+                let refreshed = engine.refresh().await;
+                meters::refreshed(&refreshed);
+                match refreshed {
                     Ok(Some(v)) => tracing::info!(version = v, "new archive version visible"),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(
@@ -502,6 +519,7 @@ impl ColdQueryEngine {
         }
         Ok(Snapshot {
             version: table.version(),
+            committed_at_ms: table.committed_at_ms(),
             rollup_tag,
             base,
             descriptions,
@@ -674,11 +692,13 @@ impl ColdQueryEngine {
     /// again. A statement whose parameters are not all bound yet is only checked. Returns the
     /// schema clients receive.
     pub async fn plan_for_execution(&self, request: &QueryRequest) -> Result<SchemaRef> {
+        let started = Instant::now();
         let planned = self.plan_request(request).await?;
         if planned.parameters.len() != request.params.len() {
             return Ok(planned.schema);
         }
         let ready = Self::physical_plan(planned, request.params.clone()).await?;
+        meters::planned(started.elapsed());
         let schema = Arc::clone(&ready.schema);
         let mut plans = self.ready.lock().expect("ready plans lock");
         plans.retain(|(_, p)| p.made.elapsed() < READY_PLAN_TTL);
@@ -717,8 +737,11 @@ impl ColdQueryEngine {
             let ready = match ready {
                 Some(ready) => ready,
                 None => {
+                    let started = Instant::now();
                     let planned = self.plan_request(&request).await?;
-                    Self::physical_plan(planned, request.params.clone()).await?
+                    let ready = Self::physical_plan(planned, request.params.clone()).await?;
+                    meters::planned(started.elapsed());
+                    ready
                 }
             };
             let stream = execute_stream(ready.physical, ready.task)?;

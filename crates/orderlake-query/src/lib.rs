@@ -8,6 +8,7 @@ pub mod error;
 mod join_keys;
 mod key_rewrite;
 pub mod limits;
+mod meters;
 pub mod rollup;
 mod rollup_rewrite;
 pub mod scan;

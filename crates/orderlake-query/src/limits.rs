@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use orderlake_telemetry::catalogue::server as server_metrics;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{QueryError, Result};
@@ -52,6 +53,42 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct RunPermit(#[expect(dead_code, reason = "held for its Drop")] OwnedSemaphorePermit);
 
+impl RunPermit {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(server_metrics::QUERIES_RUNNING).increment(1.0);
+        Self(permit)
+    }
+}
+
+impl Drop for RunPermit {
+    fn drop(&mut self) {
+        metrics::gauge!(server_metrics::QUERIES_RUNNING).decrement(1.0);
+    }
+}
+
+/// A place in the queue, given up however the wait ends (a slot, a timeout, or the caller
+/// abandoning the query while it waits).
+struct InQueue<'a>(&'a AtomicUsize);
+
+impl<'a> InQueue<'a> {
+    /// Joins the queue unless it already holds `max` queries.
+    fn join(queued: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if queued.fetch_add(1, Ordering::SeqCst) >= max {
+            queued.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        metrics::gauge!(server_metrics::QUERIES_QUEUED).increment(1.0);
+        Some(Self(queued))
+    }
+}
+
+impl Drop for InQueue<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!(server_metrics::QUERIES_QUEUED).decrement(1.0);
+    }
+}
+
 impl Admission {
     pub fn new(limits: &QueryLimits) -> Self {
         Self {
@@ -69,11 +106,12 @@ impl Admission {
     /// Takes a free slot, waits in the queue for one (at most `wait`), or refuses at once when
     /// the queue is full.
     pub async fn admit(&self, wait: Duration) -> Result<RunPermit> {
+        let started = std::time::Instant::now();
         if let Ok(p) = Arc::clone(&self.running).try_acquire_owned() {
-            return Ok(RunPermit(p));
+            metrics::histogram!(server_metrics::QUERY_QUEUE).record(0.0);
+            return Ok(RunPermit::new(p));
         }
-        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
+        let Some(place) = InQueue::join(&self.queued, self.max_queued) else {
             return Err(QueryError::ResourcesExhausted {
                 message: format!(
                     "the server is busy: every query slot is taken and the queue ({} waiting) \
@@ -81,11 +119,12 @@ impl Admission {
                     self.max_queued
                 ),
             });
-        }
+        };
         let permit = tokio::time::timeout(wait, Arc::clone(&self.running).acquire_owned()).await;
-        self.queued.fetch_sub(1, Ordering::SeqCst);
+        drop(place);
+        metrics::histogram!(server_metrics::QUERY_QUEUE).record(started.elapsed().as_secs_f64());
         match permit {
-            Ok(Ok(p)) => Ok(RunPermit(p)),
+            Ok(Ok(p)) => Ok(RunPermit::new(p)),
             Ok(Err(_)) => Err(QueryError::Engine {
                 message: "the server is shutting down".into(),
             }),
@@ -126,5 +165,38 @@ mod tests {
             admission.admit(Duration::from_millis(20)).await
         };
         assert!(matches!(timed_out, Err(QueryError::Timeout { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_query_abandoned_while_queued_gives_its_place_back() {
+        let limits = QueryLimits {
+            max_running: 1,
+            max_queued: 1,
+            ..QueryLimits::default()
+        };
+        let admission = Arc::new(Admission::new(&limits));
+        let held = admission.admit(Duration::from_secs(5)).await.unwrap();
+        let waiting = {
+            let a = Arc::clone(&admission);
+            tokio::spawn(async move { a.admit(Duration::from_secs(30)).await.map(|_| ()) })
+        };
+        while admission.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The client goes away while its query waits for a slot.
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(admission.queued(), 0);
+        let next = {
+            let a = Arc::clone(&admission);
+            tokio::spawn(async move { a.admit(Duration::from_secs(5)).await.map(|_| ()) })
+        };
+        while admission.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        next.await
+            .unwrap()
+            .expect("the queue had room for the next query");
     }
 }

@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// TLS private key (PEM; overrides server.tls_key).
     #[arg(long, env = "ORDERLAKE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Serve /metrics, /health and /ready on this address (overrides metrics.listen).
+    #[arg(long, env = "ORDERLAKE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -94,6 +97,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.tls_key {
             c.server.tls_key = Some(v.clone());
+        }
+        if let Some(v) = self.metrics_listen {
+            c.metrics.listen = Some(v);
         }
         let source = self
             .config

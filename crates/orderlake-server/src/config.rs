@@ -162,6 +162,7 @@ pub struct ServerConfig {
     pub sql: SqlConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
+    pub metrics: orderlake_telemetry::MetricsConfig,
 }
 
 impl ServerConfig {

@@ -34,6 +34,9 @@ pub enum ServerError {
 
     #[error(transparent)]
     Archive(#[from] orderlake_archive::ArchiveError),
+
+    #[error(transparent)]
+    Telemetry(#[from] orderlake_telemetry::TelemetryError),
 }
 
 /// The status a client sees for a query error: each class has exactly one code.

@@ -7,17 +7,19 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod observe;
 pub mod service;
 pub mod session;
 pub mod sql_info;
 pub mod ticket;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use orderlake_query::ColdQueryEngine;
+use orderlake_telemetry::{BeforeScrape, OpsListener, Readiness, Router};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -46,13 +48,37 @@ pub struct RunningServer {
     serve: JoinHandle<Result<(), tonic::transport::Error>>,
     refresh: JoinHandle<()>,
     stop: oneshot::Sender<()>,
+    ops: Option<OpsListener>,
 }
 
 impl RunningServer {
     /// Opens the archive, binds the listener (port 0 picks a free one) and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let readiness = Readiness::new(&[("snapshot", "opening the archive table")]);
+        let opened: Arc<OnceLock<Arc<ColdQueryEngine>>> = Arc::default();
+        let ops = match config.metrics.listen {
+            Some(listen) => {
+                let opened = Arc::clone(&opened);
+                let before_scrape: BeforeScrape = Arc::new(move || {
+                    if let Some(engine) = opened.get() {
+                        engine.publish_gauges();
+                    }
+                });
+                let ops = OpsListener::start(
+                    listen,
+                    readiness.clone(),
+                    Some(before_scrape),
+                    Router::new(),
+                )
+                .await?;
+                Some(ops)
+            }
+            None => None,
+        };
         let location = config.archive.location()?;
         let engine = Arc::new(ColdQueryEngine::open(location, config.engine_settings()).await?);
+        let _ = opened.set(Arc::clone(&engine));
+        readiness.set("snapshot", Ok(()));
         let refresh = engine.spawn_refresh(Duration::from_secs(config.sql.refresh_interval_secs));
         let auth = Arc::new(Authenticator::new(&config.auth));
         let service = ColdQueryService::new(Arc::clone(&engine), auth);
@@ -107,7 +133,13 @@ impl RunningServer {
             serve,
             refresh,
             stop,
+            ops,
         })
+    }
+
+    /// The address of `/metrics`, `/health` and `/ready`, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().map(OpsListener::addr)
     }
 
     /// The address actually bound.

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -37,6 +38,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticator, Principal};
 use crate::error::status;
+use crate::observe::{self, Observed};
 use crate::session::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, CloseSessionResult, CloseSessionStatus, GET_SESSION_OPTIONS,
     SET_SESSION_OPTIONS, Sessions, SetSessionOptionsRequest,
@@ -84,7 +86,9 @@ impl ColdQueryService {
     }
 
     fn who<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        self.auth.authenticate(request.metadata())
+        self.auth
+            .authenticate(request.metadata())
+            .inspect_err(|_| observe::auth_failed("request"))
     }
 
     /// A FlightInfo whose one endpoint (no location: this server) carries `ticket`.
@@ -121,7 +125,8 @@ impl ColdQueryService {
                 user,
             })
             .await
-            .map_err(|e| status(&e))?;
+            .map_err(|e| status(&e))
+            .inspect_err(|s| observe::refused(observe::FLIGHT_SQL, s))?;
         let ticket = TicketStatementQuery {
             statement_handle: handle.encode().into(),
         };
@@ -239,7 +244,10 @@ impl FlightSqlService for ColdQueryService {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let (principal, token) = self.auth.sign_in(request.metadata())?;
+        let (principal, token) = self
+            .auth
+            .sign_in(request.metadata())
+            .inspect_err(|_| observe::auth_failed("handshake"))?;
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into_bytes().into(),
@@ -286,6 +294,7 @@ impl FlightSqlService for ColdQueryService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let started = Instant::now();
         let who = self.who(&request)?;
         let handle = QueryHandle::decode(&ticket.statement_handle)?;
         let params = handle.param_values()?;
@@ -299,9 +308,14 @@ impl FlightSqlService for ColdQueryService {
                 user: who.name,
             })
             .await
-            .map_err(|e| status(&e))?;
+            .map_err(|e| status(&e))
+            .inspect_err(|s| observe::refused(observe::FLIGHT_SQL, s))?;
         let schema = stream.schema();
-        let batches = stream.map_err(|e| FlightError::Tonic(Box::new(status(&e))));
+        let batches = Observed::new(
+            stream.map_err(|e| FlightError::Tonic(Box::new(status(&e)))),
+            observe::FLIGHT_SQL,
+            started,
+        );
         let data = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)

@@ -189,7 +189,8 @@ pub mod archiver {
         counter(
             STORAGE_RETRIES,
             &["operation"],
-            "Retried object-store writes and Delta commits (operation: write or commit).",
+            "Retried storage steps of a flush (operation: read_ledger, write_files, write_index or \
+             commit).",
         ),
         counter(
             FLUSHES,

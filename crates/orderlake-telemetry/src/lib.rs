@@ -6,6 +6,7 @@ mod error;
 mod listener;
 mod logs;
 
+pub use axum::Router;
 pub use error::TelemetryError;
 pub use listener::{
     BeforeScrape, MetricsConfig, OpsListener, Readiness, Sample, http_get, parse_samples, recorder,

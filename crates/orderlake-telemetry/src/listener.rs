@@ -62,15 +62,16 @@ fn install() -> Result<PrometheusHandle, String> {
     Ok(handle)
 }
 
-/// Named conditions that must all hold before `/ready` answers 200. Each starts unmet.
+/// Named conditions that must all hold before `/ready` answers 200. Each starts unmet, with the
+/// reason given.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness(Arc<Mutex<BTreeMap<&'static str, Result<(), String>>>>);
 
 impl Readiness {
-    pub fn new(conditions: &[&'static str]) -> Self {
+    pub fn new(conditions: &[(&'static str, &str)]) -> Self {
         let map = conditions
             .iter()
-            .map(|c| (*c, Err("not checked yet".to_owned())))
+            .map(|(c, why)| (*c, Err((*why).to_owned())))
             .collect();
         Self(Arc::new(Mutex::new(map)))
     }
@@ -301,7 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn probes_answer_and_readiness_follows_its_conditions() {
-        let readiness = Readiness::new(&["table", "broker"]);
+        let readiness = Readiness::new(&[("table", "opening"), ("broker", "not checked yet")]);
         let ops = OpsListener::start(
             "127.0.0.1:0".parse().unwrap(),
             readiness.clone(),

@@ -100,12 +100,14 @@ pub async fn run_steps(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let started = Instant::now();
-        let r = table
-            .compact(settings, |done, total| {
+        let r = metered(
+            "compact",
+            table.compact(settings, |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
-            })
-            .await?;
+            }),
+        )
+        .await?;
         bar.finish_and_clear();
         summary.push_str(&format!(
             "compact     {} {} partitions in {} commits ({:.1}s): files {} -> {}, bytes {} -> {}\n",
@@ -122,9 +124,9 @@ pub async fn run_steps(
     if steps.index || steps.reindex {
         let started = Instant::now();
         let r = if steps.reindex {
-            table.reindex().await?
+            metered("reindex", table.reindex()).await?
         } else {
-            table.update_index().await?
+            metered("index", table.update_index()).await?
         };
         summary.push_str(&format!(
             "{}     {} of {} live files indexed ({:.1}s); {} segments -> 1: {} entries, {} bytes, {} files covered\n",
@@ -143,9 +145,11 @@ pub async fn run_steps(
         let closed_before = orderlake_archive::files::days_since_epoch(
             chrono::Utc::now().date_naive() - chrono::Duration::days(settings.closed_after_days),
         );
-        let r = table
-            .update_rollup(closed_before, steps.rebuild_rollup)
-            .await?;
+        let r = metered(
+            "rollup",
+            table.update_rollup(closed_before, steps.rebuild_rollup),
+        )
+        .await?;
         summary.push_str(&format!(
             "rollup      {} closed dates computed, {} kept ({:.1}s): {} rows, {} bytes\n",
             r.dates_computed,
@@ -156,13 +160,13 @@ pub async fn run_steps(
         ));
     }
     if steps.checkpoint {
-        let (version, removed) = table.checkpoint().await?;
+        let (version, removed) = metered("checkpoint", table.checkpoint()).await?;
         summary.push_str(&format!(
             "checkpoint  at version {version}; {removed} expired log files removed\n"
         ));
     }
     if steps.vacuum {
-        let deleted = table.vacuum(settings, steps.force, steps.dry_run).await?;
+        let deleted = metered("vacuum", table.vacuum(settings, steps.force, steps.dry_run)).await?;
         summary.push_str(&format!(
             "vacuum      {} unreferenced files older than {}h {}\n",
             deleted.len(),
@@ -175,6 +179,26 @@ pub async fn run_steps(
         ));
     }
     Ok(summary)
+}
+
+/// Runs one maintenance task, recording its result and duration
+/// (`orderlake_archiver_maintenance_*`).
+async fn metered<T, E>(
+    task: &'static str,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    use orderlake_telemetry::catalogue::archiver as m;
+    let started = Instant::now();
+    let result = step.await;
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    metrics::counter!(m::MAINTENANCE_RUNS, "task" => task, "result" => outcome).increment(1);
+    metrics::histogram!(m::MAINTENANCE_DURATION, "task" => task)
+        .record(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        metrics::gauge!(m::MAINTENANCE_LAST_SUCCESS, "task" => task)
+            .set(chrono::Utc::now().timestamp() as f64);
+    }
+    result
 }
 
 /// The background task of `run`: every `maintenance.interval_secs`, every step with the

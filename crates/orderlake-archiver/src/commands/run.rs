@@ -5,6 +5,8 @@ use std::time::Duration;
 use orderlake_archive::ArchiveTable;
 use orderlake_ingest::{ArchiveWriter, DrainReport, DrainSettings, MappingSet, StopSignal};
 
+use orderlake_telemetry::{OpsListener, Readiness, Router};
+
 use crate::config::ArchiverConfig;
 use crate::error::CliError;
 
@@ -14,8 +16,19 @@ pub async fn run(
     stop: StopSignal,
 ) -> Result<DrainReport, CliError> {
     tracing::info!("effective configuration:\n{}", config.redacted());
+    let readiness = Readiness::new(&[
+        ("table", "opening the archive table"),
+        ("broker", "no broker statistics yet"),
+    ]);
+    let _ops = match config.metrics.listen {
+        Some(listen) => {
+            Some(OpsListener::start(listen, readiness.clone(), None, Router::new()).await?)
+        }
+        None => None,
+    };
     let location = super::table_location(&config)?;
     let table = ArchiveTable::open_or_create_with(location, config.parquet.partitioning).await?;
+    readiness.set("table", Ok(()));
     tracing::info!(table = %table.location(), version = ?table.version(), "archive table ready");
     let mappings = MappingSet::new(config.all_mappings())?;
     let writer = ArchiveWriter::new(table, config.writer_settings());
@@ -33,6 +46,7 @@ pub async fn run(
         commit_to_group: config.kafka.commit_to_group,
         shutdown_grace: Duration::from_secs(config.shutdown.grace_secs),
         kafka: config.kafka.properties.clone(),
+        readiness,
     };
     let maintenance = config
         .maintenance

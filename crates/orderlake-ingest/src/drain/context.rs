@@ -13,6 +13,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::meters::{self, FlushSummary};
 use super::position::{Position, Watermarks};
 use super::{DrainState, InFlight, Job, StartFrom, StopSignal};
 use crate::error::{IngestError, Result};
@@ -31,6 +32,7 @@ pub(super) struct DrainContext {
     pub(super) fatal: Mutex<Option<IngestError>>,
     pub(super) watermarks: Mutex<HashMap<SourcePartition, Watermarks>>,
     pub(super) stats_seq: AtomicU64,
+    pub(super) readiness: orderlake_telemetry::Readiness,
 }
 
 impl ClientContext for DrainContext {
@@ -48,6 +50,15 @@ impl ClientContext for DrainContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.readiness.set(
+            "broker",
+            if up {
+                Ok(())
+            } else {
+                Err("no broker connection is up".into())
+            },
+        );
         let seq = self.stats_seq.fetch_add(1, Ordering::SeqCst) + 1;
         let mut marks = self.watermarks.lock().expect("watermarks lock");
         for (topic, t) in &statistics.topics {
@@ -111,10 +122,12 @@ impl DrainContext {
         );
         let mut st = self.lock();
         st.report.rebalances += 1;
+        meters::rebalanced();
         self.submit_buffer(&mut st);
         for sp in &revoked {
             st.positions.remove(sp);
         }
+        st.meters.revoked(&revoked);
     }
 
     /// On assignment: wait for our own flushes to land, read the ledger, and start each partition
@@ -215,10 +228,26 @@ impl DrainContext {
     }
 
     pub(super) fn take_job(st: &mut DrainState) -> Job {
+        let mut summary = FlushSummary {
+            bytes: st.buffer.bytes(),
+            ..FlushSummary::default()
+        };
         let batch = st.buffer.finish();
         let mut advances = Vec::new();
         for (sp, pos) in &mut st.positions {
-            pos.buffered_bytes = 0;
+            if pos.buffered_rows > 0 {
+                summary
+                    .rows_by_partition
+                    .push((sp.clone(), pos.buffered_rows));
+            }
+            if let Some(ts) = pos.buffered_newest_ms {
+                let newest = summary
+                    .newest_by_topic
+                    .entry(sp.topic.clone())
+                    .or_insert(ts);
+                *newest = (*newest).max(ts);
+            }
+            pos.clear_buffered();
             if let Some(through) = pos.buffered_through.take() {
                 advances.push(LedgerAdvance {
                     partition: sp.clone(),
@@ -238,6 +267,7 @@ impl DrainContext {
                 import: None,
             },
             undecoded,
+            summary,
         }
     }
 }

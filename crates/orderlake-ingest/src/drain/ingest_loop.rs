@@ -13,6 +13,7 @@ use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::DrainContext;
+use super::meters::Meters;
 use super::position::{AfterRecord, PauseFor, Position, STARVED_PAUSE};
 use super::{DrainReport, DrainSettings, DrainState, JobResult, StartFrom};
 use crate::decode::TopicDecoder;
@@ -30,6 +31,7 @@ pub(super) struct IngestLoop {
     pub(super) last_progress: Instant,
     pub(super) rows_at_last_progress: u64,
     pub(super) last_stall_check: Instant,
+    pub(super) last_publish: Instant,
 }
 
 impl IngestLoop {
@@ -62,7 +64,7 @@ impl IngestLoop {
                 if settings.until_caught_up {
                     "200"
                 } else {
-                    "5000"
+                    "1000"
                 },
             )
             // A subscribed topic that does not exist yet (or that a broker briefly reports as
@@ -100,6 +102,7 @@ impl IngestLoop {
             last_progress: Instant::now(),
             rows_at_last_progress: 0,
             last_stall_check: Instant::now(),
+            last_publish: Instant::now(),
         })
     }
 
@@ -122,6 +125,7 @@ impl IngestLoop {
                 return self.finish("caught up with every assigned partition");
             }
             self.log_progress();
+            self.publish_meters();
             self.watch_partitions();
             match self.consumer.poll(poll_timeout) {
                 None => {}
@@ -335,9 +339,7 @@ impl IngestLoop {
             Ok(None) => {}
             Ok(Some(FlushOutcome::Committed { .. } | FlushOutcome::AlreadyCommitted)) => {
                 let mut st = ctx.lock();
-                st.report.rows_committed += r.rows;
-                st.report.undecoded_rows += r.undecoded;
-                st.report.flushes_committed += 1;
+                st.count_committed(&r);
                 let current = st.generation == r.generation;
                 drop(st);
                 if current && self.settings.commit_to_group {
@@ -374,9 +376,7 @@ impl IngestLoop {
             if let Ok(Some(FlushOutcome::Committed { .. } | FlushOutcome::AlreadyCommitted)) =
                 r.outcome
             {
-                let mut st = ctx.lock();
-                st.report.rows_committed += r.rows;
-                st.report.flushes_committed += 1;
+                ctx.lock().count_committed(&r);
             }
         }
         let partitions: Vec<SourcePartition> = ctx.lock().positions.keys().cloned().collect();
@@ -422,6 +422,20 @@ impl IngestLoop {
         {
             tracing::debug!(error = %e, "advisory group offset commit failed");
         }
+    }
+
+    /// Every second: the gauges that follow time and the buffer.
+    fn publish_meters(&mut self) {
+        if self.last_publish.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_publish = Instant::now();
+        let ctx = self.ctx();
+        let mut st = ctx.lock();
+        let marks = ctx.watermarks.lock().expect("watermarks lock");
+        let st = &mut *st;
+        let buffer = (st.buffer.len(), st.buffer.bytes());
+        st.meters.publish(&st.positions, &marks, buffer);
     }
 
     pub(super) fn log_progress(&mut self) {
@@ -500,7 +514,12 @@ fn append(
         return AfterRecord::Continue;
     }
     pos.buffered_through = Some(offset);
-    pos.buffered_bytes += msg.payload_len() + msg.key_len();
+    let bytes = msg.payload_len() + msg.key_len();
+    pos.buffered_bytes += bytes;
+    pos.buffered_rows += 1;
+    if let Some(ts) = msg.timestamp().to_millis() {
+        pos.buffered_newest_ms = Some(pos.buffered_newest_ms.map_or(ts, |n| n.max(ts)));
+    }
     pos.next = offset + 1;
     pos.received = true;
     let order = decoder.decode(msg.topic(), msg.payload());
@@ -518,8 +537,10 @@ fn append(
         .into_iter()
         .flat_map(|h| h.iter())
         .map(|h| (h.key, h.value));
+    st.meters.consumed(&sp, bytes);
     if order.error.is_some() {
         st.buffer_undecoded += 1;
+        Meters::decode_failed(msg.topic(), order.failure);
     }
     st.buffer.append(
         &env,

@@ -14,6 +14,7 @@ use orderlake_archive::SourcePartition;
 
 mod context;
 mod ingest_loop;
+mod meters;
 mod position;
 
 use crate::error::{IngestError, Result};
@@ -22,6 +23,7 @@ use crate::rowbuf::ArchiveRowBuffer;
 use crate::writer::{ArchiveWriter, Flush, FlushOutcome, LedgerAdvance};
 use context::DrainContext;
 use ingest_loop::IngestLoop;
+use meters::{FlushSummary, Meters};
 use position::Position;
 
 /// Where a partition the table has never seen starts.
@@ -52,6 +54,8 @@ pub struct DrainSettings {
     pub shutdown_grace: Duration,
     /// Extra librdkafka properties.
     pub kafka: BTreeMap<String, String>,
+    /// Where the loop reports whether a broker answers (condition `broker`).
+    pub readiness: orderlake_telemetry::Readiness,
 }
 
 /// What a drain did, for logs and `--until-caught-up` callers.
@@ -117,6 +121,7 @@ struct Job {
     generation: u64,
     flush: Flush,
     undecoded: u64,
+    summary: FlushSummary,
 }
 
 struct JobResult {
@@ -124,6 +129,7 @@ struct JobResult {
     rows: u64,
     undecoded: u64,
     advances: Vec<LedgerAdvance>,
+    summary: FlushSummary,
     outcome: Result<Option<FlushOutcome>>,
 }
 
@@ -135,6 +141,7 @@ struct DrainState {
     positions: BTreeMap<SourcePartition, Position>,
     generation: u64,
     report: DrainReport,
+    meters: Meters,
 }
 
 impl DrainState {
@@ -144,8 +151,16 @@ impl DrainState {
         self.buffer_undecoded = 0;
         self.buffer_started = None;
         for pos in self.positions.values_mut() {
-            pos.buffered_bytes = 0;
+            pos.clear_buffered();
         }
+    }
+
+    /// A flush the writer committed (or found committed by an earlier attempt).
+    fn count_committed(&mut self, r: &JobResult) {
+        self.report.rows_committed += r.rows;
+        self.report.undecoded_rows += r.undecoded;
+        self.report.flushes_committed += 1;
+        self.meters.archived(&r.summary);
     }
 
     fn paused(&self) -> usize {
@@ -175,15 +190,22 @@ pub async fn drain(
             while let Some(job) = job_rx.recv().await {
                 let rows = job.flush.batch.num_rows() as u64;
                 let outcome = if job.generation < generation.load(Ordering::SeqCst) {
+                    meters::flush_outcome("stale", None);
                     Ok(None)
                 } else {
-                    writer.lock().await.commit(&job.flush).await.map(Some)
+                    let started = Instant::now();
+                    let outcome = writer.lock().await.commit(&job.flush).await;
+                    if let Ok(o) = &outcome {
+                        meters::flush_outcome(o.label(), Some(started.elapsed()));
+                    }
+                    outcome.map(Some)
                 };
                 let _ = result_tx.send(JobResult {
                     generation: job.generation,
                     rows,
                     undecoded: job.undecoded,
                     advances: job.flush.advances,
+                    summary: job.summary,
                     outcome,
                 });
                 in_flight.done();
@@ -208,6 +230,7 @@ pub async fn drain(
                     positions: BTreeMap::new(),
                     generation: 0,
                     report: DrainReport::default(),
+                    meters: Meters::new(&settings.group, settings.memory_budget_bytes),
                 }),
                 start_from: settings.start_from,
                 stop,
@@ -215,6 +238,7 @@ pub async fn drain(
                 fatal: Mutex::new(None),
                 watermarks: Mutex::new(HashMap::new()),
                 stats_seq: AtomicU64::new(0),
+                readiness: settings.readiness.clone(),
             };
             IngestLoop::new(settings, mappings, context, result_rx)?.run()
         })

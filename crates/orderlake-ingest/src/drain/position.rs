@@ -15,6 +15,9 @@ pub(super) struct Position {
     pub(super) buffered_through: Option<i64>,
     /// Bytes of this partition's keys and values in the buffer (its share of the back-pressure).
     pub(super) buffered_bytes: usize,
+    /// Records of this partition in the buffer, and the newest Kafka timestamp (ms) among them.
+    pub(super) buffered_rows: u64,
+    pub(super) buffered_newest_ms: Option<i64>,
     /// Lower bound of the next offset Kafka will hand us.
     pub(super) next: i64,
     pub(super) start: Offset,
@@ -91,6 +94,8 @@ impl Position {
             after: archived,
             buffered_through: None,
             buffered_bytes: 0,
+            buffered_rows: 0,
+            buffered_newest_ms: None,
             next: archived.map_or(0, |o| o + 1),
             start,
             received: false,
@@ -104,6 +109,13 @@ impl Position {
             paused: None,
             starved_pause: (Instant::now(), STARVED_AFTER),
         }
+    }
+
+    /// The buffer was handed to the writer or dropped.
+    pub(super) fn clear_buffered(&mut self) {
+        self.buffered_bytes = 0;
+        self.buffered_rows = 0;
+        self.buffered_newest_ms = None;
     }
 
     pub(super) fn is_paused(&self) -> bool {
