@@ -5,8 +5,9 @@ COPY . .
 RUN cargo build --release --locked --bin orderlake-archiver --bin orderlake-server \
  && mkdir -p /out && cp target/release/orderlake-archiver target/release/orderlake-server /out/
 
+# curl answers the compose health checks (GET /ready on the metrics listener).
 FROM debian:bookworm-slim AS runtime
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 orderlake
 USER orderlake
 

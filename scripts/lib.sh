@@ -4,6 +4,7 @@
 # Cache (outside the clone, survives between runs): ${ORDERLAKE_CACHE:-$HOME/.cache/orderlake}
 #   tansu-0.6.0/bin/tansu   the Kafka-protocol broker, built once (~10 min on 2 cores)
 #   venv/                   Python clients: pyarrow, deltalake, duckdb, adbc, confluent-kafka, moto
+#   prometheus/usr/bin/promtool  Prometheus's rule and config checker, from Debian's package
 #   target/                 the cargo target directory
 
 set -euo pipefail
@@ -33,6 +34,19 @@ _install_tansu() {
     || { tail -30 "$ORDERLAKE_CACHE/tansu-build.log"; return 1; }
 }
 ensure_tansu() { with_lock tansu _install_tansu; }
+
+PROMTOOL="$ORDERLAKE_CACHE/prometheus/usr/bin/promtool"
+_install_promtool() {
+  [ -x "$PROMTOOL" ] && return 0
+  log "fetching promtool from Debian's prometheus package (extracted into $ORDERLAKE_CACHE; no service installed)"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get download prometheus >/dev/null; }; })
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$ORDERLAKE_CACHE/prometheus"
+  rm -rf "$tmp"
+  [ -x "$PROMTOOL" ]
+}
+ensure_promtool() { with_lock promtool _install_promtool; }
 
 PY_REQUIREMENTS="$ORDERLAKE_ROOT/tests/python/requirements.txt"
 _install_venv() {

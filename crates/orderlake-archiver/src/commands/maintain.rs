@@ -243,6 +243,11 @@ pub async fn scheduled(config: ArchiverConfig, stop: StopSignal) {
             )
             .await
         };
+        let run = async {
+            let summary = run.await?;
+            verified(&config).await?;
+            Ok::<_, CliError>(summary)
+        };
         tokio::select! {
             result = run => match result {
                 Ok(summary) => tracing::info!(
@@ -262,6 +267,28 @@ pub async fn scheduled(config: ArchiverConfig, stop: StopSignal) {
             }
         }
     }
+}
+
+/// The last step of a scheduled run: `verify`, whose failure an operator is alerted to
+/// (`orderlake_archiver_maintenance_runs_total{task="verify",result="failed"}`).
+async fn verified(config: &ArchiverConfig) -> Result<(), CliError> {
+    let report = metered("verify", async {
+        let report = super::status::verify(config, None).await?;
+        if report.is_clean() {
+            Ok(report)
+        } else {
+            Err(CliError::Usage(format!(
+                "verify found problems:\n{}",
+                super::status::render_verify(&report)
+            )))
+        }
+    })
+    .await?;
+    tracing::info!(
+        partitions = report.partitions.len(),
+        "verify: every archived record is in the table once"
+    );
+    Ok(())
 }
 
 /// Sleeps `d`; true when a stop came first.
