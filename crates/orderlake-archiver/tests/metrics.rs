@@ -66,11 +66,15 @@ async fn metrics_follow_an_archiving_run_to_zero_lag() {
             "--flush-interval-ms",
             "500",
         ])
-        .args(["--metrics-listen", &ops.to_string()])
+        .args(["--metrics-listen", &ops.to_string(), "--log-format", "json"])
+        .env("ORDERLAKE_LOG", "info,orderlake_ingest::writer=debug")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Read its log as it is written (a full pipe would stall the archiver).
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
 
     let total = produced.records.len() as f64;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -183,6 +187,28 @@ async fn metrics_follow_an_archiving_run_to_zero_lag() {
         .unwrap()
         .unwrap();
     assert!(status.success());
+    let log = log.join().unwrap();
+
+    // JSON logs: every line an object; every line of a flush names the offsets it archives.
+    let logged: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let committed: Vec<&serde_json::Value> = logged
+        .iter()
+        .filter(|l| l["message"] == "committed flush")
+        .collect();
+    assert!(!committed.is_empty(), "{logged:#?}");
+    for line in committed {
+        assert_eq!(line["span"]["name"], "flush", "{line}");
+        let offsets = line["span"]["offsets"].as_str().unwrap();
+        assert!(
+            offsets
+                .split(' ')
+                .all(|o| o.starts_with(&prefix) && o.contains("]:")),
+            "{offsets}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,7 @@ use orderlake_archive::rollup::{DailyRollup, RollupTag};
 use orderlake_archive::{ArchiveTable, TABLE_NAME, TableLocation};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tracing::Instrument as _;
 
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
@@ -692,6 +693,12 @@ impl ColdQueryEngine {
     /// again. A statement whose parameters are not all bound yet is only checked. Returns the
     /// schema clients receive.
     pub async fn plan_for_execution(&self, request: &QueryRequest) -> Result<SchemaRef> {
+        self.plan_for_execution_in(request)
+            .instrument(query_span(request))
+            .await
+    }
+
+    async fn plan_for_execution_in(&self, request: &QueryRequest) -> Result<SchemaRef> {
         let started = Instant::now();
         let planned = self.plan_request(request).await?;
         if planned.parameters.len() != request.params.len() {
@@ -720,6 +727,17 @@ impl ColdQueryEngine {
     /// Runs a query under the limits. The returned stream yields its batches as they are computed;
     /// dropping it stops the query.
     pub async fn execute(self: &Arc<Self>, request: QueryRequest) -> Result<QueryStream> {
+        let span = query_span(&request);
+        self.execute_in(request, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_in(
+        self: &Arc<Self>,
+        request: QueryRequest,
+        span: tracing::Span,
+    ) -> Result<QueryStream> {
         let limits = &self.settings.limits;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + limits.timeout;
@@ -763,6 +781,7 @@ impl ColdQueryEngine {
             started,
             _permit: permit,
             guard,
+            span,
         })
     }
 
@@ -806,6 +825,11 @@ impl ColdQueryEngine {
         all.sort_by_key(|q| std::cmp::Reverse(q.elapsed));
         all
     }
+}
+
+/// The span every log line of a query carries: its id and who asked.
+fn query_span(request: &QueryRequest) -> tracing::Span {
+    tracing::info_span!("query", query_id = %request.id, user = %request.user)
 }
 
 /// Binds parameter values to a plan's placeholders, casting each to the type the planner
@@ -898,6 +922,8 @@ pub struct QueryStream {
     // can run again.
     _permit: RunPermit,
     guard: RunningGuard,
+    /// The query's span (its id and user), entered while its batches are computed.
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for QueryStream {
@@ -916,8 +942,8 @@ impl QueryStream {
 
     fn stop(&mut self, outcome: &str) {
         if self.inner.take().is_some() {
+            let _entered = self.span.clone().entered();
             tracing::info!(
-                query_id = %self.guard.id,
                 rows = self.rows,
                 bytes = self.bytes,
                 elapsed_ms = self.started.elapsed().as_millis() as u64,
@@ -948,6 +974,8 @@ impl Stream for QueryStream {
         if self.inner.is_none() {
             return Poll::Ready(None);
         }
+        let span = self.span.clone();
+        let _entered = span.enter();
         if self.cancelled.as_mut().poll(cx).is_ready() {
             self.stop("cancelled");
             let query_id = self.guard.id.clone();

@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use orderlake_archive::SourcePartition;
+use tracing::Instrument as _;
 
 mod context;
 mod ingest_loop;
@@ -168,6 +169,19 @@ impl DrainState {
     }
 }
 
+/// The span every log line of a flush carries: the offsets it archives, per topic and partition
+/// (`topic[partition]:first..last`).
+fn flush_span(advances: &[LedgerAdvance]) -> tracing::Span {
+    let offsets: Vec<String> = advances
+        .iter()
+        .map(|a| {
+            let first = a.after.map_or(0, |o| o + 1);
+            format!("{}:{first}..{}", a.partition, a.through)
+        })
+        .collect();
+    tracing::info_span!("flush", offsets = %offsets.join(" "))
+}
+
 /// Runs the archiver until stopped (or, with `until_caught_up`, until every assigned partition is
 /// archived to its end).
 pub async fn drain(
@@ -194,7 +208,13 @@ pub async fn drain(
                     Ok(None)
                 } else {
                     let started = Instant::now();
-                    let outcome = writer.lock().await.commit(&job.flush).await;
+                    let span = flush_span(&job.flush.advances);
+                    let outcome = writer
+                        .lock()
+                        .await
+                        .commit(&job.flush)
+                        .instrument(span)
+                        .await;
                     if let Ok(o) = &outcome {
                         meters::flush_outcome(o.label(), Some(started.elapsed()));
                     }
