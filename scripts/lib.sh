@@ -5,6 +5,7 @@
 #   tansu-0.6.0/bin/tansu   the Kafka-protocol broker, built once (~10 min on 2 cores)
 #   venv/                   Python clients: pyarrow, deltalake, duckdb, adbc, confluent-kafka, moto
 #   prometheus/usr/bin/promtool  Prometheus's rule and config checker, from Debian's package
+#   browser/node_modules/   playwright-core, driving Debian's Chromium (installed with apt) in tests
 #   target/                 the cargo target directory
 
 set -euo pipefail
@@ -47,6 +48,26 @@ _install_promtool() {
   [ -x "$PROMTOOL" ]
 }
 ensure_promtool() { with_lock promtool _install_promtool; }
+
+PLAYWRIGHT_VERSION=1.56.1
+NODE_MODULES="$ORDERLAKE_CACHE/browser/node_modules"
+CHROMIUM=/usr/bin/chromium
+_install_browser() {
+  if [ ! -x "$CHROMIUM" ]; then
+    log "installing Debian's Chromium for the browser tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -q chromium >/dev/null; }
+  fi
+  if [ ! -d "$NODE_MODULES/playwright-core" ] \
+      || [ "$(node -p "require('$NODE_MODULES/playwright-core/package.json').version")" != "$PLAYWRIGHT_VERSION" ]; then
+    log "installing playwright-core $PLAYWRIGHT_VERSION (no browser download: it drives Debian's Chromium)"
+    mkdir -p "$ORDERLAKE_CACHE/browser"
+    npm install --prefix "$ORDERLAKE_CACHE/browser" --no-audit --no-fund --silent \
+      "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null
+  fi
+}
+ensure_browser() { with_lock browser _install_browser; }
 
 PY_REQUIREMENTS="$ORDERLAKE_ROOT/tests/python/requirements.txt"
 _install_venv() {

@@ -194,6 +194,11 @@ pub fn days_since_epoch(date: NaiveDate) -> i32 {
     i32::try_from(date.signed_duration_since(epoch).num_days()).unwrap_or(i32::MAX)
 }
 
+/// The date `days` after 1970-01-01 (`None` out of chrono's range).
+pub fn date_of_days(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days.into()))
+}
+
 /// One column's statistics across files, cast from the log's JSON to the column's type.
 fn column_statistics(
     stats: &[FileStats],

@@ -65,7 +65,7 @@ impl Partitioning {
     pub fn partition_of(self, day: i32) -> i32 {
         match self {
             Self::Daily => day,
-            Self::Monthly => date_of(day)
+            Self::Monthly => crate::files::date_of_days(day)
                 .and_then(|d| d.with_day(1))
                 .map_or(day, crate::files::days_since_epoch),
         }
@@ -76,7 +76,7 @@ impl Partitioning {
         match self {
             Self::Daily => (partition, partition),
             Self::Monthly => {
-                let last = date_of(partition)
+                let last = crate::files::date_of_days(partition)
                     .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
                     .map_or(partition, |next| crate::files::days_since_epoch(next) - 1);
                 (partition, last)
@@ -164,13 +164,9 @@ fn date_column<'a>(
         .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no `{name}` date column")))
 }
 
-fn date_of(days: i32) -> Option<NaiveDate> {
-    NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days.into()))
-}
-
 /// A partition value as the Delta log writes it (`YYYY-MM-DD`).
 pub fn partition_value(days: i32) -> String {
-    date_of(days).map_or_else(|| days.to_string(), |d| d.to_string())
+    crate::files::date_of_days(days).map_or_else(|| days.to_string(), |d| d.to_string())
 }
 
 /// A partition value read from the Delta log.

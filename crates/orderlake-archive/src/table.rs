@@ -225,7 +225,8 @@ impl ArchiveTable {
         let batches = ctx
             .sql(&format!(
                 "SELECT kafka_topic, kafka_partition, count(*), min(kafka_offset), \
-                 max(kafka_offset), count(DISTINCT {FILE_COLUMN}), count(decode_error) \
+                 max(kafka_offset), count(DISTINCT {FILE_COLUMN}), count(decode_error), \
+                 CAST(arrow_cast(max(kafka_timestamp), 'Timestamp(Millisecond, None)') AS BIGINT) \
                  FROM archive GROUP BY 1, 2 ORDER BY 1, 2"
             ))
             .await
@@ -248,6 +249,7 @@ impl ArchiveTable {
             let max = batch.column(4).as_primitive::<Int64Type>();
             let files = batch.column(5).as_primitive::<Int64Type>();
             let bad = batch.column(6).as_primitive::<Int64Type>();
+            let newest = batch.column(7).as_primitive::<Int64Type>();
             for i in 0..batch.num_rows() {
                 if topics.is_null(i) {
                     imported_rows += rows.value(i);
@@ -262,6 +264,9 @@ impl ArchiveTable {
                     last_offset: max.value(i),
                     files: files.value(i),
                     undecoded_rows: bad.value(i),
+                    newest_timestamp: (!newest.is_null(i))
+                        .then(|| DateTime::<Utc>::from_timestamp_millis(newest.value(i)))
+                        .flatten(),
                 });
             }
         }
@@ -297,6 +302,7 @@ impl ArchiveTable {
             Ok(r) => (r, None),
             Err(e) => (Default::default(), Some(e.to_string())),
         };
+        let by_partition = PartitionSize::of(&live);
         let live_rows = crate::rollup::LiveRows::of(&live);
         let rollup = RollupStatus {
             unreadable,
@@ -313,6 +319,7 @@ impl ArchiveTable {
             rows: partitions.iter().map(|p| p.rows).sum::<i64>() + imported_rows,
             imported_rows,
             partitions,
+            by_partition,
             index,
             rollup,
         })
@@ -333,6 +340,8 @@ pub struct TableStatus {
     pub rows: i64,
     pub imported_rows: i64,
     pub partitions: Vec<PartitionStatus>,
+    /// Live files, rows and bytes per table partition (event date or month), oldest first.
+    pub by_partition: Vec<PartitionSize>,
     pub index: IndexStatus,
     pub rollup: RollupStatus,
 }
@@ -370,6 +379,40 @@ pub struct PartitionStatus {
     pub last_offset: i64,
     pub files: i64,
     pub undecoded_rows: i64,
+    /// The newest Kafka timestamp archived from this partition.
+    pub newest_timestamp: Option<DateTime<Utc>>,
+}
+
+/// The live files of one table partition, in [`TableStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionSize {
+    /// The partition value: its event date, or the first day of its month.
+    pub partition: chrono::NaiveDate,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl PartitionSize {
+    fn of(live: &crate::files::ArchiveFiles) -> Vec<Self> {
+        let mut by = BTreeMap::<i32, Self>::new();
+        for f in &live.files {
+            let Some(day) = f.partition else { continue };
+            let Some(date) = crate::files::date_of_days(day) else {
+                continue;
+            };
+            let p = by.entry(day).or_insert(Self {
+                partition: date,
+                files: 0,
+                rows: 0,
+                bytes: 0,
+            });
+            p.files += 1;
+            p.rows += f.rows.unwrap_or(0);
+            p.bytes += f.size;
+        }
+        by.into_values().collect()
+    }
 }
 
 impl TableStatus {

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument as _;
 
+use crate::activity::{Activity, CancelOutcome, FinishedQuery, RunningGuard, RunningQueryInfo};
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits, RunPermit};
@@ -149,24 +150,6 @@ pub struct TableEntry {
     pub description: Option<String>,
 }
 
-/// A query that is running now.
-#[derive(Debug, Clone)]
-pub struct RunningQueryInfo {
-    pub id: String,
-    pub user: String,
-    pub sql: String,
-    pub elapsed: Duration,
-}
-
-/// What became of a cancel request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The query was running and is being stopped.
-    Cancelled,
-    /// The query had not started; it will be refused if it does.
-    CancelledBeforeStart,
-}
-
 struct Snapshot {
     version: Option<u64>,
     /// When `version` was committed (Unix milliseconds).
@@ -176,16 +159,6 @@ struct Snapshot {
     base: SessionState,
     descriptions: HashMap<String, String>,
 }
-
-struct RunningQuery {
-    user: String,
-    sql: String,
-    started: Instant,
-    cancel: CancellationToken,
-}
-
-/// Ids of queries cancelled before they started, remembered this long at most.
-const CANCELLED_MEMORY: usize = 4096;
 
 /// Physical plans waiting for their execution: at most this many, for at most this long (a
 /// client that asked for a FlightInfo and never fetched it leaves nothing behind for long).
@@ -213,9 +186,8 @@ pub struct ColdQueryEngine {
     /// Key index segments already read (they never change), reused by every refresh.
     index_segments: tokio::sync::Mutex<SegmentCache>,
     admission: Admission,
-    running: Mutex<HashMap<String, RunningQuery>>,
+    activity: Arc<Activity>,
     ready: Mutex<VecDeque<(String, ReadyPlan)>>,
-    cancelled_early: Mutex<VecDeque<String>>,
 }
 
 impl std::fmt::Debug for ColdQueryEngine {
@@ -261,9 +233,8 @@ impl ColdQueryEngine {
             metadata_cache,
             index_segments: tokio::sync::Mutex::new(SegmentCache::new()),
             settings,
-            running: Mutex::new(HashMap::new()),
+            activity: Arc::default(),
             ready: Mutex::new(VecDeque::new()),
-            cancelled_early: Mutex::new(VecDeque::new()),
         };
         let first = {
             let table = engine.table.lock().await;
@@ -285,6 +256,42 @@ impl ColdQueryEngine {
     /// The table version queries planned now will read.
     pub fn version(&self) -> Option<u64> {
         self.current().version
+    }
+
+    /// What the archive holds now (`orderlake-archiver status`) and its last `commits` commits,
+    /// newest first, read at the table's latest version.
+    pub async fn table_report(
+        &self,
+        commits: u64,
+    ) -> Result<(
+        orderlake_archive::TableStatus,
+        Vec<orderlake_archive::CommitSummary>,
+    )> {
+        let table = self.table.lock().await;
+        let status = table.status().await?;
+        let history = table.recent_commits(commits).await?;
+        Ok((status, history))
+    }
+
+    /// Stops the query with this id, or makes sure it never starts.
+    pub fn cancel(&self, id: &str) -> CancelOutcome {
+        self.activity.cancel(id)
+    }
+
+    /// Stops the query with this id if `user` runs it (the status page's rule: people cancel
+    /// their own queries).
+    pub fn cancel_as(&self, id: &str, user: &str) -> CancelOutcome {
+        self.activity.cancel_as(id, user)
+    }
+
+    /// The queries running now, longest-running first.
+    pub fn running(&self) -> Vec<RunningQueryInfo> {
+        self.activity.running()
+    }
+
+    /// The queries that ended lately, newest first.
+    pub fn recent(&self) -> Vec<FinishedQuery> {
+        self.activity.recent()
     }
 
     /// Sets the gauges that describe the engine now: the version served and its age, and the
@@ -741,14 +748,14 @@ impl ColdQueryEngine {
         let limits = &self.settings.limits;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + limits.timeout;
-        if self.was_cancelled_early(&request.id) {
+        if self.activity.was_cancelled_early(&request.id) {
             return Err(QueryError::Cancelled {
                 query_id: request.id,
             });
         }
         let permit = self.admission.admit(limits.timeout).await?;
         let cancel = CancellationToken::new();
-        let guard = RunningGuard::register(self, &request, cancel.clone());
+        let mut guard = RunningGuard::register(&self.activity, &request, cancel.clone());
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let ready = self.take_ready(&request.id);
         let prepare = async {
@@ -765,10 +772,20 @@ impl ColdQueryEngine {
             let stream = execute_stream(ready.physical, ready.task)?;
             Ok::<_, QueryError>((stream, ready.schema))
         };
-        let (inner, schema) = tokio::select! {
-            r = tokio::time::timeout(remaining, prepare) => r.map_err(|_| QueryError::Timeout { timeout: limits.timeout })??,
-            () = cancel.cancelled() => return Err(QueryError::Cancelled { query_id: request.id }),
+        let prepared = tokio::select! {
+            r = tokio::time::timeout(remaining, prepare) => r.unwrap_or(Err(QueryError::Timeout { timeout: limits.timeout })),
+            () = cancel.cancelled() => Err(QueryError::Cancelled { query_id: request.id }),
         };
+        let (inner, schema) = prepared.inspect_err(|e| {
+            guard.ended(
+                match e {
+                    QueryError::Cancelled { .. } => "cancelled",
+                    QueryError::Timeout { .. } => "timeout",
+                    _ => "failed",
+                },
+                0,
+            );
+        })?;
         Ok(QueryStream {
             needs_cast: inner.schema() != schema,
             schema,
@@ -783,47 +800,6 @@ impl ColdQueryEngine {
             guard,
             span,
         })
-    }
-
-    /// Stops the query with this id, or makes sure it never starts.
-    pub fn cancel(&self, id: &str) -> CancelOutcome {
-        if let Some(q) = self.running.lock().expect("running lock").get(id) {
-            q.cancel.cancel();
-            tracing::info!(query_id = id, "query cancelled by its client");
-            return CancelOutcome::Cancelled;
-        }
-        let mut early = self.cancelled_early.lock().expect("cancelled lock");
-        if early.len() >= CANCELLED_MEMORY {
-            early.pop_front();
-        }
-        early.push_back(id.to_owned());
-        CancelOutcome::CancelledBeforeStart
-    }
-
-    fn was_cancelled_early(&self, id: &str) -> bool {
-        self.cancelled_early
-            .lock()
-            .expect("cancelled lock")
-            .iter()
-            .any(|c| c == id)
-    }
-
-    /// The queries running now, longest-running first.
-    pub fn running(&self) -> Vec<RunningQueryInfo> {
-        let mut all: Vec<_> = self
-            .running
-            .lock()
-            .expect("running lock")
-            .iter()
-            .map(|(id, q)| RunningQueryInfo {
-                id: id.clone(),
-                user: q.user.clone(),
-                sql: q.sql.clone(),
-                elapsed: q.started.elapsed(),
-            })
-            .collect();
-        all.sort_by_key(|q| std::cmp::Reverse(q.elapsed));
-        all
     }
 }
 
@@ -867,46 +843,6 @@ fn bind(
     Ok(plan.with_param_values(cast)?)
 }
 
-/// Removes a query from the running list when it ends, however it ends.
-struct RunningGuard {
-    engine: std::sync::Weak<ColdQueryEngine>,
-    id: String,
-}
-
-impl RunningGuard {
-    fn register(
-        engine: &Arc<ColdQueryEngine>,
-        request: &QueryRequest,
-        cancel: CancellationToken,
-    ) -> Self {
-        engine.running.lock().expect("running lock").insert(
-            request.id.clone(),
-            RunningQuery {
-                user: request.user.clone(),
-                sql: request.sql.clone(),
-                started: Instant::now(),
-                cancel,
-            },
-        );
-        Self {
-            engine: Arc::downgrade(engine),
-            id: request.id.clone(),
-        }
-    }
-}
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        if let Some(engine) = self.engine.upgrade() {
-            engine
-                .running
-                .lock()
-                .expect("running lock")
-                .remove(&self.id);
-        }
-    }
-}
-
 /// A running query's batches, stopped by its deadline, its cancellation or its result limit.
 pub struct QueryStream {
     schema: SchemaRef,
@@ -940,8 +876,9 @@ impl QueryStream {
         Arc::clone(&self.schema)
     }
 
-    fn stop(&mut self, outcome: &str) {
+    fn stop(&mut self, outcome: &'static str) {
         if self.inner.take().is_some() {
+            self.guard.ended(outcome, self.rows);
             let _entered = self.span.clone().entered();
             tracing::info!(
                 rows = self.rows,

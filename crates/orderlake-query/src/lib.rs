@@ -3,6 +3,7 @@
 //! views from `sql/`, read-only by construction, and per-query limits on memory, time,
 //! concurrency and result size. The Flight SQL server is a protocol layer over this crate.
 
+mod activity;
 pub mod engine;
 pub mod error;
 mod join_keys;
@@ -16,9 +17,10 @@ mod sketches;
 pub mod statement;
 pub mod views;
 
+pub use activity::{CancelOutcome, FinishedQuery, RunningQueryInfo};
 pub use engine::{
-    CancelOutcome, ColdQueryEngine, EngineSettings, PlannedQuery, QueryRequest, QueryScope,
-    QueryStream, RunningQueryInfo, TableEntry, new_query_id,
+    ColdQueryEngine, EngineSettings, PlannedQuery, QueryRequest, QueryScope, QueryStream,
+    TableEntry, new_query_id,
 };
 pub use error::{QueryError, Result};
 pub use limits::QueryLimits;

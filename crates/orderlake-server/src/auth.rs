@@ -86,28 +86,7 @@ impl Authenticator {
     /// the principal plus the bearer token to send back.
     pub fn sign_in(&self, metadata: &MetadataMap) -> Result<(Principal, String), Status> {
         match authorization(metadata)? {
-            Some(Credentials::Basic { user, password }) => {
-                self.verify_password(&user, &password)?;
-                let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-                let mut issued = self.issued.lock().expect("tokens lock");
-                let now = Instant::now();
-                issued.retain(|_, t| t.expires > now);
-                issued.insert(
-                    token.clone(),
-                    IssuedToken {
-                        user: user.clone(),
-                        expires: now + self.ttl,
-                    },
-                );
-                tracing::info!(user = %user, "signed in");
-                Ok((
-                    Principal {
-                        name: user,
-                        session_key: token.clone(),
-                    },
-                    token,
-                ))
-            }
+            Some(Credentials::Basic { user, password }) => self.password_sign_in(&user, &password),
             Some(Credentials::Bearer(token)) => {
                 let principal = self.verify_token(&token)?;
                 Ok((principal, token))
@@ -117,6 +96,45 @@ impl Authenticator {
                 "sign in with a user name and password (HTTP Basic on the Flight handshake) or \
                  present a service token as `authorization: Bearer <token>`",
             )),
+        }
+    }
+
+    /// Checks a password and issues a bearer token for the session it starts (the Flight
+    /// handshake, and the status page's sign-in form).
+    pub fn password_sign_in(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<(Principal, String), Status> {
+        self.verify_password(user, password)?;
+        let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let mut issued = self.issued.lock().expect("tokens lock");
+        let now = Instant::now();
+        issued.retain(|_, t| t.expires > now);
+        issued.insert(
+            token.clone(),
+            IssuedToken {
+                user: user.to_owned(),
+                expires: now + self.ttl,
+            },
+        );
+        tracing::info!(user = %user, "signed in");
+        Ok((
+            Principal {
+                name: user.to_owned(),
+                session_key: token.clone(),
+            },
+            token,
+        ))
+    }
+
+    /// Who presents `token` (a status-page session cookie); without one, the anonymous user
+    /// when sign-in is not required.
+    pub fn token_principal(&self, token: Option<&str>) -> Result<Principal, Status> {
+        match token {
+            Some(t) => self.verify_token(t),
+            None if !self.required => Ok(anonymous()),
+            None => Err(Status::unauthenticated("sign in first")),
         }
     }
 

@@ -162,7 +162,9 @@ pub struct ServerConfig {
     pub sql: SqlConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
+    /// The listener of /metrics, /health, /ready and the status page (at `/`).
     pub metrics: orderlake_telemetry::MetricsConfig,
+    pub status: crate::status_page::StatusConfig,
 }
 
 impl ServerConfig {

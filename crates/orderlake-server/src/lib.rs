@@ -11,6 +11,7 @@ pub mod observe;
 pub mod service;
 pub mod session;
 pub mod sql_info;
+pub mod status_page;
 pub mod ticket;
 
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use orderlake_query::ColdQueryEngine;
-use orderlake_telemetry::{BeforeScrape, OpsListener, Readiness, Router};
+use orderlake_telemetry::{BeforeScrape, OpsListener, Readiness};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -56,32 +57,32 @@ impl RunningServer {
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
         let readiness = Readiness::new(&[("snapshot", "opening the archive table")]);
         let opened: Arc<OnceLock<Arc<ColdQueryEngine>>> = Arc::default();
-        let ops = match config.metrics.listen {
-            Some(listen) => {
+        let auth = Arc::new(Authenticator::new(&config.auth));
+        let mut ops = None;
+        if let Some(listen) = config.metrics.listen {
+            let before_scrape: BeforeScrape = {
                 let opened = Arc::clone(&opened);
-                let before_scrape: BeforeScrape = Arc::new(move || {
+                Arc::new(move || {
                     if let Some(engine) = opened.get() {
                         engine.publish_gauges();
                     }
-                });
-                let ops = OpsListener::start(
-                    listen,
-                    readiness.clone(),
-                    Some(before_scrape),
-                    Router::new(),
-                )
-                .await?;
-                Some(ops)
-            }
-            None => None,
-        };
+                })
+            };
+            let page = status_page::router(
+                Arc::clone(&opened),
+                Arc::clone(&auth),
+                config.status.clone(),
+            );
+            ops = Some(
+                OpsListener::start(listen, readiness.clone(), Some(before_scrape), page).await?,
+            );
+        }
         let location = config.archive.location()?;
         let engine = Arc::new(ColdQueryEngine::open(location, config.engine_settings()).await?);
         let _ = opened.set(Arc::clone(&engine));
         readiness.set("snapshot", Ok(()));
         let refresh = engine.spawn_refresh(Duration::from_secs(config.sql.refresh_interval_secs));
-        let auth = Arc::new(Authenticator::new(&config.auth));
-        let service = ColdQueryService::new(Arc::clone(&engine), auth);
+        let service = ColdQueryService::new(Arc::clone(&engine), Arc::clone(&auth));
 
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await

@@ -167,21 +167,28 @@ pub async fn run_python_checks(script: &str, args: Vec<String>) {
     let python = std::env::var("ORDERLAKE_TEST_PYTHON").expect(
         "ORDERLAKE_TEST_PYTHON names a Python with adbc-driver-flightsql (scripts/test.sh sets it)",
     );
-    let path = repo_path(&format!("tests/python/{script}"));
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(path)
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let mut command = std::process::Command::new(python);
+    command
+        .arg(repo_path(&format!("tests/python/{script}")))
+        .args(args);
+    assert_checks_pass(command, script).await;
+}
+
+/// Runs a client script that prints one JSON object a check (`{"check": name, "ok": bool}`,
+/// ending with the check `all`) and asserts that all passed.
+pub async fn assert_checks_pass(mut command: std::process::Command, what: &str) {
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
+    let all_passed = stdout.lines().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|c| c["check"] == "all" && c["ok"] == true)
+    });
     assert!(
-        output.status.success() && stdout.contains(r#"{"check": "all", "ok": true}"#),
-        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        output.status.success() && all_passed,
+        "{what} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
 }
