@@ -51,6 +51,15 @@ read -r plain_s _ < <(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver" run -
   --brokers "$ORDERLAKE_BROKERS" --group "plain-$$" --topics "$topics" \
   --table-uri "$work/lake-no-index/order_events" --until-caught-up)
 
+log "the same with metrics on and scraped every second (as Prometheus would, 15 times as often)"
+mport=$(free_port)
+( while sleep 1; do curl -s "http://127.0.0.1:$mport/metrics" >/dev/null || true; done ) &
+scraper=$!
+read -r metered_s _ < <(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver" run \
+  --brokers "$ORDERLAKE_BROKERS" --group "metered-$$" --topics "$topics" \
+  --table-uri "$work/lake-metered/order_events" --until-caught-up --metrics-listen "127.0.0.1:$mport")
+kill "$scraper" 2>/dev/null || true
+
 log "baseline: plain librdkafka producer sending the same records from memory"
 raw_produce=$("$bin/orderlake-bench" raw-produce --brokers "$ORDERLAKE_BROKERS" --topics "$topics" \
   --expect "$events" --to-topic "${prefix}raw-produced")
@@ -60,12 +69,13 @@ replay_out=$(ORDERLAKE_LOG=warn "$bin/orderlake-archiver" replay --quiet --table
   --checkpoint "$work/replay-checkpoint.json")
 echo "$raw_produce"; echo "$replay_out"
 
-python3 - "$events" "$raw_s" "$arch_s" "$arch_rss" "$work/lake/order_events" "$raw_produce" "$replay_out" "$plain_s" <<'PY'
+python3 - "$events" "$raw_s" "$arch_s" "$arch_rss" "$work/lake/order_events" "$raw_produce" "$replay_out" "$plain_s" "$metered_s" <<'PY'
 import os, re, sys
 events, raw_s, arch_s, rss_kib, lake = int(sys.argv[1]), *map(float, sys.argv[2:5]), sys.argv[5]
 raw_p = dict(kv.split("=") for kv in sys.argv[6].split()[1:])
 rp = re.search(r"in ([0-9.]+)s: ([0-9]+) records/s, ([0-9.]+) MB/s", sys.argv[7])
 plain_s = float(sys.argv[8])
+metered_s = float(sys.argv[9])
 size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(lake) for f in fs if f.endswith(".parquet"))
 raw, arch = events / raw_s, events / arch_s
 print(f"""
@@ -73,6 +83,7 @@ events                  {events}
 raw consume             {raw:,.0f} events/s  ({raw_s:.1f} s)
 archiver drain          {arch:,.0f} events/s  ({arch_s:.1f} s, end to end incl. start, group join, final commit)
 ratio archiver/raw      {arch / raw:.2f}   (target >= 0.80; key index kept current)
+with metrics scraped    {events / metered_s:,.0f} events/s  (ratio to raw {events / metered_s / raw:.2f}; /metrics scraped every second)
 without the key index   {events / plain_s:,.0f} events/s  ({plain_s:.1f} s; ratio to raw {events / plain_s / raw:.2f})
 archiver peak RSS       {rss_kib / 1024:.0f} MiB
 archive Parquet bytes   {size / 1e6:.1f} MB ({size / events:.0f} bytes/event)

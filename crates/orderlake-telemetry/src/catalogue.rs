@@ -353,6 +353,25 @@ pub mod server {
     ];
 }
 
+/// `metrics` as a Markdown table (docs/operations.md holds these; a test keeps them equal).
+pub fn markdown_table(metrics: &[Metric]) -> String {
+    let mut out = String::from("| metric | kind | labels | meaning |\n|---|---|---|---|\n");
+    for m in metrics {
+        let kind = match m.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram(_) => "histogram",
+        };
+        let help = m.help.split_whitespace().collect::<Vec<_>>().join(" ");
+        out.push_str(&format!(
+            "| `{}` | {kind} | {} | {help} |\n",
+            m.name,
+            m.labels.join(", ")
+        ));
+    }
+    out
+}
+
 /// Every metric of both binaries.
 pub fn all() -> impl Iterator<Item = &'static Metric> {
     archiver::ALL.iter().chain(server::ALL)

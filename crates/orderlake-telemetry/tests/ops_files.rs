@@ -162,3 +162,18 @@ fn promtool_accepts_the_config_and_the_alerts_pass_their_unit_tests() {
         );
     }
 }
+
+#[test]
+fn the_operations_doc_lists_every_metric_as_exported() {
+    let doc = read("docs/operations.md");
+    for (binary, metrics) in [
+        ("archiver", catalogue::archiver::ALL),
+        ("server", catalogue::server::ALL),
+    ] {
+        let table = catalogue::markdown_table(metrics);
+        assert!(
+            doc.contains(&table),
+            "docs/operations.md must hold the {binary}'s metrics as exported:\n{table}"
+        );
+    }
+}

@@ -127,7 +127,7 @@ impl Reports {
         let entries = engine.tables().await?;
         let views = entries
             .iter()
-            .filter(|t| t.kind == "VIEW")
+            .filter(|t| t.kind == "VIEW" && t.schema != "information_schema")
             .map(|t| Described {
                 name: t.name.clone(),
                 description: t.description.clone().unwrap_or_default(),
