@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use orderlake_telemetry::{Sample, http_get, parse_samples};
 use support::{Backend, Services};
 
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// A loopback address nothing listens on yet.
+fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], support::private::free_port()))
 }
 
 /// `path` once the listener answers (it starts before the table opens).
@@ -32,12 +32,7 @@ fn get_when_up(addr: SocketAddr, path: &str) -> (u16, String) {
 fn sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
-        .filter(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
+        .filter(|s| s.is(name, labels))
         .map(|s| s.value)
         .sum()
 }
@@ -51,7 +46,7 @@ async fn metrics_follow_an_archiving_run_to_zero_lag() {
     let produced = support::produce_stream(&services, &settings, 0, 3_000).await;
     let topics_owned = settings.topics.clone();
     let topics = topics_owned.all();
-    let ops = free_port();
+    let ops = free_addr();
     let mut child = support::archiver(&backend)
         .args(["run", "--brokers", &services.brokers])
         .args([
@@ -214,9 +209,9 @@ async fn metrics_follow_an_archiving_run_to_zero_lag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_while_the_table_cannot_be_opened_or_no_broker_answers() {
     // No broker listens on this port: the table opens, the broker condition stays unmet.
-    let dead = free_port();
+    let dead = free_addr();
     let backend = Backend::local();
-    let ops = free_port();
+    let ops = free_addr();
     let mut child = support::archiver(&backend)
         .args(["run", "--brokers", &dead.to_string(), "--topics", "t"])
         .args(["--table-uri", &backend.table_uri()])
@@ -243,7 +238,7 @@ async fn not_ready_while_the_table_cannot_be_opened_or_no_broker_answers() {
     let _ = child.wait();
 
     // The table's store refuses connections: not ready, and saying why, while it retries.
-    let ops = free_port();
+    let ops = free_addr();
     let mut child = support::archiver(&backend)
         .args(["run", "--brokers", &dead.to_string(), "--topics", "t"])
         .args(["--table-uri", "s3://nowhere/order_events"])

@@ -137,22 +137,33 @@ impl Admission {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn queue_beyond_its_bound_is_refused_and_slots_come_back() {
-        let limits = QueryLimits {
+    /// One running slot and one place in the queue.
+    fn one_slot_one_place() -> Arc<Admission> {
+        Arc::new(Admission::new(&QueryLimits {
             max_running: 1,
             max_queued: 1,
             ..QueryLimits::default()
-        };
-        let admission = Arc::new(Admission::new(&limits));
-        let first = admission.admit(Duration::from_secs(5)).await.unwrap();
-        let waiting = {
-            let a = Arc::clone(&admission);
-            tokio::spawn(async move { a.admit(Duration::from_secs(5)).await.map(|_| ()) })
-        };
+        }))
+    }
+
+    /// A query that waits (at most `wait`) for a slot, once it has joined the queue.
+    async fn queued_query(
+        admission: &Arc<Admission>,
+        wait: Duration,
+    ) -> tokio::task::JoinHandle<Result<()>> {
+        let a = Arc::clone(admission);
+        let query = tokio::spawn(async move { a.admit(wait).await.map(|_| ()) });
         while admission.queued() == 0 {
             tokio::task::yield_now().await;
         }
+        query
+    }
+
+    #[tokio::test]
+    async fn queue_beyond_its_bound_is_refused_and_slots_come_back() {
+        let admission = one_slot_one_place();
+        let first = admission.admit(Duration::from_secs(5)).await.unwrap();
+        let waiting = queued_query(&admission, Duration::from_secs(5)).await;
         let refused = admission.admit(Duration::from_secs(5)).await;
         assert!(matches!(
             refused,
@@ -169,31 +180,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_query_abandoned_while_queued_gives_its_place_back() {
-        let limits = QueryLimits {
-            max_running: 1,
-            max_queued: 1,
-            ..QueryLimits::default()
-        };
-        let admission = Arc::new(Admission::new(&limits));
+        let admission = one_slot_one_place();
         let held = admission.admit(Duration::from_secs(5)).await.unwrap();
-        let waiting = {
-            let a = Arc::clone(&admission);
-            tokio::spawn(async move { a.admit(Duration::from_secs(30)).await.map(|_| ()) })
-        };
-        while admission.queued() == 0 {
-            tokio::task::yield_now().await;
-        }
+        let waiting = queued_query(&admission, Duration::from_secs(30)).await;
         // The client goes away while its query waits for a slot.
         waiting.abort();
         let _ = waiting.await;
         assert_eq!(admission.queued(), 0);
-        let next = {
-            let a = Arc::clone(&admission);
-            tokio::spawn(async move { a.admit(Duration::from_secs(5)).await.map(|_| ()) })
-        };
-        while admission.queued() == 0 {
-            tokio::task::yield_now().await;
-        }
+        let next = queued_query(&admission, Duration::from_secs(5)).await;
         drop(held);
         next.await
             .unwrap()

@@ -25,15 +25,7 @@ async fn scrape(addr: SocketAddr) -> Vec<Sample> {
 
 /// The value of the one sample named `name` whose labels include `labels` (0 when absent).
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let matching: Vec<&Sample> = samples
-        .iter()
-        .filter(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .collect();
+    let matching: Vec<&Sample> = samples.iter().filter(|s| s.is(name, labels)).collect();
     assert!(matching.len() <= 1, "{name} {labels:?}: {matching:?}");
     matching.first().map_or(0.0, |s| s.value)
 }

@@ -14,6 +14,7 @@ use futures::TryStreamExt as _;
 use orderlake_archive::ArchiveTable;
 use orderlake_server::auth;
 use orderlake_server::config::UserConfig;
+use orderlake_telemetry::{HttpResponse, http_request};
 use support::{PASSWORD, TestServer, USER, fixture_records, repo_path, table_location};
 use tonic::Code;
 
@@ -68,19 +69,11 @@ async fn start_slow(
     (id, fetch)
 }
 
-/// A raw HTTP request on loopback: the status code and the body.
-async fn http(addr: SocketAddr, request: String) -> (u16, String) {
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (code, out)
-    })
-    .await
-    .unwrap()
+/// A raw HTTP request on loopback.
+async fn http(addr: SocketAddr, request: String) -> HttpResponse {
+    tokio::task::spawn_blocking(move || http_request(addr, &request).unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,17 +83,19 @@ async fn sessions_and_the_cancel_rule_over_http() {
     let get = |path: &str, cookie: &str| {
         format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{cookie}\r\n")
     };
-    let (code, page) = http(addr, get("/", "")).await;
-    assert_eq!(code, 200);
+    let page = http(addr, get("/", "")).await;
+    assert_eq!(page.code, 200);
     assert!(
-        page.contains("<form method=\"post\" action=\"/login\""),
-        "{page}"
+        page.body
+            .contains("<form method=\"post\" action=\"/login\""),
+        "{}",
+        page.body
     );
-    assert!(!page.contains("id=\"rows\""));
-    assert_eq!(http(addr, get("/api/status", "")).await.0, 401);
+    assert!(!page.body.contains("id=\"rows\""));
+    assert_eq!(http(addr, get("/api/status", "")).await.code, 401);
 
     let form = format!("user={USER}&password={}", PASSWORD.replace(' ', "+"));
-    let (code, answer) = http(
+    let answer = http(
         addr,
         format!(
             "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: \
@@ -109,18 +104,18 @@ async fn sessions_and_the_cancel_rule_over_http() {
         ),
     )
     .await;
-    assert_eq!(code, 303, "{answer}");
+    assert_eq!(answer.code, 303, "{answer:?}");
     let cookie = answer
+        .head
         .lines()
         .find_map(|l| l.strip_prefix("set-cookie: "))
         .and_then(|c| c.split(';').next())
         .unwrap()
         .to_owned();
     let cookie_header = format!("Cookie: {cookie}\r\n");
-    let (code, body) = http(addr, get("/api/status", &cookie_header)).await;
-    assert_eq!(code, 200, "{body}");
-    let json: serde_json::Value =
-        serde_json::from_str(body.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let status = http(addr, get("/api/status", &cookie_header)).await;
+    assert_eq!(status.code, 200, "{status:?}");
+    let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
     assert_eq!(json["user"], USER);
     assert_eq!(json["table"]["rows"], 9);
 
@@ -132,8 +127,8 @@ async fn sessions_and_the_cancel_rule_over_http() {
              {cookie_header}Content-Length: 0\r\n\r\n"
         )
     };
-    let (code, answer) = http(addr, cancel(&theirs)).await;
-    assert_eq!(code, 403, "{answer}");
+    let answer = http(addr, cancel(&theirs)).await;
+    assert_eq!(answer.code, 403, "{answer:?}");
     assert!(
         server
             .server
@@ -143,8 +138,8 @@ async fn sessions_and_the_cancel_rule_over_http() {
             .any(|q| q.id == theirs)
     );
     let (mine, my_fetch) = start_slow(&server, USER, PASSWORD).await;
-    let (code, answer) = http(addr, cancel(&mine)).await;
-    assert_eq!(code, 200, "{answer}");
+    let answer = http(addr, cancel(&mine)).await;
+    assert_eq!(answer.code, 200, "{answer:?}");
     assert_eq!(my_fetch.await.unwrap(), Code::Cancelled);
     server.server.engine().cancel(&theirs);
     assert_eq!(their_fetch.await.unwrap(), Code::Cancelled);

@@ -9,6 +9,7 @@ mod logs;
 pub use axum::Router;
 pub use error::TelemetryError;
 pub use listener::{
-    BeforeScrape, MetricsConfig, OpsListener, Readiness, Sample, http_get, parse_samples, recorder,
+    BeforeScrape, HttpResponse, MetricsConfig, OpsListener, Readiness, Sample, http_get,
+    http_request, parse_samples, recorder,
 };
 pub use logs::{LogFormat, init_logs};

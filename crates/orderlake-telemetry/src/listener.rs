@@ -218,13 +218,29 @@ async fn ready_page(State(probes): State<Probes>) -> impl IntoResponse {
 
 /// A plain HTTP/1.1 GET on loopback, for probes and tests: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let r = http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )?;
+    Ok((r.code, r.body))
+}
+
+/// An HTTP response as [`http_request`] read it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub code: u16,
+    /// The status line and headers.
+    pub head: String,
+    /// The body, de-chunked.
+    pub body: String,
+}
+
+/// Sends `request` (a whole HTTP/1.1 request, `Connection: close`) and reads the response.
+pub fn http_request(addr: SocketAddr, request: &str) -> std::io::Result<HttpResponse> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
@@ -242,7 +258,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     } else {
         body.to_owned()
     };
-    Ok((code, body))
+    Ok(HttpResponse {
+        code,
+        head: head.to_owned(),
+        body,
+    })
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -266,6 +286,16 @@ pub struct Sample {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub value: f64,
+}
+
+impl Sample {
+    /// Whether this is a sample of `name` carrying (at least) `labels`.
+    pub fn is(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.name == name
+            && labels
+                .iter()
+                .all(|(k, v)| self.labels.get(*k).map(String::as_str) == Some(*v))
+    }
 }
 
 /// Reads the samples of a Prometheus text page (comments skipped).
@@ -353,8 +383,10 @@ mod tests {
         let bucket = samples
             .iter()
             .find(|s| {
-                s.name == "orderlake_server_query_queue_seconds_bucket"
-                    && s.labels.get("le").map(String::as_str) == Some("0.005")
+                s.is(
+                    "orderlake_server_query_queue_seconds_bucket",
+                    &[("le", "0.005")],
+                )
             })
             .expect("a histogram bucket");
         assert_eq!(bucket.value, 1.0);

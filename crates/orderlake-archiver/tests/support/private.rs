@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::{Services, signal};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
