@@ -25,7 +25,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::cache::cache_manager::{
     CacheManager, CacheManagerConfig, FileMetadataCache,
 };
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry as _};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
@@ -44,6 +44,7 @@ use crate::activity::{Activity, CancelOutcome, FinishedQuery, RunningGuard, Runn
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits, RunPermit};
+use crate::memory::QueryMemoryPool;
 use crate::meters;
 use crate::rollup::{DAILY_ACTIVITY, DailyActivityProvider};
 use crate::rollup_rewrite::KpisFromRollup;
@@ -403,7 +404,7 @@ impl ColdQueryEngine {
             );
         if let Some(bytes) = memory_bytes {
             builder = builder.with_memory_pool(Arc::new(TrackConsumersPool::new(
-                FairSpillPool::new(bytes),
+                QueryMemoryPool::new(bytes),
                 std::num::NonZeroUsize::new(5).expect("non-zero"),
             )));
         }

@@ -9,6 +9,7 @@ pub mod error;
 mod join_keys;
 mod key_rewrite;
 pub mod limits;
+mod memory;
 mod meters;
 pub mod rollup;
 mod rollup_rewrite;

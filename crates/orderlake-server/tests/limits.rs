@@ -53,14 +53,14 @@ const SLOW: &str = "SELECT count(*) FROM generate_series(1, 20000000000) AS t(x)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_time_and_result_limits_give_their_status() {
     let server = TestServer::start(&fixture_records(), |c| {
-        c.limits.memory_bytes = 8 * 1024 * 1024;
+        c.limits.memory_bytes = 16 * 1024 * 1024;
         c.limits.timeout_secs = 2;
         c.limits.max_result_rows = 1000;
     })
     .await;
     let mut client = server.client().await;
 
-    // Memory: one aggregate state far over 8 MiB cannot spill.
+    // Memory: one aggregate state far over 16 MiB cannot spill.
     let err = run(
         &mut client,
         "SELECT array_agg(x) FROM generate_series(1, 5000000) AS t(x)",
@@ -81,6 +81,23 @@ async fn memory_time_and_result_limits_give_their_status() {
     .await
     .unwrap();
     assert_eq!(n, 5);
+
+    // So do an aggregation and a full sort whose states are far over the limit, answering from
+    // every row.
+    let answer = query(
+        &mut client,
+        "SELECT count(*), sum(c) FROM (SELECT x % 2000000 AS k, count(*) AS c \
+         FROM generate_series(1, 4000000) AS t(x) GROUP BY 1)",
+    )
+    .await;
+    assert_eq!(rows(&answer), ["2000000|4000000"]);
+    let answer = query(
+        &mut client,
+        "SELECT x FROM (SELECT x, row_number() OVER (ORDER BY x DESC) AS r \
+         FROM generate_series(1, 3000000) AS t(x)) WHERE r = 1000000",
+    )
+    .await;
+    assert_eq!(rows(&answer), ["2000001"]);
 
     // Time.
     let started = Instant::now();
