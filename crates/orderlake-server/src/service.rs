@@ -31,7 +31,7 @@ use arrow_flight::{
     SchemaAsIpc, Ticket,
 };
 use futures::{Stream, TryStreamExt as _};
-use orderlake_query::{ColdQueryEngine, QueryRequest};
+use orderlake_query::{CancelOutcome, ColdQueryEngine, QueryRequest};
 use prost::Message as _;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
@@ -159,21 +159,28 @@ impl ColdQueryService {
         })
     }
 
-    fn cancel_ticket(&self, ticket: &[u8]) -> Result<(), Status> {
+    /// Cancels the statement behind `ticket` if `user` runs it; another user's query is refused
+    /// with PERMISSION_DENIED and keeps running.
+    fn cancel_ticket(&self, ticket: &[u8], user: &str) -> Result<(), Status> {
         let any = Any::decode(ticket).map_err(|_| Status::invalid_argument("malformed ticket"))?;
         let query: TicketStatementQuery =
             any.unpack().ok().flatten().ok_or_else(|| {
                 Status::invalid_argument("only statement tickets can be cancelled")
             })?;
         let handle = QueryHandle::decode(&query.statement_handle)?;
-        self.engine.cancel(&handle.id);
-        Ok(())
+        match self.engine.cancel_as(&handle.id, user) {
+            CancelOutcome::NotYours => Err(Status::permission_denied(format!(
+                "query {} is another user's; only they can cancel it",
+                handle.id
+            ))),
+            CancelOutcome::Cancelled | CancelOutcome::CancelledBeforeStart => Ok(()),
+        }
     }
 
-    fn cancel_info(&self, info: &FlightInfo) -> Result<(), Status> {
+    fn cancel_info(&self, info: &FlightInfo, user: &str) -> Result<(), Status> {
         for endpoint in &info.endpoint {
             if let Some(ticket) = &endpoint.ticket {
-                self.cancel_ticket(&ticket.ticket)?;
+                self.cancel_ticket(&ticket.ticket, user)?;
             }
         }
         Ok(())
@@ -666,10 +673,10 @@ impl FlightSqlService for ColdQueryService {
         query: ActionCancelQueryRequest,
         request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
-        self.who(&request)?;
+        let who = self.who(&request)?;
         let info = FlightInfo::decode(query.info)
             .map_err(|_| Status::invalid_argument("CancelQuery carries a malformed FlightInfo"))?;
-        self.cancel_info(&info)?;
+        self.cancel_info(&info, &who.name)?;
         // CancelResult::Cancelled.
         Ok(ActionCancelQueryResult { result: 1 })
     }
@@ -688,7 +695,7 @@ impl FlightSqlService for ColdQueryService {
                 let info = req.info.ok_or_else(|| {
                     Status::invalid_argument("CancelFlightInfo needs the FlightInfo")
                 })?;
-                self.cancel_info(&info)?;
+                self.cancel_info(&info, &who.name)?;
                 let result = CancelFlightInfoResult {
                     status: CancelStatus::Cancelled as i32,
                 };

@@ -192,8 +192,26 @@ async fn cancel_flight_info_stops_a_running_query() {
         !server.server.engine().running().is_empty()
     })
     .await;
-    let started = Instant::now();
+    // Another principal (the API service's token) holding the ticket may not stop it.
     let request = CancelFlightInfoRequest { info: Some(info) };
+    let mut other = FlightSqlServiceClient::new(server.channel().await);
+    other.set_token(server.service_token.clone());
+    let refused = other
+        .do_action(arrow_flight::Action {
+            r#type: "CancelFlightInfo".into(),
+            body: request.encode_to_vec().into(),
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        has_code(&refused, Code::PermissionDenied) && refused.contains("another user"),
+        "{refused}"
+    );
+    assert_eq!(server.server.engine().running().len(), 1);
+    assert!(!running.is_finished());
+
+    let started = Instant::now();
     let mut results = client
         .do_action(arrow_flight::Action {
             r#type: "CancelFlightInfo".into(),
