@@ -51,6 +51,7 @@ use crate::rollup_rewrite::KpisFromRollup;
 use crate::scan::ArchiveScanProvider;
 use crate::sketches;
 use crate::statement;
+use crate::utc_date_trunc::UtcDateTrunc;
 use crate::views::{ViewDefinition, load_views};
 use datafusion::execution::FunctionRegistry as _;
 
@@ -477,6 +478,8 @@ impl ColdQueryEngine {
                 builder.with_optimizer_rule(Arc::new(KpisFromRollup::new(provider, activity)));
         }
         let mut base = builder.build();
+        // By name, over DataFusion's own: the archive's zoned UTC times truncate by arithmetic.
+        base.register_udf(Arc::new(UtcDateTrunc::udf()))?;
         let (scalars, aggregates) = sketches::functions();
         for f in scalars {
             base.register_udf(Arc::new(f))?;

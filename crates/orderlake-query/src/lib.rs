@@ -16,6 +16,7 @@ mod rollup_rewrite;
 pub mod scan;
 mod sketches;
 pub mod statement;
+mod utc_date_trunc;
 pub mod views;
 
 pub use activity::{CancelOutcome, FinishedQuery, RunningQueryInfo};
