@@ -75,13 +75,12 @@ impl Default for UtcDateTrunc {
     }
 }
 
+/// Zone names that mean UTC to Arrow and chrono-tz alike (any other spelling goes to
+/// DataFusion's function, which accepts or refuses it as before).
 fn is_utc(zone: Option<&str>) -> bool {
     match zone {
         None => true,
-        Some(z) => matches!(
-            z,
-            "UTC" | "utc" | "Z" | "+00:00" | "+00" | "Etc/UTC" | "GMT"
-        ),
+        Some(z) => matches!(z, "UTC" | "+00:00" | "Etc/UTC" | "GMT"),
     }
 }
 
@@ -262,7 +261,14 @@ mod tests {
         values.extend([None, Some(0), Some(-1), Some(951_782_400_000_000)]);
         let ours = UtcDateTrunc::udf();
         let theirs = datafusion::functions::datetime::date_trunc();
-        for zone in [None, Some("UTC"), Some("+00:00"), Some("Europe/Berlin")] {
+        for zone in [
+            None,
+            Some("UTC"),
+            Some("+00:00"),
+            Some("Etc/UTC"),
+            Some("GMT"),
+            Some("Europe/Berlin"),
+        ] {
             let array: ArrayRef =
                 Arc::new(TimestampMicrosecondArray::from(values.clone()).with_timezone_opt(zone));
             for unit in ["hour", "day", "week", "month", "quarter", "year", "minute"] {
