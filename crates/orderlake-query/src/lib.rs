@@ -26,4 +26,5 @@ pub use engine::{
 };
 pub use error::{QueryError, Result};
 pub use limits::QueryLimits;
+pub use memory::default_query_memory;
 pub use views::ViewDefinition;

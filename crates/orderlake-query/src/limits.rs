@@ -15,6 +15,8 @@ use crate::error::{QueryError, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryLimits {
     /// Memory one query's operators may hold; sorts, joins and aggregations spill beyond it.
+    /// By default derived from the machine's memory and `max_running`
+    /// ([`crate::default_query_memory`]).
     pub memory_bytes: usize,
     /// Longest a query may take from admission to its last batch, queueing included.
     pub timeout: Duration,
@@ -30,10 +32,11 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
+        let max_running = 4;
         Self {
-            memory_bytes: 1 << 30,
+            memory_bytes: crate::default_query_memory(max_running),
             timeout: Duration::from_secs(300),
-            max_running: 4,
+            max_running,
             max_queued: 64,
             max_result_rows: 10_000_000,
             max_result_bytes: 2 << 30,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orderlake_archive::{ArchiveConfig, ConfigError, config_file};
-use orderlake_query::{EngineSettings, QueryLimits};
+use orderlake_query::{EngineSettings, QueryLimits, default_query_memory};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
@@ -85,7 +85,9 @@ impl Default for SqlConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Memory one query's operators may hold before spilling, then failing with RESOURCE_EXHAUSTED.
-    pub memory_bytes: usize,
+    /// Unset: three quarters of the machine's memory shared by `max_running` queries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<usize>,
     /// Longest a query may take, queueing included; then DEADLINE_EXCEEDED.
     pub timeout_secs: u64,
     /// Queries running at once.
@@ -102,7 +104,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         let d = QueryLimits::default();
         Self {
-            memory_bytes: d.memory_bytes,
+            memory_bytes: None,
             timeout_secs: d.timeout.as_secs(),
             max_running: d.max_running,
             max_queued: d.max_queued,
@@ -210,7 +212,7 @@ impl ServerConfig {
         }
         let l = &self.limits;
         for (key, zero) in [
-            ("limits.memory_bytes", l.memory_bytes == 0),
+            ("limits.memory_bytes", l.memory_bytes == Some(0)),
             ("limits.timeout_secs", l.timeout_secs == 0),
             ("limits.max_running", l.max_running == 0),
             ("limits.max_result_rows", l.max_result_rows == 0),
@@ -266,7 +268,10 @@ impl ServerConfig {
             use_rollup: self.sql.use_rollup,
             datafusion_options: self.sql.datafusion.clone(),
             limits: QueryLimits {
-                memory_bytes: self.limits.memory_bytes,
+                memory_bytes: self
+                    .limits
+                    .memory_bytes
+                    .unwrap_or_else(|| default_query_memory(self.limits.max_running)),
                 timeout: Duration::from_secs(self.limits.timeout_secs),
                 max_running: self.limits.max_running,
                 max_queued: self.limits.max_queued,
@@ -280,6 +285,11 @@ impl ServerConfig {
     pub fn redacted(&self) -> String {
         let mut shown = self.clone();
         shown.archive = self.archive.redacted();
+        // The limit a query really gets, derived from the machine when unset.
+        shown
+            .limits
+            .memory_bytes
+            .get_or_insert_with(|| default_query_memory(self.limits.max_running));
         for u in &mut shown.auth.users {
             u.password_hash = "<redacted>".into();
         }

@@ -53,7 +53,7 @@ const SLOW: &str = "SELECT count(*) FROM generate_series(1, 20000000000) AS t(x)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_time_and_result_limits_give_their_status() {
     let server = TestServer::start(&fixture_records(), |c| {
-        c.limits.memory_bytes = 16 * 1024 * 1024;
+        c.limits.memory_bytes = Some(16 * 1024 * 1024);
         c.limits.timeout_secs = 2;
         c.limits.max_result_rows = 1000;
     })
