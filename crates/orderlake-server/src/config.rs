@@ -114,6 +114,15 @@ impl Default for LimitsConfig {
     }
 }
 
+impl LimitsConfig {
+    /// The memory a query may hold: `memory_bytes`, or when unset the share of the machine's
+    /// memory each of `max_running` queries gets.
+    pub fn query_memory(&self) -> usize {
+        self.memory_bytes
+            .unwrap_or_else(|| default_query_memory(self.max_running))
+    }
+}
+
 /// A person who signs in with a password (BI tools, JDBC, ADBC).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,10 +277,7 @@ impl ServerConfig {
             use_rollup: self.sql.use_rollup,
             datafusion_options: self.sql.datafusion.clone(),
             limits: QueryLimits {
-                memory_bytes: self
-                    .limits
-                    .memory_bytes
-                    .unwrap_or_else(|| default_query_memory(self.limits.max_running)),
+                memory_bytes: self.limits.query_memory(),
                 timeout: Duration::from_secs(self.limits.timeout_secs),
                 max_running: self.limits.max_running,
                 max_queued: self.limits.max_queued,
@@ -286,10 +292,7 @@ impl ServerConfig {
         let mut shown = self.clone();
         shown.archive = self.archive.redacted();
         // The limit a query really gets, derived from the machine when unset.
-        shown
-            .limits
-            .memory_bytes
-            .get_or_insert_with(|| default_query_memory(self.limits.max_running));
+        shown.limits.memory_bytes = Some(self.limits.query_memory());
         for u in &mut shown.auth.users {
             u.password_hash = "<redacted>".into();
         }
