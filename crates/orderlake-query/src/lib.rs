@@ -11,6 +11,7 @@ mod key_rewrite;
 pub mod limits;
 mod memory;
 mod meters;
+mod page_index;
 pub mod rollup;
 mod rollup_rewrite;
 pub mod scan;

@@ -23,7 +23,9 @@ use datafusion::common::{Column, DFSchema, ScalarValue, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetFileReaderFactory,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -41,6 +43,7 @@ use orderlake_archive::schema::EVENT_DATE;
 use orderlake_archive::{ArchiveFile, ArchiveFiles};
 
 use crate::join_keys::KeyJoinScan;
+use crate::page_index::PageIndexReaderFactory;
 
 /// `order_events` over one version of the archive.
 #[derive(Debug)]
@@ -364,12 +367,14 @@ impl TableProvider for ArchiveScanProvider {
             global: state.config_options().execution.parquet.clone(),
             ..TableParquetOptions::default()
         };
-        // A key lookup keeps few rows of each file it reads: filter while decoding. Its bloom
+        // A key lookup keeps few rows of each file it reads: filter while decoding, and read
+        // only the pages whose statistics admit its keys (page indexes kept in the cache). Its bloom
         // filters pay only where the index cannot choose files (files it does not cover; a
         // covered file of a key's date holds the key). The session's settings stand otherwise
         // (the engine's defaults: neither, measured in docs/benchmarks.md).
         if filters.iter().any(|f| key_lookup(f).is_some()) {
             options.global.pushdown_filters = true;
+            options.global.enable_page_index = true;
             options.global.bloom_filter_on_read |= reads_uncovered;
         }
         // Footers (and page indexes, if enabled) come from the session's metadata cache, which outlives queries
@@ -377,12 +382,15 @@ impl TableProvider for ArchiveScanProvider {
         // every footer again: 0.4 s of a scan over 2,900 files.
         let store = state.runtime_env().object_store(&self.files.store_url)?;
         let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let cached = CachedParquetFileReaderFactory::new(store, metadata_cache);
+        let factory: Arc<dyn ParquetFileReaderFactory> = if options.global.enable_page_index {
+            Arc::new(PageIndexReaderFactory(cached))
+        } else {
+            Arc::new(cached)
+        };
         let source = ParquetSource::new(table_schema)
             .with_table_parquet_options(options)
-            .with_parquet_file_reader_factory(Arc::new(CachedParquetFileReaderFactory::new(
-                store,
-                metadata_cache,
-            )));
+            .with_parquet_file_reader_factory(factory);
         let config = FileScanConfigBuilder::new(self.files.store_url.clone(), Arc::new(source))
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
