@@ -26,6 +26,10 @@ pub struct Principal {
     pub session_key: String,
 }
 
+/// How long a verified password is remembered, and for how many callers at most.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+const MAX_VERIFIED: usize = 10_000;
+
 #[derive(Debug)]
 struct IssuedToken {
     user: String,
@@ -40,6 +44,10 @@ pub struct Authenticator {
     /// SHA-256 of each service token → service name.
     services: HashMap<[u8; 32], String>,
     issued: Mutex<HashMap<String, IssuedToken>>,
+    /// Passwords verified in the last [`VERIFIED_FOR`]: SHA-256 of user and password → user.
+    /// HTTP clients (Trino's protocol) send the password with every request, and a password
+    /// hash costs tens of milliseconds to check by design.
+    verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     /// A hash no password matches, verified for unknown users so that a wrong name costs as
     /// long as a wrong password.
     decoy: String,
@@ -78,8 +86,14 @@ impl Authenticator {
                 .collect(),
             services,
             issued: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
             decoy: hash_password(&URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())),
         }
+    }
+
+    /// Whether callers must present credentials.
+    pub fn required(&self) -> bool {
+        self.required
     }
 
     /// Handshake: checks `authorization: Basic …` (or a bearer token, re-presented) and returns
@@ -143,7 +157,7 @@ impl Authenticator {
         match authorization(metadata)? {
             Some(Credentials::Bearer(token)) => self.verify_token(&token),
             Some(Credentials::Basic { user, password }) => {
-                self.verify_password(&user, &password)?;
+                self.verify_password_cached(&user, &password)?;
                 Ok(Principal {
                     session_key: format!("basic:{user}"),
                     name: user,
@@ -160,6 +174,29 @@ impl Authenticator {
     /// Ends an issued token (CloseSession); service tokens stay valid.
     pub fn revoke(&self, token: &str) {
         self.issued.lock().expect("tokens lock").remove(token);
+    }
+
+    /// [`Self::verify_password`], remembering a success for [`VERIFIED_FOR`].
+    fn verify_password_cached(&self, user: &str, password: &str) -> Result<(), Status> {
+        let mut hasher = Sha256::new();
+        hasher.update(user.as_bytes());
+        hasher.update([0]);
+        hasher.update(password.as_bytes());
+        let key: [u8; 32] = hasher.finalize().into();
+        let now = Instant::now();
+        if let Some((known, until)) = self.verified.lock().expect("verified lock").get(&key)
+            && known == user
+            && *until > now
+        {
+            return Ok(());
+        }
+        self.verify_password(user, password)?;
+        let mut verified = self.verified.lock().expect("verified lock");
+        verified.retain(|_, (_, until)| *until > now);
+        if verified.len() < MAX_VERIFIED {
+            verified.insert(key, (user.to_owned(), now + VERIFIED_FOR));
+        }
+        Ok(())
     }
 
     fn verify_password(&self, user: &str, password: &str) -> Result<(), Status> {

@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// Serve /metrics, /health and /ready on this address (overrides metrics.listen).
     #[arg(long, env = "ORDERLAKE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve Trino's client protocol on this address (overrides trino.listen).
+    #[arg(long, env = "ORDERLAKE_TRINO_LISTEN")]
+    pub trino_listen: Option<SocketAddr>,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -100,6 +103,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.metrics_listen {
             c.metrics.listen = Some(v);
+        }
+        if let Some(v) = self.trino_listen {
+            c.trino.listen = Some(v);
         }
         let source = self
             .config

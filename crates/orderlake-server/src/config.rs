@@ -164,6 +164,31 @@ impl Default for AuthConfig {
     }
 }
 
+/// The Trino front door: Trino's client protocol over HTTP (the `trino` Python client, the
+/// Trino JDBC driver, Superset, DBeaver), TLS from `[server]`'s certificate when it has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrinoConfig {
+    /// Address of the Trino listener (`host:port`; port 0 picks a free one). Unset: off.
+    pub listen: Option<SocketAddr>,
+    /// Accept passwords (HTTP Basic) without TLS. Off by default, as in Trino: a password
+    /// crosses the network in the clear. Clients must opt in too (`allow_insecure_auth` in the
+    /// Python client).
+    pub allow_insecure_passwords: bool,
+    /// A query whose client has not asked for its next page for this long is cancelled.
+    pub client_timeout_secs: u64,
+}
+
+impl Default for TrinoConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            allow_insecure_passwords: false,
+            client_timeout_secs: 300,
+        }
+    }
+}
+
 /// The whole server configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -176,6 +201,7 @@ pub struct ServerConfig {
     /// The listener of /metrics, /health, /ready and the status page (at `/`).
     pub metrics: orderlake_telemetry::MetricsConfig,
     pub status: crate::status_page::StatusConfig,
+    pub trino: TrinoConfig,
 }
 
 impl ServerConfig {
@@ -226,6 +252,10 @@ impl ServerConfig {
             ("limits.max_running", l.max_running == 0),
             ("limits.max_result_rows", l.max_result_rows == 0),
             ("limits.max_result_bytes", l.max_result_bytes == 0),
+            (
+                "trino.client_timeout_secs",
+                self.trino.client_timeout_secs == 0,
+            ),
         ] {
             if zero {
                 return Err(bad(key, "must be at least 1".into()));

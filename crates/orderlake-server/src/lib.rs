@@ -13,6 +13,8 @@ pub mod session;
 pub mod sql_info;
 pub mod status_page;
 pub mod ticket;
+pub mod tls;
+pub mod trino;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -50,6 +52,7 @@ pub struct RunningServer {
     refresh: JoinHandle<()>,
     stop: oneshot::Sender<()>,
     ops: Option<OpsListener>,
+    trino: Option<trino::TrinoListener>,
 }
 
 impl RunningServer {
@@ -83,6 +86,25 @@ impl RunningServer {
         readiness.set("snapshot", Ok(()));
         let refresh = engine.spawn_refresh(Duration::from_secs(config.sql.refresh_interval_secs));
         let service = ColdQueryService::new(Arc::clone(&engine), Arc::clone(&auth));
+        let trino = match config.trino.listen {
+            Some(listen) => {
+                let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+                    (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+                    _ => None,
+                };
+                Some(
+                    trino::TrinoListener::start(
+                        listen,
+                        config.trino.clone(),
+                        Arc::clone(&engine),
+                        Arc::clone(&auth),
+                        tls,
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
 
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
@@ -135,7 +157,13 @@ impl RunningServer {
             refresh,
             stop,
             ops,
+            trino,
         })
+    }
+
+    /// The address of the Trino front door, when `[trino] listen` is set.
+    pub fn trino_addr(&self) -> Option<SocketAddr> {
+        self.trino.as_ref().map(trino::TrinoListener::addr)
     }
 
     /// The address of `/metrics`, `/health` and `/ready`, when `[metrics] listen` is set.
@@ -156,6 +184,9 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.stop.send(());
         self.refresh.abort();
+        if let Some(trino) = &self.trino {
+            trino.stop();
+        }
         match self.serve.await {
             Ok(result) => Ok(result?),
             Err(e) => Err(ServerError::Query(orderlake_query::QueryError::Engine {

@@ -15,6 +15,8 @@ use tonic::{Code, Status};
 
 /// The `front_door` label of this protocol.
 pub const FLIGHT_SQL: &str = "flight_sql";
+/// The `front_door` label of the Trino protocol.
+pub const TRINO: &str = "trino";
 
 /// gRPC's canonical name of a status code.
 pub fn code_name(code: Code) -> &'static str {
@@ -40,8 +42,14 @@ pub fn code_name(code: Code) -> &'static str {
 }
 
 fn query_ended(door: &'static str, code: Code, started: Option<Instant>) {
-    let outcome = if code == Code::Ok { "ok" } else { "error" };
-    counter!(m::QUERIES, "front_door" => door, "outcome" => outcome, "status" => code_name(code))
+    ended(door, code_name(code), code == Code::Ok, started);
+}
+
+/// A query of any front door ended: `status` is its protocol's name for how (`OK`, a gRPC code,
+/// a Trino error name).
+pub fn ended(door: &'static str, status: &'static str, ok: bool, started: Option<Instant>) {
+    let outcome = if ok { "ok" } else { "error" };
+    counter!(m::QUERIES, "front_door" => door, "outcome" => outcome, "status" => status)
         .increment(1);
     if let Some(started) = started {
         histogram!(m::QUERY_DURATION, "front_door" => door, "outcome" => outcome)
@@ -52,6 +60,16 @@ fn query_ended(door: &'static str, code: Code, started: Option<Instant>) {
 /// A query refused before it streamed anything (while planning or being admitted).
 pub fn refused(door: &'static str, status: &Status) {
     query_ended(door, status.code(), None);
+}
+
+/// Rows and bytes a front door sent, and the time to its first rows when `first` is set.
+pub fn streamed(door: &'static str, rows: u64, bytes: u64, first: Option<Instant>) {
+    if let Some(started) = first {
+        histogram!(m::QUERY_FIRST_BATCH, "front_door" => door)
+            .record(started.elapsed().as_secs_f64());
+    }
+    counter!(m::ROWS_STREAMED, "front_door" => door).increment(rows);
+    counter!(m::BYTES_STREAMED, "front_door" => door).increment(bytes);
 }
 
 /// A refused sign-in (`call`: handshake) or a call without valid credentials (`call`: request).

@@ -1,0 +1,471 @@
+//! What a Trino client's session carries in its headers, and the statements the front door
+//! answers itself because they change that session rather than query the archive: `USE`,
+//! `PREPARE … FROM`, `EXECUTE … USING`, `EXECUTE IMMEDIATE '…' USING …` and `DEALLOCATE PREPARE`.
+//! Trino keeps the session in the client: the server only answers with `X-Trino-Set-*` /
+//! `X-Trino-Added-Prepare` headers, and every request brings the whole session back.
+
+use std::collections::HashMap;
+
+use axum::http::HeaderMap;
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use super::protocol::{Code, TrinoError};
+
+pub const USER: &str = "x-trino-user";
+pub const CATALOG: &str = "x-trino-catalog";
+pub const SCHEMA: &str = "x-trino-schema";
+pub const SESSION: &str = "x-trino-session";
+pub const PREPARED_STATEMENT: &str = "x-trino-prepared-statement";
+pub const SET_CATALOG: &str = "x-trino-set-catalog";
+pub const SET_SCHEMA: &str = "x-trino-set-schema";
+pub const ADDED_PREPARE: &str = "x-trino-added-prepare";
+pub const DEALLOCATED_PREPARE: &str = "x-trino-deallocated-prepare";
+
+/// The session a request carries.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSession {
+    pub user: Option<String>,
+    pub catalog: Option<String>,
+    pub schema: Option<String>,
+    pub properties: Vec<(String, String)>,
+    pub prepared: HashMap<String, String>,
+}
+
+impl ClientSession {
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, TrinoError> {
+        let text = |name: &str| -> Result<Option<String>, TrinoError> {
+            match headers.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .to_str()
+                    .map(|s| Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
+                    .map_err(|_| {
+                        TrinoError::new(
+                            Code::GenericUserError,
+                            format!("header {name} is not text"),
+                            None,
+                        )
+                    }),
+            }
+        };
+        let pairs = |name: &str| -> Result<Vec<(String, String)>, TrinoError> {
+            let mut out = Vec::new();
+            for value in headers.get_all(name) {
+                let value = value.to_str().map_err(|_| {
+                    TrinoError::new(
+                        Code::GenericUserError,
+                        format!("header {name} is not text"),
+                        None,
+                    )
+                })?;
+                for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        TrinoError::new(
+                            Code::GenericUserError,
+                            format!("header {name}: `{pair}` is not name=value"),
+                            None,
+                        )
+                    })?;
+                    out.push((decode(k.trim())?, decode(v.trim())?));
+                }
+            }
+            Ok(out)
+        };
+        Ok(Self {
+            user: text(USER)?,
+            catalog: text(CATALOG)?,
+            schema: text(SCHEMA)?,
+            properties: pairs(SESSION)?,
+            prepared: pairs(PREPARED_STATEMENT)?.into_iter().collect(),
+        })
+    }
+}
+
+/// Header values are form-encoded (`+` for a space, as Python's `quote_plus` and Java's
+/// `URLEncoder` write them).
+fn decode(s: &str) -> Result<String, TrinoError> {
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| {
+            TrinoError::new(
+                Code::GenericUserError,
+                "a header value is not UTF-8 once decoded",
+                None,
+            )
+        })
+}
+
+/// A header value as Trino's clients expect it (URL-encoded).
+pub fn encode(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+/// A statement the front door handles, or the SQL to give the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `USE catalog.schema` or `USE schema`.
+    Use {
+        catalog: Option<String>,
+        schema: String,
+    },
+    Prepare {
+        name: String,
+        sql: String,
+    },
+    Deallocate {
+        name: String,
+    },
+    /// `EXECUTE name USING …` (`sql` from the prepared-statement header) or `EXECUTE IMMEDIATE`.
+    Execute {
+        sql: String,
+        /// The `USING` expressions, as written.
+        using: Option<String>,
+    },
+    Query(String),
+}
+
+/// Session properties this server has. None yet: a property a client sets is refused by name
+/// rather than silently ignored.
+const SESSION_PROPERTIES: [&str; 0] = [];
+
+/// Refuses session properties the server does not have.
+pub fn check_properties(session: &ClientSession) -> Result<(), TrinoError> {
+    match session
+        .properties
+        .iter()
+        .find(|(name, _)| !SESSION_PROPERTIES.contains(&name.as_str()))
+    {
+        Some((name, _)) => Err(unknown_property(name)),
+        None => Ok(()),
+    }
+}
+
+fn unknown_property(name: &str) -> TrinoError {
+    TrinoError::new(
+        Code::InvalidSessionProperty,
+        format!("Session property '{name}' does not exist"),
+        None,
+    )
+}
+
+/// Splits off the statement's leading keywords: `(keyword, rest)` with `rest` trimmed.
+fn keyword(s: &str) -> (String, &str) {
+    let s = s.trim_start();
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    (s[..end].to_ascii_uppercase(), s[end..].trim_start())
+}
+
+/// An identifier, plain or double-quoted: `(name, rest)`. Plain names are lower-cased as Trino
+/// does.
+fn identifier(s: &str) -> Option<(String, &str)> {
+    let s = s.trim_start();
+    if let Some(quoted) = s.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if chars.peek().is_some_and(|(_, n)| *n == '"') {
+                    chars.next();
+                    name.push('"');
+                    continue;
+                }
+                return Some((name, &quoted[i + 1..]));
+            }
+            name.push(c);
+        }
+        return None;
+    }
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .unwrap_or(s.len());
+    (end > 0).then(|| (s[..end].to_lowercase(), &s[end..]))
+}
+
+/// A single-quoted SQL string literal (`''` for a quote): `(value, rest)`.
+fn string_literal(s: &str) -> Option<(String, &str)> {
+    let body = s.trim_start().strip_prefix('\'')?;
+    let mut value = String::new();
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' {
+            if chars.peek().is_some_and(|(_, n)| *n == '\'') {
+                chars.next();
+                value.push('\'');
+                continue;
+            }
+            return Some((value, &body[i + 1..]));
+        }
+        value.push(c);
+    }
+    None
+}
+
+fn syntax(message: impl Into<String>) -> TrinoError {
+    TrinoError::new(Code::SyntaxError, message, None)
+}
+
+/// The text after `USING`, if any; anything else after the statement is an error.
+fn using_clause(rest: &str, what: &str) -> Result<Option<String>, TrinoError> {
+    let rest = rest.trim().trim_end_matches(';').trim();
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    match keyword(rest) {
+        (k, args) if k == "USING" && !args.is_empty() => Ok(Some(args.to_owned())),
+        _ => Err(syntax(format!(
+            "{what}: expected USING and the parameter values, found `{rest}`"
+        ))),
+    }
+}
+
+/// Recognises the session statements; everything else is a query for the engine.
+pub fn classify(sql: &str, session: &ClientSession) -> Result<Command, TrinoError> {
+    let (first, rest) = keyword(sql);
+    match first.as_str() {
+        "USE" => {
+            let (a, after) = identifier(rest).ok_or_else(|| syntax("USE: expected a schema"))?;
+            let (catalog, schema, after) = match after.trim_start().strip_prefix('.') {
+                Some(more) => {
+                    let (b, after) = identifier(more)
+                        .ok_or_else(|| syntax("USE: expected a schema after the catalog"))?;
+                    (Some(a), b, after)
+                }
+                None => (None, a, after),
+            };
+            if !after.trim().trim_end_matches(';').trim().is_empty() {
+                return Err(syntax(format!(
+                    "USE: unexpected `{}` after the schema",
+                    after.trim()
+                )));
+            }
+            Ok(Command::Use { catalog, schema })
+        }
+        "PREPARE" => {
+            let (name, after) =
+                identifier(rest).ok_or_else(|| syntax("PREPARE: expected a statement name"))?;
+            match keyword(after) {
+                (k, statement) if k == "FROM" && !statement.trim().is_empty() => {
+                    Ok(Command::Prepare {
+                        name,
+                        sql: statement.trim().trim_end_matches(';').to_owned(),
+                    })
+                }
+                _ => Err(syntax("PREPARE: expected FROM and a statement")),
+            }
+        }
+        "DEALLOCATE" => {
+            let (k, after) = keyword(rest);
+            if k != "PREPARE" {
+                return Err(syntax("expected DEALLOCATE PREPARE <name>"));
+            }
+            let (name, _) = identifier(after)
+                .ok_or_else(|| syntax("DEALLOCATE PREPARE: expected a statement name"))?;
+            Ok(Command::Deallocate { name })
+        }
+        "EXECUTE" => {
+            let (k, after) = keyword(rest);
+            if k == "IMMEDIATE" {
+                let (sql, after) = string_literal(after).ok_or_else(|| {
+                    syntax("EXECUTE IMMEDIATE: expected the statement as a string literal")
+                })?;
+                return Ok(Command::Execute {
+                    sql,
+                    using: using_clause(after, "EXECUTE IMMEDIATE")?,
+                });
+            }
+            let (name, after) =
+                identifier(rest).ok_or_else(|| syntax("EXECUTE: expected a statement name"))?;
+            let sql = session.prepared.get(&name).cloned().ok_or_else(|| {
+                TrinoError::new(
+                    Code::NotFound,
+                    format!("Prepared statement not found: {name}"),
+                    None,
+                )
+            })?;
+            Ok(Command::Execute {
+                sql,
+                using: using_clause(after, "EXECUTE")?,
+            })
+        }
+        "SET" | "RESET" => match keyword(rest) {
+            (k, after) if k == "SESSION" => {
+                let (name, _) = identifier(after)
+                    .ok_or_else(|| syntax(format!("{first} SESSION: expected a property name")))?;
+                Err(unknown_property(&name))
+            }
+            _ => Ok(Command::Query(sql.to_owned())),
+        },
+        _ => Ok(Command::Query(sql.to_owned())),
+    }
+}
+
+/// Evaluates `USING` expressions (literals as Trino's clients write them: `'text'`, `42`,
+/// `DECIMAL '1.50'`, `DATE '…'`, `TIMESTAMP '…'`, `X'…'`, `ARRAY[…]`, `NULL`) to values, in a
+/// context with no tables: a parameter cannot read anything.
+pub async fn evaluate(using: &str) -> Result<Vec<ScalarValue>, TrinoError> {
+    let ctx = SessionContext::new();
+    let sql = format!("SELECT {}", rewrite_zoned_literals(using));
+    let invalid = |e: datafusion::error::DataFusionError| {
+        TrinoError::new(
+            Code::InvalidParameterUsage,
+            format!(
+                "USING: the parameter values do not evaluate: {}",
+                e.strip_backtrace()
+            ),
+            None,
+        )
+    };
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .map_err(invalid)?
+        .collect()
+        .await
+        .map_err(invalid)?;
+    let batch = batches
+        .first()
+        .filter(|b| b.num_rows() == 1)
+        .ok_or_else(|| {
+            TrinoError::new(
+                Code::InvalidParameterUsage,
+                "USING: expected one value per parameter",
+                None,
+            )
+        })?;
+    batch
+        .columns()
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, 0).map_err(invalid))
+        .collect()
+}
+
+/// Trino's clients write a zoned timestamp as `TIMESTAMP '2024-01-02 03:04:05.123456 UTC'`;
+/// DataFusion reads an offset but not a zone name after the time, so ` UTC` becomes `+00:00`.
+fn rewrite_zoned_literals(sql: &str) -> String {
+    sql.replace(" UTC'", "+00:00'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session_with(prepared: &[(&str, &str)]) -> ClientSession {
+        ClientSession {
+            prepared: prepared
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..ClientSession::default()
+        }
+    }
+
+    #[test]
+    fn session_statements_are_recognised() {
+        let none = ClientSession::default();
+        assert_eq!(
+            classify("use Archive.\"OMS\"", &none).unwrap(),
+            Command::Use {
+                catalog: Some("archive".into()),
+                schema: "OMS".into()
+            }
+        );
+        assert_eq!(
+            classify("PREPARE st1 FROM SELECT * FROM t WHERE a = ?;", &none).unwrap(),
+            Command::Prepare {
+                name: "st1".into(),
+                sql: "SELECT * FROM t WHERE a = ?".into()
+            }
+        );
+        assert_eq!(
+            classify(
+                "EXECUTE IMMEDIATE 'SELECT ''x'' WHERE 1 = ?' USING 1",
+                &none
+            )
+            .unwrap(),
+            Command::Execute {
+                sql: "SELECT 'x' WHERE 1 = ?".into(),
+                using: Some("1".into())
+            }
+        );
+        let s = session_with(&[("st1", "SELECT ?")]);
+        assert_eq!(
+            classify("EXECUTE st1 USING 'a', 2", &s).unwrap(),
+            Command::Execute {
+                sql: "SELECT ?".into(),
+                using: Some("'a', 2".into())
+            }
+        );
+        assert!(classify("EXECUTE nope", &s).is_err());
+        assert_eq!(
+            classify("DEALLOCATE PREPARE st1", &s).unwrap(),
+            Command::Deallocate { name: "st1".into() }
+        );
+        assert_eq!(
+            classify("SELECT 1", &none).unwrap(),
+            Command::Query("SELECT 1".into())
+        );
+        assert_eq!(
+            classify("EXECUTE IMMEDIATE 'x' junk", &none)
+                .unwrap_err()
+                .error_name,
+            "SYNTAX_ERROR"
+        );
+    }
+
+    #[tokio::test]
+    async fn parameter_literals_evaluate_as_trino_clients_write_them() {
+        let values = evaluate(
+            "'it''s', 42, DECIMAL '12.3400', DATE '2024-02-29', \
+             TIMESTAMP '2024-01-02 03:04:05.123456 UTC', X'00ff', NULL, DOUBLE '1.5'",
+        )
+        .await
+        .unwrap();
+        assert_eq!(values[0], ScalarValue::Utf8(Some("it's".into())));
+        assert_eq!(values[1], ScalarValue::Int64(Some(42)));
+        assert_eq!(
+            values[2]
+                .cast_to(&arrow::datatypes::DataType::Decimal128(18, 4))
+                .unwrap(),
+            ScalarValue::Decimal128(Some(123_400), 18, 4)
+        );
+        assert_eq!(values[3].to_string(), "2024-02-29");
+        let ScalarValue::TimestampNanosecond(Some(ns), _) = values[4] else {
+            panic!("timestamp: {:?}", values[4]);
+        };
+        assert_eq!(ns, 1_704_164_645_123_456_000);
+        assert_eq!(values[5], ScalarValue::Binary(Some(vec![0, 255])));
+        assert!(values[6].is_null());
+        assert_eq!(values[7], ScalarValue::Float64(Some(1.5)));
+        assert!(evaluate("(SELECT 1 FROM order_events)").await.is_err());
+    }
+
+    #[test]
+    fn headers_are_decoded() {
+        let mut h = HeaderMap::new();
+        h.insert(USER, "analyst".parse().unwrap());
+        h.insert(
+            PREPARED_STATEMENT,
+            format!(
+                "st1={},st2={}",
+                encode("SELECT ?, 'a,b'"),
+                encode("SELECT 1")
+            )
+            .parse()
+            .unwrap(),
+        );
+        h.insert(SESSION, "a=1, b=x%20y".parse().unwrap());
+        let s = ClientSession::from_headers(&h).unwrap();
+        assert_eq!(s.user.as_deref(), Some("analyst"));
+        assert_eq!(s.prepared["st1"], "SELECT ?, 'a,b'");
+        assert_eq!(s.prepared["st2"], "SELECT 1");
+        assert_eq!(
+            s.properties,
+            vec![("a".into(), "1".into()), ("b".into(), "x y".into())]
+        );
+    }
+}

@@ -1,0 +1,246 @@
+"""The real `trino` Python client (DB-API and its SQLAlchemy dialect, as Superset uses it) against
+orderlake-server's Trino front door.
+
+Usage: trino_client.py HOST PORT USER PASSWORD
+
+Checks queries and every column type of the archive and the views, qmark parameters (EXECUTE
+IMMEDIATE) and the legacy PREPARE/EXECUTE/DEALLOCATE sequence, USE, errors with their Trino names
+and locations, a result of a million rows paged to the end, cancel mid-stream, SQLAlchemy's
+inspector, and a wrong password. Prints one JSON line per check and exits non-zero on the first
+failure.
+"""
+
+import datetime
+import decimal
+import json
+import sys
+import threading
+import time
+
+import requests
+import sqlalchemy
+import trino
+from trino.auth import BasicAuthentication
+from trino.exceptions import HttpError, TrinoUserError, TrinoQueryError
+
+
+def check(name, ok, detail=""):
+    print(json.dumps({"check": name, "ok": bool(ok), "detail": str(detail)[:500]}), flush=True)
+    if not ok:
+        sys.exit(1)
+
+
+def connect(host, port, user, password, **kwargs):
+    return trino.dbapi.connect(
+        host=host,
+        port=port,
+        user=user,
+        auth=BasicAuthentication(user, password),
+        http_scheme="http",
+        allow_insecure_auth=True,
+        catalog="archive",
+        schema="oms",
+        **kwargs,
+    )
+
+
+def expect_error(cur, sql, name, params=None):
+    try:
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+        cur.fetchall()
+    except (TrinoUserError, TrinoQueryError) as e:
+        return e if e.error_name == name else f"{e.error_name}: {e.message}"
+    return "no error"
+
+
+def main():
+    host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    conn = connect(host, port, user, password)
+    cur = conn.cursor()
+
+    cur.execute("SELECT order_id, status FROM orders ORDER BY order_id")
+    rows = cur.fetchall()
+    check(
+        "query",
+        rows == [["10000003", "PAID"], ["A-1", "DELIVERED"], ["A-2", "CANCELLED"]],
+        rows,
+    )
+    check("query id", bool(cur.query_id) and cur.stats["state"] == "FINISHED", cur.stats)
+
+    cur.execute(
+        "SELECT order_id, total_amount, event_time, event_date, kafka_value, kafka_partition, "
+        "kafka_offset, items, kafka_headers FROM order_events "
+        "WHERE event_id = 'e1'"
+    )
+    row = cur.fetchone()
+    types = {d[0]: d[1] for d in cur.description}
+    check(
+        "type names",
+        types["total_amount"] == "decimal(18,4)"
+        and types["event_time"] == "timestamp(6) with time zone"
+        and types["event_date"] == "date"
+        and types["kafka_value"] == "varbinary"
+        and types["kafka_partition"] == "integer"
+        and types["kafka_offset"] == "bigint"
+        and types["items"].startswith("array(row(")
+        and types["kafka_headers"].startswith("array(row("),
+        types,
+    )
+    (order_id, amount, event_time, event_date, value, partition, offset, items, _headers) = row
+    check(
+        "values",
+        order_id == "A-1"
+        and amount == decimal.Decimal("30.0000")
+        and event_time == datetime.datetime(2024, 3, 1, 10, 0, tzinfo=datetime.timezone.utc)
+        and event_date == datetime.date(2024, 3, 1)
+        and isinstance(value, bytes)
+        and json.loads(value)["event_id"] == "e1"
+        and partition == 0
+        and offset == 0,
+        row,
+    )
+    check(
+        "array of rows",
+        isinstance(items, list) and len(items) == 2 and items[0][0] == "SKU-1",
+        items,
+    )
+
+    cur.execute("SELECT status, item_count FROM orders WHERE order_id = ?", ["A-1"])
+    check("qmark parameter", cur.fetchall() == [["DELIVERED", 2]])
+    cur.execute(
+        "SELECT count(*) FROM order_events WHERE total_amount = ? AND event_date = ? "
+        "AND event_time < ?",
+        [
+            decimal.Decimal("30.0000"),
+            datetime.date(2024, 3, 1),
+            datetime.datetime(2024, 3, 2, tzinfo=datetime.timezone.utc),
+        ],
+    )
+    check("typed parameters", cur.fetchall() == [[1]])
+
+    legacy = connect(host, port, user, password, legacy_prepared_statements=True)
+    lcur = legacy.cursor()
+    lcur.execute("SELECT status FROM orders WHERE order_id = ? AND item_count = ?", ["A-2", 1])
+    check("PREPARE and EXECUTE with the header", lcur.fetchall() == [["CANCELLED"]])
+    legacy.close()
+
+    e = expect_error(cur, "SELEC order_id FROM orders", "SYNTAX_ERROR")
+    check(
+        "syntax error with location",
+        isinstance(e, TrinoUserError) and e.error_location == (1, 1),
+        getattr(e, "error_location", e),
+    )
+    for name, sql, error in [
+        ("table not found", "SELECT * FROM no_such_table", "TABLE_NOT_FOUND"),
+        ("column not found", "SELECT no_such_column FROM orders", "COLUMN_NOT_FOUND"),
+        ("writes refused", "DELETE FROM order_events", "PERMISSION_DENIED"),
+        ("unknown session property", "SET SESSION nope = 1", "INVALID_SESSION_PROPERTY"),
+    ]:
+        e = expect_error(cur, sql, error)
+        check(name, isinstance(e, TrinoUserError), e)
+
+    e = expect_error(cur, "USE archive.no_such_schema", "SCHEMA_NOT_FOUND")
+    check("USE an unknown schema", isinstance(e, TrinoUserError), e)
+    bare = trino.dbapi.connect(
+        host=host, port=port, user=user, auth=BasicAuthentication(user, password),
+        http_scheme="http", allow_insecure_auth=True,
+    )
+    bcur = bare.cursor()
+    bcur.execute("USE archive.oms")
+    bcur.fetchall()
+    check(
+        "USE sets the session",
+        bare._client_session.catalog == "archive" and bare._client_session.schema == "oms",
+        (bare._client_session.catalog, bare._client_session.schema),
+    )
+    bcur.execute("SELECT count(*) FROM orders")
+    check("short names after USE", bcur.fetchall() == [[3]])
+
+    started = time.monotonic()
+    cur.execute("SELECT x, 'row ' || CAST(x AS VARCHAR) AS label FROM generate_series(1, 1000000) AS t(x)")
+    count, total, last = 0, 0, None
+    while True:
+        batch = cur.fetchmany(50000)
+        if not batch:
+            break
+        count += len(batch)
+        total += sum(r[0] for r in batch)
+        last = batch[-1]
+    check(
+        "a million rows paged to the end",
+        count == 1_000_000 and total == 1_000_000 * 1_000_001 // 2 and last == [1000000, "row 1000000"],
+        {"rows": count, "seconds": round(time.monotonic() - started, 2)},
+    )
+
+    slow = conn.cursor()
+    outcome = {}
+
+    def run_slow():
+        started = time.monotonic()
+        try:
+            slow.execute("SELECT count(*) FROM generate_series(1, 20000000000) AS t(x) WHERE x % 7 = 3")
+            slow.fetchall()
+            outcome["error"] = None
+        except Exception as e:  # noqa: BLE001 (any error type is the outcome under test)
+            outcome["error"] = repr(e)
+        outcome["seconds"] = time.monotonic() - started
+
+    worker = threading.Thread(target=run_slow)
+    worker.start()
+    time.sleep(1.5)
+    slow.cancel()
+    worker.join(timeout=30)
+    query_id = slow.query_id
+    info = requests.get(
+        f"http://{host}:{port}/v1/query/{query_id}", auth=(user, password), timeout=10
+    ).json()
+    check(
+        "cancel",
+        not worker.is_alive() and outcome.get("seconds", 99) < 20 and info["state"] == "FAILED"
+        and info["errorCode"]["name"] == "USER_CANCELED",
+        {"outcome": outcome, "info": info},
+    )
+    cur.execute("SELECT count(*) FROM order_events")
+    check("healthy after cancel", cur.fetchall() == [[9]])
+
+    engine = sqlalchemy.create_engine(
+        f"trino://{user}@{host}:{port}/archive/oms",
+        connect_args={
+            "auth": BasicAuthentication(user, password),
+            "http_scheme": "http",
+            "allow_insecure_auth": True,
+        },
+    )
+    inspector = sqlalchemy.inspect(engine)
+    schemas = inspector.get_schema_names()
+    check("sqlalchemy schemas", "oms" in schemas, schemas)
+    tables = inspector.get_table_names(schema="oms")
+    check("sqlalchemy tables", sorted(tables) == ["daily_activity", "order_events"], tables)
+    views = inspector.get_view_names(schema="oms")
+    check("sqlalchemy views", "orders" in views and "order_events" not in views, views)
+    with engine.connect() as c:
+        chart = c.execute(
+            sqlalchemy.text(
+                "SELECT status, count(*) AS n FROM orders GROUP BY status ORDER BY status LIMIT 100"
+            )
+        ).fetchall()
+    check("chart-style query", [tuple(r) for r in chart] == [("CANCELLED", 1), ("DELIVERED", 1), ("PAID", 1)], chart)
+
+    info = requests.get(f"http://{host}:{port}/v1/info", timeout=10).json()
+    check("server info", info["coordinator"] is True and "orderlake" in info["nodeVersion"]["version"], info)
+
+    try:
+        bad = connect(host, port, user, "not the password")
+        bad.cursor().execute("SELECT 1")
+        check("bad password refused", False, "query ran")
+    except HttpError as e:
+        check("bad password refused", "401" in str(e), e)
+
+    print(json.dumps({"check": "all", "ok": True}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
