@@ -69,9 +69,17 @@ pub const SORT_ORDER_KEY: &str = "orderlake.sort_order";
 /// The order compaction writes rows in.
 pub const COMPACTED_SORT_ORDER: &str = "zorder(order_id,customer_id)";
 
+/// Bytes per data page of the key columns in the files compaction writes: a page of about a
+/// thousand keys (the writer cuts pages per write batch of 1,024 rows), so a lookup reads
+/// through the page index only the key pages whose statistics admit its key
+/// (docs/benchmarks.md, "Pages for lookups"). Other columns keep the writer's default pages.
+pub const COMPACTED_KEY_PAGE_BYTES: usize = 1024;
+
 /// The value of [`SORT_ORDER_KEY`] in files compaction writes with `row_group_rows`.
 pub fn compacted_layout(row_group_rows: usize) -> String {
-    format!("{COMPACTED_SORT_ORDER}; row_group_rows={row_group_rows}")
+    format!(
+        "{COMPACTED_SORT_ORDER}; row_group_rows={row_group_rows}; key_page_bytes={COMPACTED_KEY_PAGE_BYTES}"
+    )
 }
 
 /// Rows per row group by default, in the archiver's files and compaction's: a month of a
@@ -97,9 +105,14 @@ pub fn compacted_parquet_properties(
         SORT_ORDER_KEY.to_owned(),
         compacted_layout(row_group_rows),
     );
-    properties(zstd_level, row_group_rows)
-        .set_key_value_metadata(Some(vec![marker]))
-        .build()
+    let mut props = properties(zstd_level, row_group_rows);
+    for col in BLOOM_FILTER_COLUMNS {
+        props = props.set_column_data_page_size_limit(
+            parquet::schema::types::ColumnPath::from(col),
+            COMPACTED_KEY_PAGE_BYTES,
+        );
+    }
+    props.set_key_value_metadata(Some(vec![marker])).build()
 }
 
 fn properties(
