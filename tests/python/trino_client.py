@@ -1,12 +1,13 @@
 """The real `trino` Python client (DB-API and its SQLAlchemy dialect, as Superset uses it) against
 orderlake-server's Trino front door.
 
-Usage: trino_client.py HOST PORT USER PASSWORD
+Usage: trino_client.py HOST PORT USER PASSWORD SERVICE_TOKEN
 
 Checks queries and every column type of the archive and the views, qmark parameters (EXECUTE
 IMMEDIATE) and the legacy PREPARE/EXECUTE/DEALLOCATE sequence, USE, errors with their Trino names
-and locations, a result of a million rows paged to the end, cancel mid-stream, SQLAlchemy's
-inspector, and a wrong password. Prints one JSON line per check and exits non-zero on the first
+and locations, a result of a million rows paged to the end, cancel mid-stream,
+system.runtime.queries and kill_query (a user's own queries only), a service token as a bearer
+token, SQLAlchemy's inspector, and a wrong password. Prints one JSON line per check and exits non-zero on the first
 failure.
 """
 
@@ -14,14 +15,15 @@ import datetime
 import decimal
 import json
 import sys
-import threading
 import time
 
 import requests
 import sqlalchemy
 import trino
-from trino.auth import BasicAuthentication
+from trino.auth import BasicAuthentication, JWTAuthentication
 from trino.exceptions import HttpError, TrinoUserError, TrinoQueryError
+
+from background import SLOW_QUERY, in_background
 
 
 def check(name, ok, detail=""):
@@ -57,7 +59,9 @@ def expect_error(cur, sql, name, params=None):
 
 
 def main():
-    host, port, user, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    host, port, user, password, token = (
+        sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    )
     conn = connect(host, port, user, password)
     cur = conn.cursor()
 
@@ -161,48 +165,73 @@ def main():
 
     started = time.monotonic()
     cur.execute("SELECT x, 'row ' || CAST(x AS VARCHAR) AS label FROM generate_series(1, 1000000) AS t(x)")
-    count, total, last = 0, 0, None
+    count, total, labels = 0, 0, True
     while True:
         batch = cur.fetchmany(50000)
         if not batch:
             break
         count += len(batch)
         total += sum(r[0] for r in batch)
-        last = batch[-1]
+        labels = labels and all(r[1] == f"row {r[0]}" for r in batch)
     check(
         "a million rows paged to the end",
-        count == 1_000_000 and total == 1_000_000 * 1_000_001 // 2 and last == [1000000, "row 1000000"],
+        count == 1_000_000 and total == 1_000_000 * 1_000_001 // 2 and labels,
         {"rows": count, "seconds": round(time.monotonic() - started, 2)},
     )
 
-    slow = conn.cursor()
-    outcome = {}
-
-    def run_slow():
-        started = time.monotonic()
-        try:
-            slow.execute("SELECT count(*) FROM generate_series(1, 20000000000) AS t(x) WHERE x % 7 = 3")
-            slow.fetchall()
-            outcome["error"] = None
-        except Exception as e:  # noqa: BLE001 (any error type is the outcome under test)
-            outcome["error"] = repr(e)
-        outcome["seconds"] = time.monotonic() - started
-
-    worker = threading.Thread(target=run_slow)
-    worker.start()
-    time.sleep(1.5)
-    slow.cancel()
-    worker.join(timeout=30)
-    query_id = slow.query_id
-    info = requests.get(
-        f"http://{host}:{port}/v1/query/{query_id}", auth=(user, password), timeout=10
-    ).json()
-    check(
-        "cancel",
-        not worker.is_alive() and outcome.get("seconds", 99) < 20 and info["state"] == "FAILED"
-        and info["errorCode"]["name"] == "USER_CANCELED",
-        {"outcome": outcome, "info": info},
+    # Cancel mid-stream (DELETE of the nextUri), then kill_query by the owner, then a kill by
+    # another user (the API service's token, as a bearer token), which is refused.
+    service = trino.dbapi.connect(
+        host=host, port=port, user="api-service", auth=JWTAuthentication(token),
+        http_scheme="http", allow_insecure_auth=True, catalog="archive", schema="oms",
     )
+    for how in ["cancel", "kill_query", "another user's kill"]:
+        slow = conn.cursor()
+        worker, outcome = in_background(lambda slow=slow: (slow.execute(SLOW_QUERY), slow.fetchall()))
+        deadline = time.monotonic() + 10
+        while slow.query_id is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        if how == "cancel":
+            slow.cancel()
+        elif how == "kill_query":
+            cur.execute(f"CALL system.runtime.kill_query(query_id => '{slow.query_id}', message => 'test')")
+            cur.fetchall()
+        else:
+            e = expect_error(
+                service.cursor(),
+                f"CALL system.runtime.kill_query(query_id => '{slow.query_id}')",
+                "PERMISSION_DENIED",
+            )
+            check("another user's query cannot be killed", isinstance(e, TrinoUserError), e)
+            running = conn.cursor()
+            running.execute(
+                "SELECT state FROM system.runtime.queries WHERE query_id = ?", [slow.query_id]
+            )
+            check("system.runtime.queries lists it running", running.fetchall() == [["RUNNING"]])
+            slow.cancel()
+        worker.join(timeout=30)
+        error = outcome.get("error")
+        check(
+            how,
+            not worker.is_alive() and outcome["seconds"] < 20
+            and getattr(error, "error_name", None) == "USER_CANCELED",
+            outcome,
+        )
+        ended = conn.cursor()
+        ended.execute(
+            'SELECT state, "user", error_code, query FROM system.runtime.queries WHERE query_id = ?',
+            [slow.query_id],
+        )
+        row = ended.fetchall()
+        check(
+            f"system.runtime.queries after {how}",
+            row == [["FAILED", user, "USER_CANCELED", SLOW_QUERY]],
+            row,
+        )
+    e = expect_error(cur, "CALL system.runtime.kill_query(query_id => 'no-such-query')", "NOT_FOUND")
+    check("kill_query of an unknown query", isinstance(e, TrinoUserError), e)
+
     cur.execute("SELECT count(*) FROM order_events")
     check("healthy after cancel", cur.fetchall() == [[9]])
 

@@ -51,6 +51,7 @@ use crate::rollup_rewrite::KpisFromRollup;
 use crate::scan::ArchiveScanProvider;
 use crate::sketches;
 use crate::statement;
+use crate::system;
 use crate::utc_date_trunc::UtcDateTrunc;
 use crate::views::{ViewDefinition, load_views};
 use datafusion::execution::FunctionRegistry as _;
@@ -425,6 +426,12 @@ impl ColdQueryEngine {
         )?;
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog(scope.catalog.clone(), catalog as Arc<dyn CatalogProvider>);
+        if scope.catalog != system::SYSTEM_CATALOG {
+            catalogs.register_catalog(
+                system::SYSTEM_CATALOG.to_owned(),
+                system::catalog(&self.activity)?,
+            );
+        }
         let files = Arc::new(table.files()?);
         self.object_stores
             .register_store(files.store_url.as_ref(), Arc::clone(&files.store));

@@ -17,6 +17,7 @@ mod rollup_rewrite;
 pub mod scan;
 mod sketches;
 pub mod statement;
+pub mod system;
 mod utc_date_trunc;
 pub mod views;
 

@@ -120,7 +120,8 @@ async fn statements_stream_results_with_trino_names() {
     let show = rows(&query(&mut client, "SHOW TABLES").await);
     assert!(show.iter().any(|r| r.contains("order_events")), "{show:?}");
     let catalogs = rows(&query(&mut client, "SHOW CATALOGS").await);
-    assert_eq!(catalogs, ["archive"]);
+    // As in Trino, the `system` catalog holds `runtime.queries`.
+    assert_eq!(catalogs, ["archive", "system"]);
     let schemas = rows(&query(&mut client, "SHOW SCHEMAS").await);
     assert!(schemas.contains(&"oms".to_owned()), "{schemas:?}");
     let columns = rows(&query(&mut client, "SHOW COLUMNS FROM orders").await);
@@ -231,7 +232,7 @@ async fn metadata_commands_describe_the_archive() {
     let mut client = server.client().await;
 
     let info = client.get_catalogs().await.unwrap();
-    assert_eq!(rows(&fetch(&mut client, info).await), ["archive"]);
+    assert_eq!(rows(&fetch(&mut client, info).await), ["archive", "system"]);
 
     let info = client
         .get_db_schemas(CommandGetDbSchemas {

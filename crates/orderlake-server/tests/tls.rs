@@ -1,12 +1,13 @@
-//! With a configured certificate and key the server speaks only TLS: a client that trusts the
-//! certificate signs in and queries; a plaintext client gets nowhere.
+//! With a configured certificate and key the server speaks only TLS, on Flight SQL and on the
+//! Trino front door: a client that trusts the certificate signs in and queries; a plaintext
+//! client gets nowhere.
 
 mod support;
 
 use std::process::Command;
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use support::{PASSWORD, TestServer, USER, fixture_records, query, rows};
+use support::{PASSWORD, TestServer, USER, fixture_records, query, rows, run_python_checks};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,6 +84,7 @@ async fn tls_from_configured_certificate_and_key() {
     let server = TestServer::start(&fixture_records(), move |config| {
         config.server.tls_cert = Some(c);
         config.server.tls_key = Some(k);
+        config.trino.listen = Some("127.0.0.1:0".parse().unwrap());
     })
     .await;
     let port = server.server.addr().port();
@@ -117,4 +119,21 @@ async fn tls_from_configured_certificate_and_key() {
             .is_err(),
     };
     assert!(refused, "a plaintext client must not get through");
+
+    // The Trino front door serves the same certificate (passwords need no opt-in over TLS).
+    let trino = server
+        .server
+        .trino_addr()
+        .expect("the Trino listener is on");
+    run_python_checks(
+        "trino_tls.py",
+        vec![
+            "localhost".into(),
+            trino.port().to_string(),
+            USER.into(),
+            PASSWORD.into(),
+            ca.display().to_string(),
+        ],
+    )
+    .await;
 }

@@ -23,7 +23,7 @@ use axum::extract::{Path, State as Extract};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use orderlake_query::{ColdQueryEngine, QueryRequest, QueryScope};
+use orderlake_query::{CancelOutcome, ColdQueryEngine, QueryRequest, QueryScope};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tonic::metadata::MetadataMap;
@@ -31,7 +31,7 @@ use tonic::metadata::MetadataMap;
 use crate::auth::Authenticator;
 use crate::config::TrinoConfig;
 use crate::error::ServerError;
-use protocol::TrinoError;
+use protocol::{Code, TrinoError};
 use query::{Answer, Queries, TrinoQuery};
 use statement::{ClientSession, Command};
 
@@ -312,6 +312,31 @@ async fn run_command(
             }
             request.sql = sql;
             Ok(None)
+        }
+        Command::KillQuery { query_id, message } => {
+            if !door.engine.running().iter().any(|q| q.id == query_id) {
+                return Err(TrinoError::new(
+                    Code::NotFound,
+                    format!("Target query not found: {query_id}"),
+                    None,
+                ));
+            }
+            match door.engine.cancel_as(&query_id, &request.user) {
+                CancelOutcome::NotYours => Err(TrinoError::new(
+                    Code::PermissionDenied,
+                    format!("Access Denied: Cannot kill query {query_id}: it is another user's"),
+                    None,
+                )),
+                CancelOutcome::Cancelled | CancelOutcome::CancelledBeforeStart => {
+                    tracing::info!(
+                        query_id,
+                        by = %request.user,
+                        message = message.as_deref().unwrap_or(""),
+                        "query killed"
+                    );
+                    Ok(Some("CALL"))
+                }
+            }
         }
         Command::Query(sql) => {
             request.sql = sql;

@@ -124,6 +124,11 @@ pub enum Command {
         /// The `USING` expressions, as written.
         using: Option<String>,
     },
+    /// `CALL system.runtime.kill_query(query_id => '…', message => '…')`.
+    KillQuery {
+        query_id: String,
+        message: Option<String>,
+    },
     Query(String),
 }
 
@@ -292,6 +297,7 @@ pub fn classify(sql: &str, session: &ClientSession) -> Result<Command, TrinoErro
                 using: using_clause(after, "EXECUTE")?,
             })
         }
+        "CALL" => kill_query(rest),
         "SET" | "RESET" => match keyword(rest) {
             (k, after) if k == "SESSION" => {
                 let (name, _) = identifier(after)
@@ -302,6 +308,79 @@ pub fn classify(sql: &str, session: &ClientSession) -> Result<Command, TrinoErro
         },
         _ => Ok(Command::Query(sql.to_owned())),
     }
+}
+
+/// The procedure Trino has for stopping a query: `system.runtime.kill_query`, its arguments by
+/// name (`query_id => '…', message => '…'`) or by position.
+fn kill_query(rest: &str) -> Result<Command, TrinoError> {
+    let mut path = Vec::new();
+    let mut after = rest;
+    loop {
+        let (part, more) =
+            identifier(after).ok_or_else(|| syntax("CALL: expected a procedure name"))?;
+        path.push(part);
+        match more.trim_start().strip_prefix('.') {
+            Some(more) => after = more,
+            None => {
+                after = more;
+                break;
+            }
+        }
+    }
+    let name = path.join(".");
+    if !matches!(
+        name.as_str(),
+        "system.runtime.kill_query" | "runtime.kill_query" | "kill_query"
+    ) {
+        return Err(TrinoError::new(
+            Code::ProcedureNotFound,
+            format!("Procedure not registered: {name}"),
+            None,
+        ));
+    }
+    let mut args = after
+        .trim_start()
+        .strip_prefix('(')
+        .ok_or_else(|| syntax("CALL: expected ( after the procedure name"))?;
+    let mut named: HashMap<String, String> = HashMap::new();
+    let mut position = 0;
+    loop {
+        args = args.trim_start();
+        if let Some(end) = args.strip_prefix(')') {
+            if !end.trim().trim_end_matches(';').trim().is_empty() {
+                return Err(syntax("CALL: unexpected text after the arguments"));
+            }
+            break;
+        }
+        let (name, value_text) = match identifier(args) {
+            Some((name, more)) if more.trim_start().starts_with("=>") => {
+                (name, more.trim_start()[2..].trim_start())
+            }
+            _ => {
+                let name = ["query_id", "message"]
+                    .get(position)
+                    .ok_or_else(|| syntax("kill_query takes query_id and message"))?;
+                ((*name).to_owned(), args)
+            }
+        };
+        let (value, more) = string_literal(value_text)
+            .ok_or_else(|| syntax(format!("kill_query: {name} must be a string literal")))?;
+        named.insert(name, value);
+        position += 1;
+        args = more.trim_start();
+        args = args.strip_prefix(',').unwrap_or(args);
+    }
+    let query_id = named.remove("query_id").ok_or_else(|| {
+        TrinoError::new(
+            Code::InvalidProcedureArgument,
+            "kill_query needs query_id",
+            None,
+        )
+    })?;
+    Ok(Command::KillQuery {
+        query_id,
+        message: named.remove("message"),
+    })
 }
 
 /// Evaluates `USING` expressions (literals as Trino's clients write them: `'text'`, `42`,
@@ -404,6 +483,30 @@ mod tests {
         assert_eq!(
             classify("DEALLOCATE PREPARE st1", &s).unwrap(),
             Command::Deallocate { name: "st1".into() }
+        );
+        assert_eq!(
+            classify(
+                "CALL system.runtime.kill_query(query_id => 'q1', message => 'too slow')",
+                &none
+            )
+            .unwrap(),
+            Command::KillQuery {
+                query_id: "q1".into(),
+                message: Some("too slow".into())
+            }
+        );
+        assert_eq!(
+            classify("call system.runtime.kill_query('q2')", &none).unwrap(),
+            Command::KillQuery {
+                query_id: "q2".into(),
+                message: None
+            }
+        );
+        assert_eq!(
+            classify("CALL system.runtime.nope()", &none)
+                .unwrap_err()
+                .error_name,
+            "PROCEDURE_NOT_FOUND"
         );
         assert_eq!(
             classify("SELECT 1", &none).unwrap(),
