@@ -112,6 +112,19 @@ def main():
         items,
     )
 
+    cur.execute("DESCRIBE order_events")
+    described = {r[0]: r[1] for r in cur.fetchall()}
+    check(
+        "DESCRIBE with Trino type names",
+        described.get("total_amount") == "decimal(18,4)"
+        and described.get("event_time") == "timestamp(6) with time zone"
+        and described.get("items") == "array(row(sku varchar, quantity bigint, unit_price decimal(18,4), sale_price decimal(18,4)))"
+        and described.get("order_id") == "varchar",
+        described,
+    )
+    cur.execute("SHOW COLUMNS FROM orders")
+    check("SHOW COLUMNS", [r[0] for r in cur.fetchall()][:2] == ["order_id", "status"])
+
     cur.execute("SELECT status, item_count FROM orders WHERE order_id = ?", ["A-1"])
     check("qmark parameter", cur.fetchall() == [["DELIVERED", 2]])
     cur.execute(

@@ -31,7 +31,7 @@ use tonic::metadata::MetadataMap;
 use crate::auth::Authenticator;
 use crate::config::TrinoConfig;
 use crate::error::ServerError;
-use protocol::{Code, TrinoError};
+use protocol::{Code, Column, TrinoError};
 use query::{Answer, Queries, TrinoQuery};
 use statement::{ClientSession, Command};
 
@@ -243,8 +243,11 @@ async fn submit(Extract(door): Extract<Arc<Door>>, headers: HeaderMap, body: Byt
     {
         Err(e) => TrinoQuery::failed(&request, e),
         Ok(command) => match run_command(&door, &mut request, command, &mut extra).await {
-            Ok(Some(update_type)) => TrinoQuery::answered(&request, update_type),
-            Ok(None) => TrinoQuery::start(&door.engine, request),
+            Ok(Handled::Session(update_type)) => TrinoQuery::answered(&request, update_type),
+            Ok(Handled::Rows(columns, rows)) => {
+                TrinoQuery::answered_with_rows(&request, columns, rows)
+            }
+            Ok(Handled::Engine) => TrinoQuery::start(&door.engine, request),
             Err(e) => TrinoQuery::failed(&request, e),
         },
     };
@@ -263,14 +266,23 @@ fn respond(answer: Answer, headers: HeaderMap) -> Response {
     json_response(StatusCode::OK, headers, answer.body)
 }
 
-/// Handles a session statement (returns its update type) or prepares `request` for the engine
-/// (returns `None`).
+/// What the front door made of a statement.
+enum Handled {
+    /// A session statement, answered with headers: its update type.
+    Session(&'static str),
+    /// Rows the front door computed (`DESCRIBE`).
+    Rows(Vec<Column>, Vec<serde_json::Value>),
+    /// `request` is ready for the engine.
+    Engine,
+}
+
+/// Handles a session statement or `DESCRIBE`, or prepares `request` for the engine.
 async fn run_command(
     door: &Door,
     request: &mut QueryRequest,
     command: Command,
     extra: &mut HeaderMap,
-) -> Result<Option<&'static str>, TrinoError> {
+) -> Result<Handled, TrinoError> {
     let set = |extra: &mut HeaderMap, name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             extra.insert(HeaderName::from_static(name), v);
@@ -284,7 +296,7 @@ async fn run_command(
                 .map_err(|e| TrinoError::from_query(&e))?;
             set(extra, statement::SET_CATALOG, catalog);
             set(extra, statement::SET_SCHEMA, schema);
-            Ok(Some("USE"))
+            Ok(Handled::Session("USE"))
         }
         Command::Prepare { name, sql } => {
             door.engine
@@ -296,7 +308,7 @@ async fn run_command(
                 statement::ADDED_PREPARE,
                 format!("{}={}", statement::encode(&name), statement::encode(&sql)),
             );
-            Ok(Some("PREPARE"))
+            Ok(Handled::Session("PREPARE"))
         }
         Command::Deallocate { name } => {
             set(
@@ -304,14 +316,14 @@ async fn run_command(
                 statement::DEALLOCATED_PREPARE,
                 statement::encode(&name),
             );
-            Ok(Some("DEALLOCATE"))
+            Ok(Handled::Session("DEALLOCATE"))
         }
         Command::Execute { sql, using } => {
             if let Some(using) = using {
                 request.params = statement::evaluate(&using).await?;
             }
             request.sql = sql;
-            Ok(None)
+            Ok(Handled::Engine)
         }
         Command::KillQuery { query_id, message } => {
             if !door.engine.running().iter().any(|q| q.id == query_id) {
@@ -334,15 +346,62 @@ async fn run_command(
                         message = message.as_deref().unwrap_or(""),
                         "query killed"
                     );
-                    Ok(Some("CALL"))
+                    Ok(Handled::Session("CALL"))
                 }
             }
         }
         Command::Query(sql) => {
             request.sql = sql;
-            Ok(None)
+            Ok(Handled::Engine)
+        }
+        Command::Describe { name } => {
+            let (columns, rows) = describe(door, request, &name).await?;
+            Ok(Handled::Rows(columns, rows))
         }
     }
+}
+
+/// `DESCRIBE`'s answer as Trino gives it: one row per column with its Trino type name.
+async fn describe(
+    door: &Door,
+    request: &QueryRequest,
+    name: &[String],
+) -> Result<(Vec<Column>, Vec<serde_json::Value>), TrinoError> {
+    let quoted: Vec<String> = name
+        .iter()
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect();
+    let planned = door
+        .engine
+        .plan(
+            &format!("SELECT * FROM {}", quoted.join(".")),
+            &request.scope,
+        )
+        .await
+        .map_err(|e| TrinoError::from_query(&e))?;
+    let varchar = types::trino_type(&arrow::datatypes::DataType::Utf8);
+    let columns = ["Column", "Type", "Extra", "Comment"]
+        .iter()
+        .map(|n| Column {
+            name: (*n).to_owned(),
+            type_name: varchar.name.clone(),
+            type_signature: varchar.signature.clone(),
+        })
+        .collect();
+    let rows = planned
+        .schema
+        .fields()
+        .iter()
+        .map(|f| {
+            json!([
+                f.name(),
+                types::trino_type(f.data_type()).name,
+                "",
+                f.metadata().get("comment").cloned().unwrap_or_default()
+            ])
+        })
+        .collect();
+    Ok((columns, rows))
 }
 
 /// The query a `nextUri` (id and slug) or an info URI (id alone) names, if the caller may see it.

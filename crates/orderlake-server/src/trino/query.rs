@@ -48,6 +48,8 @@ struct Progress {
     /// The last answer and the token it answered.
     last: Option<(u64, Answer)>,
     columns: Option<Vec<Column>>,
+    /// Rows the front door computed itself (`DESCRIBE`), sent with the first answer.
+    ready: Option<(u64, String)>,
     events: Option<mpsc::Receiver<Event>>,
     state: State,
     error: Option<TrinoError>,
@@ -86,6 +88,28 @@ impl TrinoQuery {
         Self::new(request, Some(update_type), None, State::Finished)
     }
 
+    /// A statement the front door answered with rows of its own (`DESCRIBE`).
+    pub fn answered_with_rows(
+        request: &QueryRequest,
+        columns: Vec<Column>,
+        rows: Vec<serde_json::Value>,
+    ) -> Arc<Self> {
+        let query = Self::new(request, None, None, State::Finished);
+        {
+            let mut p = query
+                .progress
+                .try_lock()
+                .expect("a new query is not shared yet");
+            p.columns = Some(columns);
+            let json: Vec<String> = rows
+                .iter()
+                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                .collect();
+            p.ready = Some((rows.len() as u64, json.join(",")));
+        }
+        query
+    }
+
     /// A statement that failed before it reached the engine.
     pub fn failed(request: &QueryRequest, error: TrinoError) -> Arc<Self> {
         let query = Self::new(request, None, None, State::Failed);
@@ -115,6 +139,7 @@ impl TrinoQuery {
                 token: 0,
                 last: None,
                 columns: None,
+                ready: None,
                 events,
                 state,
                 error: None,
@@ -140,8 +165,8 @@ impl TrinoQuery {
         if token != p.token {
             return None;
         }
-        let mut page = String::new();
-        let mut page_rows = 0u64;
+        let (mut page_rows, mut page) = p.ready.take().unwrap_or_default();
+        p.rows += page_rows;
         let deadline = tokio::time::Instant::now() + wait;
         while let Some(events) = p.events.as_mut() {
             let event = if page.is_empty() {

@@ -124,6 +124,10 @@ pub enum Command {
         /// The `USING` expressions, as written.
         using: Option<String>,
     },
+    /// `DESCRIBE name` / `SHOW COLUMNS FROM name`: the name's parts, as written.
+    Describe {
+        name: Vec<String>,
+    },
     /// `CALL system.runtime.kill_query(query_id => '…', message => '…')`.
     KillQuery {
         query_id: String,
@@ -189,6 +193,21 @@ fn identifier(s: &str) -> Option<(String, &str)> {
         .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
         .unwrap_or(s.len());
     (end > 0).then(|| (s[..end].to_lowercase(), &s[end..]))
+}
+
+/// A dotted name (`a.b.c`, parts plain or quoted): its parts (none if there is no name) and the
+/// rest.
+fn dotted_name(s: &str) -> (Vec<String>, &str) {
+    let mut parts = Vec::new();
+    let mut after = s;
+    while let Some((part, more)) = identifier(after) {
+        parts.push(part);
+        match more.trim_start().strip_prefix('.') {
+            Some(more) => after = more,
+            None => return (parts, more),
+        }
+    }
+    (parts, after)
 }
 
 /// A single-quoted SQL string literal (`''` for a quote): `(value, rest)`.
@@ -298,6 +317,14 @@ pub fn classify(sql: &str, session: &ClientSession) -> Result<Command, TrinoErro
             })
         }
         "CALL" => kill_query(rest),
+        "DESCRIBE" | "DESC" => describe(rest, sql),
+        "SHOW" => match keyword(rest) {
+            (k, after) if k == "COLUMNS" => match keyword(after) {
+                (from, name) if from == "FROM" || from == "IN" => describe(name, sql),
+                _ => Ok(Command::Query(sql.to_owned())),
+            },
+            _ => Ok(Command::Query(sql.to_owned())),
+        },
         "SET" | "RESET" => match keyword(rest) {
             (k, after) if k == "SESSION" => {
                 let (name, _) = identifier(after)
@@ -310,22 +337,27 @@ pub fn classify(sql: &str, session: &ClientSession) -> Result<Command, TrinoErro
     }
 }
 
+/// `DESCRIBE` of a table or view name (`a`, `b.a`, `c.b.a`); other forms (`DESCRIBE INPUT`,
+/// `DESCRIBE OUTPUT`, a query) go to the engine.
+fn describe(rest: &str, sql: &str) -> Result<Command, TrinoError> {
+    let (name, after) = dotted_name(rest);
+    let plain_name = !name.is_empty()
+        && name.len() <= 3
+        && after.trim().trim_end_matches(';').trim().is_empty()
+        && !matches!(name[0].as_str(), "input" | "output");
+    Ok(if plain_name {
+        Command::Describe { name }
+    } else {
+        Command::Query(sql.to_owned())
+    })
+}
+
 /// The procedure Trino has for stopping a query: `system.runtime.kill_query`, its arguments by
 /// name (`query_id => '…', message => '…'`) or by position.
 fn kill_query(rest: &str) -> Result<Command, TrinoError> {
-    let mut path = Vec::new();
-    let mut after = rest;
-    loop {
-        let (part, more) =
-            identifier(after).ok_or_else(|| syntax("CALL: expected a procedure name"))?;
-        path.push(part);
-        match more.trim_start().strip_prefix('.') {
-            Some(more) => after = more,
-            None => {
-                after = more;
-                break;
-            }
-        }
+    let (path, after) = dotted_name(rest);
+    if path.is_empty() {
+        return Err(syntax("CALL: expected a procedure name"));
     }
     let name = path.join(".");
     if !matches!(
@@ -507,6 +539,18 @@ mod tests {
                 .unwrap_err()
                 .error_name,
             "PROCEDURE_NOT_FOUND"
+        );
+        assert_eq!(
+            classify("DESCRIBE archive.oms.\"Orders\"", &none).unwrap(),
+            Command::Describe {
+                name: vec!["archive".into(), "oms".into(), "Orders".into()]
+            }
+        );
+        assert_eq!(
+            classify("show columns from orders", &none).unwrap(),
+            Command::Describe {
+                name: vec!["orders".into()]
+            }
         );
         assert_eq!(
             classify("SELECT 1", &none).unwrap(),
