@@ -52,6 +52,7 @@ use crate::scan::ArchiveScanProvider;
 use crate::sketches;
 use crate::statement;
 use crate::system;
+use crate::trino_functions;
 use crate::utc_date_trunc::UtcDateTrunc;
 use crate::views::{ViewDefinition, load_views};
 use datafusion::execution::FunctionRegistry as _;
@@ -492,6 +493,12 @@ impl ColdQueryEngine {
             base.register_udf(Arc::new(f))?;
         }
         for f in aggregates {
+            base.register_udaf(Arc::new(f))?;
+        }
+        for f in trino_functions::scalar_functions() {
+            base.register_udf(Arc::new(f))?;
+        }
+        for f in trino_functions::aggregate_functions() {
             base.register_udaf(Arc::new(f))?;
         }
 

@@ -18,6 +18,7 @@ pub mod scan;
 mod sketches;
 pub mod statement;
 pub mod system;
+mod trino_functions;
 mod utc_date_trunc;
 pub mod views;
 

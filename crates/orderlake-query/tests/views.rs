@@ -1,6 +1,7 @@
 //! Each business view answers correctly on a small known archive: `sql/tests/fixture.jsonl` is
 //! written through the archiver's own decoding and writer, then every query in
-//! `sql/tests/<view>.test` must print exactly the table written under it.
+//! `sql/tests/<view>.test` must print exactly the table written under it. The Trino functions'
+//! cases (`sql/tests/functions/<function>.test`) run over the same archive.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,44 @@ fn parse_cases(text: &str) -> Vec<Case> {
     cases
 }
 
+/// Runs every case of a `.test` file, adding a description of each wrong answer to `failures`.
+async fn check_file(engine: &Arc<ColdQueryEngine>, path: &Path, failures: &mut Vec<String>) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let cases = parse_cases(&text);
+    assert!(!cases.is_empty(), "{} has no queries", path.display());
+    for case in cases {
+        let got = run(engine, &case.sql, Vec::new()).await;
+        if got != case.expected {
+            failures.push(format!(
+                "{}: {}\n{}\nexpected:\n{}\ngot:\n{}",
+                path.display(),
+                case.title,
+                case.sql,
+                case.expected.join("\n"),
+                got.join("\n")
+            ));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trino_functions_answer_their_test_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = fixture_engine(dir.path()).await;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(sql_dir().join("tests/functions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let mut failures = Vec::new();
+    for path in &files {
+        check_file(&engine, path, &mut failures).await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_view_answers_its_test_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,22 +135,12 @@ async fn every_view_answers_its_test_file() {
     let mut failures = Vec::new();
     for view in &views {
         let path = sql_dir().join(format!("tests/{view}.test"));
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("every view needs a test file: {}: {e}", path.display()));
-        let cases = parse_cases(&text);
-        assert!(!cases.is_empty(), "{} has no queries", path.display());
-        for case in cases {
-            let got = run(&engine, &case.sql, Vec::new()).await;
-            if got != case.expected {
-                failures.push(format!(
-                    "{view}: {}\n{}\nexpected:\n{}\ngot:\n{}",
-                    case.title,
-                    case.sql,
-                    case.expected.join("\n"),
-                    got.join("\n")
-                ));
-            }
-        }
+        assert!(
+            path.exists(),
+            "every view needs a test file: {}",
+            path.display()
+        );
+        check_file(&engine, &path, &mut failures).await;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

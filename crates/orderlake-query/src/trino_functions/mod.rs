@@ -1,0 +1,173 @@
+//! Functions Trino users write that DataFusion lacks or defines differently, with Trino's
+//! semantics (Trino's documentation is the reference; `sql/tests/functions/*.test` holds the
+//! cases). Registered in every snapshot, so both front doors have them.
+//!
+//! Most are computed value by value over `ScalarValue`s ([`RowWise`]): simple and exact, at the
+//! cost of speed on very large inputs.
+
+mod aggregate;
+mod datetime;
+mod json;
+mod text;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    AggregateUDF, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
+};
+
+/// The scalar functions, each replacing any DataFusion function of the same name.
+pub(crate) fn scalar_functions() -> Vec<ScalarUDF> {
+    let mut all = datetime::functions();
+    all.extend(json::functions());
+    all.extend(text::functions());
+    all
+}
+
+/// The aggregate functions.
+pub(crate) fn aggregate_functions() -> Vec<AggregateUDF> {
+    aggregate::functions()
+}
+
+/// How a [`RowWise`] function computes one row, and its result type from its argument types.
+type RowFn = fn(&[ScalarValue]) -> Result<ScalarValue>;
+type ReturnFn = fn(&[DataType]) -> Result<DataType>;
+
+/// A scalar function computed row by row.
+#[derive(Debug)]
+pub(crate) struct RowWise {
+    name: &'static str,
+    aliases: Vec<String>,
+    signature: Signature,
+    returns: ReturnFn,
+    row: RowFn,
+}
+
+impl PartialEq for RowWise {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RowWise {}
+
+impl std::hash::Hash for RowWise {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl RowWise {
+    /// A function of any of `arities` arguments (of any type: `row` checks them).
+    pub(crate) fn udf(
+        name: &'static str,
+        aliases: &[&str],
+        arities: &[usize],
+        returns: ReturnFn,
+        row: RowFn,
+    ) -> ScalarUDF {
+        let signature = Signature::one_of(
+            arities.iter().map(|n| TypeSignature::Any(*n)).collect(),
+            Volatility::Immutable,
+        );
+        ScalarUDF::new_from_impl(Self {
+            name,
+            aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            signature,
+            returns,
+            row,
+        })
+    }
+}
+
+impl ScalarUDFImpl for RowWise {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        (self.returns)(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        if all_scalar {
+            let values: Vec<ScalarValue> = args
+                .args
+                .iter()
+                .map(|a| match a {
+                    ColumnarValue::Scalar(s) => s.clone(),
+                    ColumnarValue::Array(_) => unreachable!("all arguments are scalars"),
+                })
+                .collect();
+            let out = (self.row)(&values)?;
+            return Ok(ColumnarValue::Scalar(cast_result(
+                out,
+                &args.return_field.data_type().clone(),
+            )?));
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = Vec::with_capacity(rows);
+        let mut values = Vec::with_capacity(arrays.len());
+        for i in 0..rows {
+            values.clear();
+            for a in &arrays {
+                values.push(ScalarValue::try_from_array(a, i)?);
+            }
+            out.push(cast_result(
+                (self.row)(&values)?,
+                args.return_field.data_type(),
+            )?);
+        }
+        let array = ScalarValue::iter_to_array(out)?;
+        Ok(ColumnarValue::Array(Arc::new(array)))
+    }
+}
+
+/// A row's value as the declared result type (a NULL of any type becomes a typed NULL).
+fn cast_result(value: ScalarValue, to: &DataType) -> Result<ScalarValue> {
+    if value.data_type() == *to {
+        Ok(value)
+    } else if value.is_null() {
+        ScalarValue::try_from(to)
+    } else {
+        value.cast_to(to)
+    }
+}
+
+/// A text argument, or `None` for NULL; any other type is an error naming the function.
+pub(crate) fn text<'a>(value: &'a ScalarValue, function: &str) -> Result<Option<&'a str>> {
+    match value {
+        ScalarValue::Utf8(v) | ScalarValue::Utf8View(v) | ScalarValue::LargeUtf8(v) => {
+            Ok(v.as_deref())
+        }
+        ScalarValue::Null => Ok(None),
+        other => exec_err!("{function}: expected varchar, got {}", other.data_type()),
+    }
+}
+
+/// An integer argument, or `None` for NULL.
+pub(crate) fn integer(value: &ScalarValue, function: &str) -> Result<Option<i64>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    match value.cast_to(&DataType::Int64)? {
+        ScalarValue::Int64(v) => Ok(v),
+        other => exec_err!("{function}: expected an integer, got {}", other.data_type()),
+    }
+}
