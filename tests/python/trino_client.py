@@ -271,6 +271,61 @@ def main():
         ).fetchall()
     check("chart-style query", [tuple(r) for r in chart] == [("CANCELLED", 1), ("DELIVERED", 1), ("PAID", 1)], chart)
 
+    # The statements the Trino JDBC driver's DatabaseMetaData sends (DBeaver's tree), verbatim.
+    jdbc = conn.cursor()
+    jdbc.execute("SELECT TABLE_CAT\nFROM system.jdbc.catalogs\nORDER BY TABLE_CAT")
+    check("jdbc getCatalogs", jdbc.fetchall() == [["archive"], ["system"]])
+    jdbc.execute(
+        "SELECT TABLE_SCHEM, TABLE_CATALOG\nFROM system.jdbc.schemas\n"
+        "WHERE TABLE_CATALOG = 'archive'\nORDER BY TABLE_CATALOG, TABLE_SCHEM"
+    )
+    check("jdbc getSchemas", jdbc.fetchall() == [["oms", "archive"]])
+    jdbc.execute("SELECT TABLE_TYPE\nFROM system.jdbc.table_types\nORDER BY TABLE_TYPE")
+    check("jdbc getTableTypes", jdbc.fetchall() == [["TABLE"], ["VIEW"]])
+    jdbc.execute(
+        "SELECT TABLE_CAT, TABLE_SCHEM, TABLE_NAME, TABLE_TYPE, REMARKS,\n"
+        "  TYPE_CAT, TYPE_SCHEM, TYPE_NAME, \n  SELF_REFERENCING_COL_NAME, REF_GENERATION\n"
+        "FROM system.jdbc.tables\n"
+        "WHERE TABLE_CAT = 'archive' AND TABLE_SCHEM LIKE 'oms' ESCAPE '\\' "
+        "AND TABLE_NAME LIKE '%' ESCAPE '\\' AND TABLE_TYPE IN ('TABLE', 'VIEW')\n"
+        "ORDER BY TABLE_TYPE, TABLE_CAT, TABLE_SCHEM, TABLE_NAME"
+    )
+    listed = [(r[2], r[3], bool(r[4])) for r in jdbc.fetchall()]
+    check(
+        "jdbc getTables",
+        ("order_events", "TABLE", True) in listed and ("orders", "VIEW", True) in listed
+        and all(name != "queries" for name, _, _ in listed),
+        listed,
+    )
+    jdbc.execute(
+        "SELECT TABLE_CAT, TABLE_SCHEM, TABLE_NAME, COLUMN_NAME, DATA_TYPE,\n"
+        "  TYPE_NAME, COLUMN_SIZE, BUFFER_LENGTH, DECIMAL_DIGITS, NUM_PREC_RADIX,\n"
+        "  NULLABLE, REMARKS, COLUMN_DEF, SQL_DATA_TYPE, SQL_DATETIME_SUB,\n"
+        "  CHAR_OCTET_LENGTH, ORDINAL_POSITION, IS_NULLABLE,\n"
+        "  SCOPE_CATALOG, SCOPE_SCHEMA, SCOPE_TABLE,\n"
+        "  SOURCE_DATA_TYPE, IS_AUTOINCREMENT, IS_GENERATEDCOLUMN\n"
+        "FROM system.jdbc.columns\n"
+        "WHERE TABLE_CAT = 'archive' AND TABLE_SCHEM LIKE 'oms' ESCAPE '\\' "
+        "AND TABLE_NAME LIKE 'order\\_events' ESCAPE '\\'\n"
+        "ORDER BY TABLE_CAT, TABLE_SCHEM, TABLE_NAME, ORDINAL_POSITION"
+    )
+    described = {r[3]: (r[4], r[5], r[6], r[8], r[16]) for r in jdbc.fetchall()}
+    check(
+        "jdbc getColumns",
+        described.get("total_amount") == (3, "decimal(18,4)", 18, 4, described["total_amount"][4])
+        and described.get("event_time")[:2] == (2014, "timestamp(6) with time zone")
+        and described.get("order_id")[:2] == (12, "varchar")
+        and described.get("items")[:2] == (2003, "array(row(sku varchar, quantity bigint, unit_price decimal(18,4), sale_price decimal(18,4)))")
+        and sorted(v[4] for v in described.values()) == list(range(1, len(described) + 1)),
+        described,
+    )
+    jdbc.execute(
+        "SELECT  CAST(NULL AS varchar) TABLE_CAT,  CAST(NULL AS varchar) TABLE_SCHEM,  "
+        "CAST(NULL AS varchar) TABLE_NAME,  CAST(NULL AS varchar) COLUMN_NAME,  "
+        "CAST(NULL AS smallint) KEY_SEQ,  CAST(NULL AS varchar) PK_NAME WHERE false"
+    )
+    check("jdbc getPrimaryKeys", jdbc.fetchall() == [] and len(jdbc.description) == 6)
+
     info = requests.get(f"http://{host}:{port}/v1/info", timeout=10).json()
     check("server info", info["coordinator"] is True and "orderlake" in info["nodeVersion"]["version"], info)
 

@@ -51,10 +51,10 @@ use crate::rollup_rewrite::KpisFromRollup;
 use crate::scan::ArchiveScanProvider;
 use crate::sketches;
 use crate::statement;
-use crate::system;
 use crate::trino_functions;
 use crate::utc_date_trunc::UtcDateTrunc;
 use crate::views::{ViewDefinition, load_views};
+use crate::{system, system_jdbc};
 use datafusion::execution::FunctionRegistry as _;
 
 /// How the engine names things and how hard it works.
@@ -543,6 +543,7 @@ impl ColdQueryEngine {
             }
             pending = failed;
         }
+        system_jdbc::register(&base, &descriptions).await?;
         Ok(Snapshot {
             version: table.version(),
             committed_at_ms: table.committed_at_ms(),

@@ -18,7 +18,9 @@ pub mod scan;
 mod sketches;
 pub mod statement;
 pub mod system;
+mod system_jdbc;
 mod trino_functions;
+pub mod trino_types;
 mod utc_date_trunc;
 pub mod views;
 

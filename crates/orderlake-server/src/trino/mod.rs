@@ -11,7 +11,7 @@
 mod protocol;
 mod query;
 mod statement;
-mod types;
+mod values;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -379,7 +379,7 @@ async fn describe(
         )
         .await
         .map_err(|e| TrinoError::from_query(&e))?;
-    let varchar = types::trino_type(&arrow::datatypes::DataType::Utf8);
+    let varchar = orderlake_query::trino_types::trino_type(&arrow::datatypes::DataType::Utf8);
     let columns = ["Column", "Type", "Extra", "Comment"]
         .iter()
         .map(|n| Column {
@@ -395,7 +395,7 @@ async fn describe(
         .map(|f| {
             json!([
                 f.name(),
-                types::trino_type(f.data_type()).name,
+                orderlake_query::trino_types::trino_type(f.data_type()).name,
                 "",
                 f.metadata().get("comment").cloned().unwrap_or_default()
             ])

@@ -15,7 +15,8 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use super::protocol::{Column, QueryResults, State, Stats, TrinoError};
-use super::types::{trino_type, write_value};
+use super::values::write_value;
+use orderlake_query::trino_types::trino_type;
 
 /// A page is cut once its JSON passes this size (Trino's own target is about 1 MB).
 const PAGE_BYTES: usize = 1 << 20;
