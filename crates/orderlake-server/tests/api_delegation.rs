@@ -1,7 +1,8 @@
 //! The API service's delegation, as the seeds describe it: lookups about orders older than two
 //! years go to the archive, parameterized, with a service token. Over a generated history that
 //! ended more than two years ago, "order X with its items and journey" and "customer Y's orders
-//! between two dates" must answer exactly what the generator says it produced.
+//! between two dates" must answer exactly what the generator says it produced, through Flight
+//! SQL and through Trino's protocol (the `trino` Python client, as a service written for Trino).
 
 mod support;
 
@@ -115,7 +116,17 @@ async fn order_and_customer_lookups_on_history_older_than_two_years() {
             .iter()
             .all(|r| r.timestamp_ms.unwrap() < two_years_ago)
     );
-    let server = TestServer::start(&records, |_| {}).await;
+    let server = TestServer::start(&records, |c| {
+        c.trino.listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let trino = Trino {
+        addr: server
+            .server
+            .trino_addr()
+            .expect("the Trino listener is on"),
+        token: server.service_token.clone(),
+    };
 
     // The API service authenticates with its long-lived token, no handshake.
     let mut api = FlightSqlServiceClient::new(server.channel().await);
@@ -145,6 +156,16 @@ async fn order_and_customer_lookups_on_history_older_than_two_years() {
         summary,
         [format!("{order}|{customer}|{last_status}|{items}")]
     );
+    // The same question through Trino's protocol, as a service written for Trino asks it.
+    assert_eq!(
+        trino
+            .rows(
+                "SELECT order_id, customer_id, status, item_count FROM orders WHERE order_id = ?",
+                serde_json::json!([order]),
+            )
+            .await,
+        summary
+    );
     let lines = prepared_rows(
         &mut api,
         "SELECT sku, quantity FROM order_items WHERE order_id = ? ORDER BY sku",
@@ -164,6 +185,15 @@ async fn order_and_customer_lookups_on_history_older_than_two_years() {
         .map(|(i, (_, s))| format!("{}|{s}", i + 1))
         .collect();
     assert_eq!(steps, want);
+    assert_eq!(
+        trino
+            .rows(
+                "SELECT step, status FROM order_status_history WHERE order_id = ? ORDER BY step",
+                serde_json::json!([order]),
+            )
+            .await,
+        want
+    );
     assert!(*placed_ms < two_years_ago);
 
     // Customer Y's orders between two dates: the busiest customer, over the middle of history.
@@ -210,5 +240,49 @@ async fn order_and_customer_lookups_on_history_older_than_two_years() {
         params,
     )
     .await;
-    assert_eq!(got, want.into_iter().map(str::to_owned).collect::<Vec<_>>());
+    let want: Vec<String> = want.into_iter().map(str::to_owned).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        trino
+            .rows(
+                "SELECT order_id FROM orders WHERE customer_id = ? AND placed_at >= ? \
+                 AND placed_at < ? ORDER BY order_id",
+                serde_json::json!([customer, {"utc_ms": from_ms}, {"utc_ms": to_ms}]),
+            )
+            .await,
+        want
+    );
+}
+
+/// The Trino front door as the API service reaches it: the `trino` Python client with the
+/// service token.
+struct Trino {
+    addr: std::net::SocketAddr,
+    token: String,
+}
+
+impl Trino {
+    async fn rows(&self, sql: &str, params: serde_json::Value) -> Vec<String> {
+        let python = std::env::var("ORDERLAKE_TEST_PYTHON")
+            .expect("ORDERLAKE_TEST_PYTHON names a Python with the trino client");
+        let mut command = std::process::Command::new(python);
+        command
+            .arg(support::repo_path("tests/python/trino_query.py"))
+            .args([
+                self.addr.ip().to_string(),
+                self.addr.port().to_string(),
+                self.token.clone(),
+                sql.to_owned(),
+                params.to_string(),
+            ]);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
 }
