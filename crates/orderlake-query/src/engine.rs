@@ -495,12 +495,7 @@ impl ColdQueryEngine {
         for f in aggregates {
             base.register_udaf(Arc::new(f))?;
         }
-        for f in trino_functions::scalar_functions() {
-            base.register_udf(Arc::new(f))?;
-        }
-        for f in trino_functions::aggregate_functions() {
-            base.register_udaf(Arc::new(f))?;
-        }
+        trino_functions::register(&mut base)?;
 
         // Views may read other views: plan in rounds until a round plans nothing more.
         let mut descriptions = HashMap::new();

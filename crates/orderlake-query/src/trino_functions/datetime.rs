@@ -304,6 +304,11 @@ fn date_diff(args: &[ScalarValue]) -> Result<ScalarValue> {
     Ok(ScalarValue::Int64(Some(n)))
 }
 
+/// The local date-time of a date or timestamp argument (in its zone), or `None` for NULL.
+pub(super) fn local_time(value: &ScalarValue, function: &str) -> Result<Option<NaiveDateTime>> {
+    Ok(instant(value, function)?.map(|i| i.local))
+}
+
 fn field(args: &[ScalarValue], function: &str, f: fn(NaiveDate) -> i64) -> Result<ScalarValue> {
     Ok(ScalarValue::Int64(
         instant(&args[0], function)?.map(|i| f(i.local.date())),

@@ -8,27 +8,50 @@
 mod aggregate;
 mod datetime;
 mod json;
+mod mysql_format;
 mod text;
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::execution::{FunctionRegistry as _, SessionState};
 use datafusion::logical_expr::{
     AggregateUDF, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
 };
 
+/// DataFusion functions removed because one of their names is a Trino function's: `to_char`
+/// answers to `date_format` too, with chrono's format codes instead of MySQL's.
+const REPLACED: [&str; 1] = ["to_char"];
+
+/// Registers the functions in `state`. A DataFusion function sharing any name with one of them is
+/// removed first: every query's session is rebuilt from the list of functions, in no fixed order,
+/// so two functions claiming one name would each win sometimes.
+pub(crate) fn register(state: &mut SessionState) -> Result<()> {
+    for name in REPLACED {
+        state.deregister_udf(name)?;
+    }
+    for f in scalar_functions() {
+        state.register_udf(Arc::new(f))?;
+    }
+    for f in aggregate_functions() {
+        state.register_udaf(Arc::new(f))?;
+    }
+    Ok(())
+}
+
 /// The scalar functions, each replacing any DataFusion function of the same name.
-pub(crate) fn scalar_functions() -> Vec<ScalarUDF> {
+fn scalar_functions() -> Vec<ScalarUDF> {
     let mut all = datetime::functions();
     all.extend(json::functions());
+    all.extend(mysql_format::functions());
     all.extend(text::functions());
     all
 }
 
 /// The aggregate functions.
-pub(crate) fn aggregate_functions() -> Vec<AggregateUDF> {
+fn aggregate_functions() -> Vec<AggregateUDF> {
     aggregate::functions()
 }
 
@@ -169,5 +192,37 @@ pub(crate) fn integer(value: &ScalarValue, function: &str) -> Result<Option<i64>
     match value.cast_to(&DataType::Int64)? {
         ScalarValue::Int64(v) => Ok(v),
         other => exec_err!("{function}: expected an integer, got {}", other.data_type()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use datafusion::execution::SessionStateBuilder;
+
+    use super::*;
+
+    #[test]
+    fn no_two_functions_claim_one_name() {
+        let mut state = SessionStateBuilder::new().with_default_features().build();
+        register(&mut state).unwrap();
+        let mut claims: HashMap<String, Vec<String>> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        for udf in state.scalar_functions().values() {
+            if !seen.insert(Arc::as_ptr(udf)) {
+                continue;
+            }
+            for name in std::iter::once(udf.name().to_owned()).chain(udf.aliases().iter().cloned())
+            {
+                claims.entry(name).or_default().push(udf.name().to_owned());
+            }
+        }
+        let conflicts: Vec<_> = claims.iter().filter(|(_, c)| c.len() > 1).collect();
+        assert!(conflicts.is_empty(), "{conflicts:?}");
+        assert_eq!(
+            state.scalar_functions()["date_format"].name(),
+            "date_format"
+        );
     }
 }

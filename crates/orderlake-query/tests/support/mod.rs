@@ -24,7 +24,10 @@ pub async fn run(
         })
         .await
         .unwrap_or_else(|e| panic!("{sql}\n{e}"));
-    let batches: Vec<_> = stream.try_collect().await.unwrap();
+    let batches: Vec<_> = stream
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}\n{e}"));
     pretty_format_batches(&batches)
         .unwrap()
         .to_string()
