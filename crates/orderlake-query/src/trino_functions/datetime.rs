@@ -33,6 +33,13 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
         }),
         RowWise::udf("to_unixtime", &[], &[1], double, to_unixtime),
         RowWise::udf(
+            "from_unixtime",
+            &[],
+            &[1],
+            |_| Ok(zoned_millis()),
+            from_unixtime,
+        ),
+        RowWise::udf(
             "from_iso8601_timestamp",
             &[],
             &[1],
@@ -334,6 +341,20 @@ fn to_unixtime(args: &[ScalarValue]) -> Result<ScalarValue> {
         _ => return Ok(ScalarValue::Float64(None)),
     };
     Ok(ScalarValue::Float64(Some(utc)))
+}
+
+/// Seconds since the epoch (a fraction allowed) to a UTC timestamp of milliseconds.
+fn from_unixtime(args: &[ScalarValue]) -> Result<ScalarValue> {
+    if args[0].is_null() {
+        return Ok(ScalarValue::TimestampMillisecond(None, Some("UTC".into())));
+    }
+    let ScalarValue::Float64(Some(seconds)) = args[0].cast_to(&DataType::Float64)? else {
+        return exec_err!("from_unixtime: expected a number of seconds");
+    };
+    Ok(ScalarValue::TimestampMillisecond(
+        Some((seconds * 1000.0).round() as i64),
+        Some("UTC".into()),
+    ))
 }
 
 fn from_iso8601_timestamp(args: &[ScalarValue]) -> Result<ScalarValue> {

@@ -9,6 +9,7 @@ mod aggregate;
 mod datetime;
 mod json;
 mod mysql_format;
+mod structural;
 mod text;
 
 use std::sync::Arc;
@@ -22,8 +23,9 @@ use datafusion::logical_expr::{
 };
 
 /// DataFusion functions removed because one of their names is a Trino function's: `to_char`
-/// answers to `date_format` too, with chrono's format codes instead of MySQL's.
-const REPLACED: [&str; 1] = ["to_char"];
+/// answers to `date_format` too (chrono's format codes instead of MySQL's), `map_extract` to
+/// `element_at` (a list of values instead of the value).
+const REPLACED: [&str; 2] = ["to_char", "map_extract"];
 
 /// Registers the functions in `state`. A DataFusion function sharing any name with one of them is
 /// removed first: every query's session is rebuilt from the list of functions, in no fixed order,
@@ -46,6 +48,7 @@ fn scalar_functions() -> Vec<ScalarUDF> {
     let mut all = datetime::functions();
     all.extend(json::functions());
     all.extend(mysql_format::functions());
+    all.extend(structural::functions());
     all.extend(text::functions());
     all
 }
