@@ -263,6 +263,14 @@ def main():
     check("sqlalchemy tables", sorted(tables) == ["daily_activity", "order_events"], tables)
     views = inspector.get_view_names(schema="oms")
     check("sqlalchemy views", "orders" in views and "order_events" not in views, views)
+    columns = {c["name"]: c["type"] for c in inspector.get_columns("order_events", schema="oms")}
+    check(
+        "sqlalchemy columns with Trino types",
+        str(columns.get("total_amount")) == "DECIMAL(18, 4)"
+        and getattr(columns.get("event_time"), "timezone", False)
+        and str(columns.get("order_id")) == "VARCHAR",
+        {k: str(v) for k, v in columns.items()},
+    )
     with engine.connect() as c:
         chart = c.execute(
             sqlalchemy.text(

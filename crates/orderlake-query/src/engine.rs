@@ -54,7 +54,7 @@ use crate::statement;
 use crate::trino_functions;
 use crate::utc_date_trunc::UtcDateTrunc;
 use crate::views::{ViewDefinition, load_views};
-use crate::{system, system_jdbc};
+use crate::{system, system_metadata};
 use datafusion::execution::FunctionRegistry as _;
 
 /// How the engine names things and how hard it works.
@@ -538,7 +538,7 @@ impl ColdQueryEngine {
             }
             pending = failed;
         }
-        system_jdbc::register(&base, &descriptions).await?;
+        system_metadata::register(&base, &descriptions).await?;
         Ok(Snapshot {
             version: table.version(),
             committed_at_ms: table.committed_at_ms(),
@@ -593,6 +593,10 @@ impl ColdQueryEngine {
             let mut schemas = catalog.schema_names();
             schemas.sort();
             for schema_name in schemas {
+                // Trino's information_schema is reached by its usual name only.
+                if schema_name == statement::TRINO_INFORMATION_SCHEMA {
+                    continue;
+                }
                 let Some(schema) = catalog.schema(&schema_name) else {
                     continue;
                 };
@@ -662,6 +666,7 @@ impl ColdQueryEngine {
         if let Some(rewritten) = statement::trino_show(&parsed, &scope.catalog) {
             parsed = state.sql_to_statement(&rewritten, &dialect)?;
         }
+        statement::trino_information_schema(&mut parsed);
         statement::number_placeholders(&mut parsed)?;
         let plan = state.statement_to_plan(parsed).await?;
         SQLOptions::new()

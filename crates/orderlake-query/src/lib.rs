@@ -18,7 +18,7 @@ pub mod scan;
 mod sketches;
 pub mod statement;
 pub mod system;
-mod system_jdbc;
+mod system_metadata;
 mod trino_functions;
 pub mod trino_types;
 mod utc_date_trunc;

@@ -128,6 +128,47 @@ pub fn trino_show(statement: &DfStatement, current_catalog: &str) -> Option<Stri
     }
 }
 
+/// The schema of the system catalog holding Trino's flavour of `information_schema` (Trino type
+/// names in `columns.data_type`, a `comment` column): what Trino's clients read (SQLAlchemy's
+/// inspector selects `comment`).
+pub const TRINO_INFORMATION_SCHEMA: &str = "information_schema_trino";
+const TRINO_INFORMATION_TABLES: [&str; 4] = ["columns", "tables", "schemata", "views"];
+
+/// Points `information_schema.{columns,tables,schemata,views}` (two- or three-part names) at the
+/// system catalog's Trino-flavoured tables, which list every catalog as DataFusion's do.
+pub fn trino_information_schema(statement: &mut DfStatement) {
+    let rename = |name: &mut ast::ObjectName| {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+            .collect();
+        let n = parts.len();
+        if (n == 2 || n == 3)
+            && parts[n - 2] == "information_schema"
+            && TRINO_INFORMATION_TABLES.contains(&parts[n - 1].as_str())
+        {
+            *name = ast::ObjectName::from(vec![
+                ast::Ident::new(crate::system::SYSTEM_CATALOG),
+                ast::Ident::new(TRINO_INFORMATION_SCHEMA),
+                ast::Ident::new(parts[n - 1].clone()),
+            ]);
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    match statement {
+        DfStatement::Statement(s) => {
+            let _ = ast::visit_relations_mut(s.as_mut(), rename);
+        }
+        DfStatement::Explain(e) => {
+            if let DfStatement::Statement(s) = e.statement.as_mut() {
+                let _ = ast::visit_relations_mut(s.as_mut(), rename);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Numbers JDBC-style `?` placeholders `$1, $2, …` in the order they appear. Mixing `?` with
 /// numbered placeholders is refused: the numbering would be ambiguous.
 pub fn number_placeholders(statement: &mut DfStatement) -> Result<usize> {
