@@ -122,6 +122,23 @@ def main():
         and described.get("order_id") == "varchar",
         described,
     )
+    cur.execute("SHOW CREATE VIEW orders")
+    created = cur.fetchall()
+    check(
+        "SHOW CREATE VIEW",
+        len(created) == 1 and created[0][0].startswith("CREATE VIEW archive.oms.orders AS\n"),
+        created,
+    )
+    cur.execute("SHOW SESSION")
+    check("SHOW SESSION", cur.fetchall() == [] and cur.description[0][0] == "Name")
+    cur.execute("SHOW FUNCTIONS")
+    functions = {r[0]: r[3] for r in cur.fetchall()}
+    check(
+        "SHOW FUNCTIONS",
+        functions.get("date_diff") == "scalar" and functions.get("count_if") == "aggregate"
+        and functions.get("row_number") == "window",
+        len(functions),
+    )
     cur.execute("SHOW COLUMNS FROM orders")
     check("SHOW COLUMNS", [r[0] for r in cur.fetchall()][:2] == ["order_id", "status"])
 

@@ -556,6 +556,32 @@ impl ColdQueryEngine {
         }
     }
 
+    /// Every function a query can call, sorted, with its kind (`scalar`, `aggregate`, `window`).
+    pub fn function_names(&self) -> Vec<(String, &'static str)> {
+        let snapshot = self.current();
+        let state = &snapshot.base;
+        let mut all: Vec<(String, &'static str)> = state
+            .scalar_functions()
+            .keys()
+            .map(|n| (n.clone(), "scalar"))
+            .chain(
+                state
+                    .aggregate_functions()
+                    .keys()
+                    .map(|n| (n.clone(), "aggregate")),
+            )
+            .chain(
+                state
+                    .window_functions()
+                    .keys()
+                    .map(|n| (n.clone(), "window")),
+            )
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// Checks that a catalog (and schema, when given) exists, for session options.
     pub fn check_scope(&self, catalog: &str, schema: Option<&str>) -> Result<()> {
         let snapshot = self.current();

@@ -358,7 +358,66 @@ async fn run_command(
             let (columns, rows) = describe(door, request, &name).await?;
             Ok(Handled::Rows(columns, rows))
         }
+        Command::ShowCreateView { name } => {
+            let view = name.last().cloned().unwrap_or_default();
+            let scope = &request.scope;
+            let (catalog, schema) = match name.as_slice() {
+                [c, s, _] => (c.clone(), s.clone()),
+                [s, _] => (scope.catalog.clone(), s.clone()),
+                _ => (scope.catalog.clone(), scope.schema.clone()),
+            };
+            let default = door.engine.default_scope();
+            let found = door
+                .engine
+                .views()
+                .iter()
+                .find(|v| v.name == view && catalog == default.catalog && schema == default.schema)
+                .map(|v| format!("CREATE VIEW {catalog}.{schema}.{view} AS\n{}", v.sql.trim()));
+            match found {
+                Some(text) => Ok(Handled::Rows(
+                    varchar_columns(&["Create View"]),
+                    vec![json!([text])],
+                )),
+                None => Err(TrinoError::new(
+                    Code::TableNotFound,
+                    format!("View '{catalog}.{schema}.{view}' does not exist"),
+                    None,
+                )),
+            }
+        }
+        Command::ShowSession => Ok(Handled::Rows(
+            varchar_columns(&["Name", "Value", "Default", "Type", "Description"]),
+            Vec::new(),
+        )),
+        Command::ShowFunctions => Ok(Handled::Rows(
+            varchar_columns(&[
+                "Function",
+                "Return Type",
+                "Argument Types",
+                "Function Type",
+                "Deterministic",
+                "Description",
+            ]),
+            door.engine
+                .function_names()
+                .into_iter()
+                .map(|(name, kind)| json!([name, "", "", kind, "true", ""]))
+                .collect(),
+        )),
     }
+}
+
+/// Result columns of type varchar with these names.
+fn varchar_columns(names: &[&str]) -> Vec<Column> {
+    let varchar = orderlake_query::trino_types::trino_type(&arrow::datatypes::DataType::Utf8);
+    names
+        .iter()
+        .map(|n| Column {
+            name: (*n).to_owned(),
+            type_name: varchar.name.clone(),
+            type_signature: varchar.signature.clone(),
+        })
+        .collect()
 }
 
 /// `DESCRIBE`'s answer as Trino gives it: one row per column with its Trino type name.
@@ -379,15 +438,7 @@ async fn describe(
         )
         .await
         .map_err(|e| TrinoError::from_query(&e))?;
-    let varchar = orderlake_query::trino_types::trino_type(&arrow::datatypes::DataType::Utf8);
-    let columns = ["Column", "Type", "Extra", "Comment"]
-        .iter()
-        .map(|n| Column {
-            name: (*n).to_owned(),
-            type_name: varchar.name.clone(),
-            type_signature: varchar.signature.clone(),
-        })
-        .collect();
+    let columns = varchar_columns(&["Column", "Type", "Extra", "Comment"]);
     let rows = planned
         .schema
         .fields()

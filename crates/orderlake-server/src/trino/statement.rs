@@ -128,6 +128,14 @@ pub enum Command {
     Describe {
         name: Vec<String>,
     },
+    /// `SHOW CREATE VIEW name`.
+    ShowCreateView {
+        name: Vec<String>,
+    },
+    /// `SHOW SESSION`: the session properties (none yet).
+    ShowSession,
+    /// `SHOW FUNCTIONS`.
+    ShowFunctions,
     /// `CALL system.runtime.kill_query(query_id => '…', message => '…')`.
     KillQuery {
         query_id: String,
@@ -323,6 +331,22 @@ pub fn classify(sql: &str, session: &ClientSession) -> Result<Command, TrinoErro
                 (from, name) if from == "FROM" || from == "IN" => describe(name, sql),
                 _ => Ok(Command::Query(sql.to_owned())),
             },
+            (k, after) if k == "CREATE" => match keyword(after) {
+                (view, name) if view == "VIEW" => {
+                    let (name, _) = dotted_name(name);
+                    if name.is_empty() {
+                        return Err(syntax("SHOW CREATE VIEW: expected a view name"));
+                    }
+                    Ok(Command::ShowCreateView { name })
+                }
+                _ => Ok(Command::Query(sql.to_owned())),
+            },
+            (k, after) if k == "SESSION" && after.trim().trim_end_matches(';').is_empty() => {
+                Ok(Command::ShowSession)
+            }
+            (k, after) if k == "FUNCTIONS" && after.trim().trim_end_matches(';').is_empty() => {
+                Ok(Command::ShowFunctions)
+            }
             _ => Ok(Command::Query(sql.to_owned())),
         },
         "SET" | "RESET" => match keyword(rest) {
