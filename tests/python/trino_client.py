@@ -129,6 +129,16 @@ def main():
         len(created) == 1 and created[0][0].startswith("CREATE VIEW archive.oms.orders AS\n"),
         created,
     )
+    cur.execute("SHOW TABLES")
+    shown = [r[0] for r in cur.fetchall()]
+    check(
+        "SHOW TABLES lists the current schema",
+        shown == sorted(shown) and "order_events" in shown and "orders" in shown
+        and "queries" not in shown and cur.description[0][0] == "Table",
+        shown,
+    )
+    cur.execute("SHOW TABLES FROM system.runtime")
+    check("SHOW TABLES FROM", cur.fetchall() == [["queries"]])
     cur.execute("SHOW SESSION")
     check("SHOW SESSION", cur.fetchall() == [] and cur.description[0][0] == "Name")
     cur.execute("SHOW FUNCTIONS")

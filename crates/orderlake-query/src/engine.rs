@@ -689,7 +689,7 @@ impl ColdQueryEngine {
         let dialect = state.config().options().sql_parser.dialect;
         let mut parsed = state.sql_to_statement(sql, &dialect)?;
         statement::vet(&parsed)?;
-        if let Some(rewritten) = statement::trino_show(&parsed, &scope.catalog) {
+        if let Some(rewritten) = statement::trino_show(&parsed, scope) {
             parsed = state.sql_to_statement(&rewritten, &dialect)?;
         }
         statement::trino_information_schema(&mut parsed);

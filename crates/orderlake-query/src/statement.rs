@@ -9,6 +9,7 @@ use std::ops::ControlFlow;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr, Statement, Value};
 
+use crate::engine::QueryScope;
 use crate::error::{QueryError, Result};
 
 /// Checks that `statement` only reads, and only tables; the error names the statement (or the
@@ -107,12 +108,14 @@ fn refusal(s: &Statement) -> String {
     format!("{keyword} is refused: {why}")
 }
 
-/// Rewrites Trino's `SHOW CATALOGS` / `SHOW SCHEMAS` into information_schema queries that
-/// DataFusion plans; returns `None` for every other statement.
-pub fn trino_show(statement: &DfStatement, current_catalog: &str) -> Option<String> {
+/// Rewrites Trino's `SHOW CATALOGS`, `SHOW SCHEMAS` and `SHOW TABLES [FROM schema] [LIKE 'p']`
+/// (the current schema's tables only, in one column `Table`, as Trino lists them) into
+/// information_schema queries that DataFusion plans; returns `None` for every other statement.
+pub fn trino_show(statement: &DfStatement, scope: &QueryScope) -> Option<String> {
     let DfStatement::Statement(s) = statement else {
         return None;
     };
+    let quote = |v: &str| v.replace('\'', "''");
     match s.as_ref() {
         Statement::ShowCatalogs { .. } => Some(
             "SELECT DISTINCT table_catalog AS \"Catalog\" FROM information_schema.tables \
@@ -122,8 +125,38 @@ pub fn trino_show(statement: &DfStatement, current_catalog: &str) -> Option<Stri
         Statement::ShowSchemas { .. } => Some(format!(
             "SELECT DISTINCT table_schema AS \"Schema\" FROM information_schema.tables \
              WHERE table_catalog = '{}' ORDER BY 1",
-            current_catalog.replace('\'', "''")
+            quote(&scope.catalog)
         )),
+        Statement::ShowTables { show_options, .. } => {
+            let parts: Vec<String> = show_options
+                .show_in
+                .as_ref()
+                .and_then(|i| i.parent_name.as_ref())
+                .map(|n| {
+                    n.0.iter()
+                        .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (catalog, schema) = match parts.as_slice() {
+                [c, s] => (c.clone(), s.clone()),
+                [s] => (scope.catalog.clone(), s.clone()),
+                _ => (scope.catalog.clone(), scope.schema.clone()),
+            };
+            let like = match &show_options.filter_position {
+                Some(
+                    ast::ShowStatementFilterPosition::Infix(ast::ShowStatementFilter::Like(p))
+                    | ast::ShowStatementFilterPosition::Suffix(ast::ShowStatementFilter::Like(p)),
+                ) => format!(" AND table_name LIKE '{}'", quote(p)),
+                _ => String::new(),
+            };
+            Some(format!(
+                "SELECT table_name AS \"Table\" FROM information_schema.tables \
+                 WHERE table_catalog = '{}' AND table_schema = '{}'{like} ORDER BY 1",
+                quote(&catalog),
+                quote(&schema)
+            ))
+        }
         _ => None,
     }
 }
