@@ -120,11 +120,13 @@ async fn tls_from_configured_certificate_and_key() {
     };
     assert!(refused, "a plaintext client must not get through");
 
-    // The Trino front door serves the same certificate (passwords need no opt-in over TLS).
+    // The Trino front door serves the same certificate (passwords need no opt-in over TLS),
+    // while another client holds a handshake open without sending anything.
     let trino = server
         .server
         .trino_addr()
         .expect("the Trino listener is on");
+    let _stalled = tokio::net::TcpStream::connect(trino).await.unwrap();
     run_python_checks(
         "trino_tls.py",
         vec![

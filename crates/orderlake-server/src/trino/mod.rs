@@ -93,9 +93,10 @@ impl TrinoListener {
         let app = router(door);
         let serve = tokio::spawn(async move {
             let served = match tls {
-                Some(acceptor) => {
-                    axum::serve(crate::tls::TlsListener::new(listener, acceptor), app).await
-                }
+                Some(acceptor) => match crate::tls::TlsListener::new(listener, acceptor) {
+                    Ok(tls) => axum::serve(tls, app).await,
+                    Err(e) => Err(e),
+                },
                 None => {
                     // Small answers are one or two packets: without TCP_NODELAY each would wait
                     // out the client's delayed ACK (40 ms on Linux).
