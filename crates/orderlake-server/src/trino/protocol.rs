@@ -3,7 +3,6 @@
 
 use orderlake_query::QueryError;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 /// What a query is doing, as `stats.state` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,7 +25,8 @@ impl State {
     }
 }
 
-/// One response to `POST /v1/statement` or a `GET` of its `nextUri`.
+/// One response to `POST /v1/statement` or a `GET` of its `nextUri`, without its `data`: the
+/// rows are already JSON and are appended to the serialized object as they are.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryResults<'a> {
@@ -36,8 +36,6 @@ pub struct QueryResults<'a> {
     pub next_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub columns: Option<&'a [Column]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<&'a RawValue>,
     pub stats: Stats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a TrinoError>,

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use futures::StreamExt as _;
 use orderlake_query::{ColdQueryEngine, QueryRequest};
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use super::protocol::{Column, QueryResults, State, Stats, TrinoError};
@@ -227,7 +226,7 @@ impl TrinoQuery {
                 Some(self.created),
             );
         }
-        // Rows still to send keep the query open one more request even if it has finished.
+        // The last page of a finished query comes with the terminal answer (no nextUri).
         let terminal = p.events.is_none();
         let answer = self.render(&p, token, base, (page_rows > 0).then_some(page), terminal);
         p.last = Some((token, answer.clone()));
@@ -243,10 +242,6 @@ impl TrinoQuery {
         page: Option<String>,
         terminal: bool,
     ) -> Answer {
-        let data = page.map(|rows| format!("[{rows}]"));
-        let data = data
-            .as_deref()
-            .and_then(|d| serde_json::from_str::<&RawValue>(d).ok());
         let elapsed = self.created.elapsed().as_millis() as u64;
         let queued = p.started_running.map_or(elapsed, |s| {
             s.duration_since(self.created).as_millis() as u64
@@ -263,15 +258,22 @@ impl TrinoQuery {
                 )
             }),
             columns: p.columns.as_deref(),
-            data,
             stats: Stats::new(p.state, queued, elapsed, p.rows, p.bytes),
             error: p.error.as_ref(),
             warnings: [],
             update_type: self.update_type,
         };
-        Answer {
-            body: serde_json::to_string(&results).unwrap_or_default(),
+        let mut body = serde_json::to_string(&results).unwrap_or_default();
+        // The rows are JSON this module wrote: spliced in as they are, not parsed again.
+        if let Some(rows) = page
+            && body.ends_with('}')
+        {
+            body.pop();
+            body.push_str(",\"data\":[");
+            body.push_str(&rows);
+            body.push_str("]}");
         }
+        Answer { body }
     }
 
     /// Stops the query (a `DELETE` of its `nextUri`): the engine cancels it and its pages are
@@ -308,17 +310,22 @@ impl TrinoQuery {
         })
     }
 
-    /// Whether the query should be forgotten: finished long ago, or abandoned by its client.
-    fn expired(&self, abandon_after: Duration) -> bool {
+    /// Whether the query should be forgotten, and how it ended: finished long ago, or abandoned
+    /// by its client while still running.
+    fn expiry(&self, abandon_after: Duration) -> Option<Expiry> {
         let idle = self.touched.lock().expect("touched lock").elapsed();
-        match self.progress.try_lock() {
-            Ok(p) => match p.finished_at {
-                Some(at) => at.elapsed() > KEEP_FINISHED,
-                None => idle > abandon_after,
-            },
-            Err(_) => false,
+        let p = self.progress.try_lock().ok()?;
+        match p.finished_at {
+            Some(at) => (at.elapsed() > KEEP_FINISHED).then_some(Expiry::Finished),
+            None => (idle > abandon_after).then_some(Expiry::Abandoned),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    Finished,
+    Abandoned,
 }
 
 /// Runs the query and encodes its batches; stops when the requests side is dropped.
@@ -420,18 +427,22 @@ impl Queries {
     /// Forgets finished queries past their keeping time and cancels abandoned ones (their
     /// client stopped asking for `abandon_after`).
     pub fn sweep(&self, engine: &ColdQueryEngine, abandon_after: Duration) {
-        let expired: Vec<Arc<TrinoQuery>> = {
+        let abandoned: Vec<Arc<TrinoQuery>> = {
             let mut map = self.map.lock().expect("queries lock");
-            let ids: Vec<String> = map
+            let expired: Vec<(String, Expiry)> = map
                 .values()
-                .filter(|q| q.expired(abandon_after))
-                .map(|q| q.id.clone())
+                .filter_map(|q| q.expiry(abandon_after).map(|e| (q.id.clone(), e)))
                 .collect();
-            ids.iter().filter_map(|id| map.remove(id)).collect()
+            expired
+                .into_iter()
+                .filter_map(|(id, expiry)| map.remove(&id).filter(|_| expiry == Expiry::Abandoned))
+                .collect()
         };
-        for query in expired {
+        for query in abandoned {
             // Dropping the query drops its pages' receiver, which ends the running task; the
-            // engine is told too, in case the query is busy computing.
+            // engine is told too, in case the query is busy computing. (A finished query is
+            // only forgotten: cancelling its id would just fill the engine's list of ids
+            // cancelled before they started.)
             engine.cancel(&query.id);
         }
     }
