@@ -189,16 +189,20 @@ pub fn trino_information_schema(statement: &mut DfStatement) {
         }
         ControlFlow::<()>::Continue(())
     };
+    if let Some(s) = sql_statement(statement) {
+        let _ = ast::visit_relations_mut(s, rename);
+    }
+}
+
+/// The SQL statement inside `statement`, or the one an `EXPLAIN` wraps.
+fn sql_statement(statement: &mut DfStatement) -> Option<&mut Statement> {
     match statement {
-        DfStatement::Statement(s) => {
-            let _ = ast::visit_relations_mut(s.as_mut(), rename);
-        }
-        DfStatement::Explain(e) => {
-            if let DfStatement::Statement(s) = e.statement.as_mut() {
-                let _ = ast::visit_relations_mut(s.as_mut(), rename);
-            }
-        }
-        _ => {}
+        DfStatement::Statement(s) => Some(s.as_mut()),
+        DfStatement::Explain(e) => match e.statement.as_mut() {
+            DfStatement::Statement(s) => Some(s.as_mut()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -220,16 +224,8 @@ pub fn number_placeholders(statement: &mut DfStatement) -> Result<usize> {
         }
         ControlFlow::<()>::Continue(())
     };
-    match statement {
-        DfStatement::Statement(s) => {
-            let _ = ast::visit_expressions_mut(s.as_mut(), &mut visit);
-        }
-        DfStatement::Explain(e) => {
-            if let DfStatement::Statement(s) = e.statement.as_mut() {
-                let _ = ast::visit_expressions_mut(s.as_mut(), &mut visit);
-            }
-        }
-        _ => {}
+    if let Some(s) = sql_statement(statement) {
+        let _ = ast::visit_expressions_mut(s, &mut visit);
     }
     if question_marks > 0 && numbered {
         return Err(QueryError::invalid(

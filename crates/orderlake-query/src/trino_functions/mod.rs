@@ -144,7 +144,7 @@ impl ScalarUDFImpl for RowWise {
             let out = (self.row)(&values)?;
             return Ok(ColumnarValue::Scalar(cast_result(
                 out,
-                &args.return_field.data_type().clone(),
+                args.return_field.data_type(),
             )?));
         }
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;

@@ -177,25 +177,31 @@ fn keyword(s: &str) -> (String, &str) {
     (s[..end].to_ascii_uppercase(), s[end..].trim_start())
 }
 
+/// Text up to the closing `quote` (doubled inside to stand for itself), with `body` starting
+/// after the opening one: `(text, rest after the closing quote)`.
+fn quoted(body: &str, quote: char) -> Option<(String, &str)> {
+    let mut text = String::new();
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == quote {
+            if chars.peek().is_some_and(|(_, n)| *n == quote) {
+                chars.next();
+                text.push(quote);
+                continue;
+            }
+            return Some((text, &body[i + c.len_utf8()..]));
+        }
+        text.push(c);
+    }
+    None
+}
+
 /// An identifier, plain or double-quoted: `(name, rest)`. Plain names are lower-cased as Trino
 /// does.
 fn identifier(s: &str) -> Option<(String, &str)> {
     let s = s.trim_start();
-    if let Some(quoted) = s.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = quoted.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if c == '"' {
-                if chars.peek().is_some_and(|(_, n)| *n == '"') {
-                    chars.next();
-                    name.push('"');
-                    continue;
-                }
-                return Some((name, &quoted[i + 1..]));
-            }
-            name.push(c);
-        }
-        return None;
+    if let Some(body) = s.strip_prefix('"') {
+        return quoted(body, '"');
     }
     let end = s
         .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
@@ -204,37 +210,25 @@ fn identifier(s: &str) -> Option<(String, &str)> {
 }
 
 /// A dotted name (`a.b.c`, parts plain or quoted): its parts (none if there is no name) and the
-/// rest.
+/// rest, which starts with the `.` of a trailing dot not followed by a name.
 fn dotted_name(s: &str) -> (Vec<String>, &str) {
-    let mut parts = Vec::new();
-    let mut after = s;
-    while let Some((part, more)) = identifier(after) {
+    let Some((first, mut after)) = identifier(s) else {
+        return (Vec::new(), s);
+    };
+    let mut parts = vec![first];
+    while let Some(more) = after.trim_start().strip_prefix('.') {
+        let Some((part, rest)) = identifier(more) else {
+            break;
+        };
         parts.push(part);
-        match more.trim_start().strip_prefix('.') {
-            Some(more) => after = more,
-            None => return (parts, more),
-        }
+        after = rest;
     }
     (parts, after)
 }
 
 /// A single-quoted SQL string literal (`''` for a quote): `(value, rest)`.
 fn string_literal(s: &str) -> Option<(String, &str)> {
-    let body = s.trim_start().strip_prefix('\'')?;
-    let mut value = String::new();
-    let mut chars = body.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c == '\'' {
-            if chars.peek().is_some_and(|(_, n)| *n == '\'') {
-                chars.next();
-                value.push('\'');
-                continue;
-            }
-            return Some((value, &body[i + 1..]));
-        }
-        value.push(c);
-    }
-    None
+    quoted(s.trim_start().strip_prefix('\'')?, '\'')
 }
 
 fn syntax(message: impl Into<String>) -> TrinoError {
@@ -260,21 +254,18 @@ pub fn classify(sql: &str, session: &ClientSession) -> Result<Command, TrinoErro
     let (first, rest) = keyword(sql);
     match first.as_str() {
         "USE" => {
-            let (a, after) = identifier(rest).ok_or_else(|| syntax("USE: expected a schema"))?;
-            let (catalog, schema, after) = match after.trim_start().strip_prefix('.') {
-                Some(more) => {
-                    let (b, after) = identifier(more)
-                        .ok_or_else(|| syntax("USE: expected a schema after the catalog"))?;
-                    (Some(a), b, after)
-                }
-                None => (None, a, after),
-            };
+            let (parts, after) = dotted_name(rest);
             if !after.trim().trim_end_matches(';').trim().is_empty() {
                 return Err(syntax(format!(
                     "USE: unexpected `{}` after the schema",
                     after.trim()
                 )));
             }
+            let (catalog, schema) = match parts.as_slice() {
+                [schema] => (None, schema.clone()),
+                [catalog, schema] => (Some(catalog.clone()), schema.clone()),
+                _ => return Err(syntax("USE: expected a schema or catalog.schema")),
+            };
             Ok(Command::Use { catalog, schema })
         }
         "PREPARE" => {
@@ -509,6 +500,13 @@ mod tests {
                 schema: "OMS".into()
             }
         );
+        for bad in ["USE", "USE a.", "USE a.b.c", "USE a b"] {
+            assert_eq!(
+                classify(bad, &none).unwrap_err().error_name,
+                "SYNTAX_ERROR",
+                "{bad}"
+            );
+        }
         assert_eq!(
             classify("PREPARE st1 FROM SELECT * FROM t WHERE a = ?;", &none).unwrap(),
             Command::Prepare {
