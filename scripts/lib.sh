@@ -37,15 +37,17 @@ _install_tansu() {
 ensure_tansu() { with_lock tansu _install_tansu; }
 
 PROMTOOL="$ORDERLAKE_CACHE/prometheus/usr/bin/promtool"
+AMTOOL="$ORDERLAKE_CACHE/prometheus/usr/bin/amtool"
 _install_promtool() {
-  [ -x "$PROMTOOL" ] && return 0
-  log "fetching promtool from Debian's prometheus package (extracted into $ORDERLAKE_CACHE; no service installed)"
+  [ -x "$PROMTOOL" ] && [ -x "$AMTOOL" ] && return 0
+  log "fetching promtool and amtool from Debian's prometheus packages (extracted into $ORDERLAKE_CACHE; no service installed)"
   local tmp; tmp=$(mktemp -d)
-  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null 2>&1 && apt-get download prometheus >/dev/null; }; })
-  dpkg-deb -x "$tmp"/prometheus_*.deb "$ORDERLAKE_CACHE/prometheus"
+  (cd "$tmp" && { apt-get download prometheus prometheus-alertmanager >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 \
+           && apt-get download prometheus prometheus-alertmanager >/dev/null; }; })
+  for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$ORDERLAKE_CACHE/prometheus"; done
   rm -rf "$tmp"
-  [ -x "$PROMTOOL" ]
+  [ -x "$PROMTOOL" ] && [ -x "$AMTOOL" ]
 }
 ensure_promtool() { with_lock promtool _install_promtool; }
 

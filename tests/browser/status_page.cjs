@@ -58,6 +58,12 @@ function check(name, ok, detail) {
     const freshness = await page.locator("#freshness tbody tr td:first-child").allTextContents();
     check("freshness lists every topic", JSON.stringify(freshness) === JSON.stringify(topics),
       [freshness, topics]);
+    const eventTimes = await page.locator("#freshness tbody tr td:nth-child(4)").allTextContents();
+    check("freshness gives each topic's newest event time",
+      eventTimes.length === topics.length && eventTimes.every((t) => t !== "–"), eventTimes);
+    const growth = await page.locator("#growth-rows rect title").allTextContents();
+    check("the growth chart ends at today's rows",
+      growth.length >= 1 && growth[growth.length - 1].endsWith(": " + fmt.format(expected.rows)), growth);
     const bars = await page.locator("#chart-rows rect").count();
     check("the size chart has a bar per partition", bars === expected.by_partition.length,
       [bars, expected.by_partition.length]);

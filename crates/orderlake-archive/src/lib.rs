@@ -6,6 +6,7 @@
 pub mod config_file;
 pub mod error;
 pub mod files;
+pub mod growth;
 pub mod history;
 pub mod key_index;
 pub mod layout;
@@ -22,6 +23,7 @@ pub mod verify;
 pub use config_file::ConfigError;
 pub use error::{ArchiveError, Result, exit_code, one_line};
 pub use files::{ArchiveFile, ArchiveFiles, ColumnStatistics};
+pub use growth::{DaySize, Growth};
 pub use history::CommitSummary;
 pub use layout::Partitioning;
 pub use ledger::{ImportSource, OffsetLedger, SourcePartition};

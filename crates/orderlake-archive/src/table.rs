@@ -161,6 +161,15 @@ impl ArchiveTable {
         &self.table
     }
 
+    /// This table with another state of its log (an older version).
+    pub(crate) fn with_delta(&self, table: DeltaTable) -> Self {
+        Self {
+            location: self.location.clone(),
+            table,
+            partitioning: self.partitioning,
+        }
+    }
+
     /// Takes the table state a Delta operation returned (same table, newer version).
     pub(crate) fn replace_delta(&mut self, table: DeltaTable) {
         self.table = table;
@@ -226,7 +235,8 @@ impl ArchiveTable {
             .sql(&format!(
                 "SELECT kafka_topic, kafka_partition, count(*), min(kafka_offset), \
                  max(kafka_offset), count(DISTINCT {FILE_COLUMN}), count(decode_error), \
-                 CAST(arrow_cast(max(kafka_timestamp), 'Timestamp(Millisecond, None)') AS BIGINT) \
+                 CAST(arrow_cast(max(kafka_timestamp), 'Timestamp(Millisecond, None)') AS BIGINT), \
+                 CAST(arrow_cast(max(event_time), 'Timestamp(Millisecond, None)') AS BIGINT) \
                  FROM archive GROUP BY 1, 2 ORDER BY 1, 2"
             ))
             .await
@@ -250,6 +260,12 @@ impl ArchiveTable {
             let files = batch.column(5).as_primitive::<Int64Type>();
             let bad = batch.column(6).as_primitive::<Int64Type>();
             let newest = batch.column(7).as_primitive::<Int64Type>();
+            let newest_event = batch.column(8).as_primitive::<Int64Type>();
+            let time = |column: &arrow::array::Int64Array, i: usize| {
+                (!column.is_null(i))
+                    .then(|| DateTime::<Utc>::from_timestamp_millis(column.value(i)))
+                    .flatten()
+            };
             for i in 0..batch.num_rows() {
                 if topics.is_null(i) {
                     imported_rows += rows.value(i);
@@ -264,9 +280,8 @@ impl ArchiveTable {
                     last_offset: max.value(i),
                     files: files.value(i),
                     undecoded_rows: bad.value(i),
-                    newest_timestamp: (!newest.is_null(i))
-                        .then(|| DateTime::<Utc>::from_timestamp_millis(newest.value(i)))
-                        .flatten(),
+                    newest_timestamp: time(newest, i),
+                    newest_event_time: time(newest_event, i),
                 });
             }
         }
@@ -381,6 +396,9 @@ pub struct PartitionStatus {
     pub undecoded_rows: i64,
     /// The newest Kafka timestamp archived from this partition.
     pub newest_timestamp: Option<DateTime<Utc>>,
+    /// The newest event time among the decoded rows of this partition (the business clock;
+    /// `None` when no row decoded).
+    pub newest_event_time: Option<DateTime<Utc>>,
 }
 
 /// The live files of one table partition, in [`TableStatus`].

@@ -178,6 +178,14 @@ struct ReadyPlan {
 }
 
 /// DataFusion over the archive, read-only and limited.
+/// What [`ColdQueryEngine::table_report`] reads of the table.
+#[derive(Debug, Clone)]
+pub struct TableReport {
+    pub status: orderlake_archive::TableStatus,
+    pub commits: Vec<orderlake_archive::CommitSummary>,
+    pub growth: Vec<orderlake_archive::DaySize>,
+}
+
 pub struct ColdQueryEngine {
     settings: EngineSettings,
     table: tokio::sync::Mutex<ArchiveTable>,
@@ -262,19 +270,23 @@ impl ColdQueryEngine {
         self.current().version
     }
 
-    /// What the archive holds now (`orderlake-archiver status`) and its last `commits` commits,
-    /// newest first, read at the table's latest version.
+    /// What the archive holds now (`orderlake-archiver status`), its last `commits` commits
+    /// (newest first) and its size at the end of each of the last `growth_days` days, read at
+    /// the table's latest version.
     pub async fn table_report(
         &self,
         commits: u64,
-    ) -> Result<(
-        orderlake_archive::TableStatus,
-        Vec<orderlake_archive::CommitSummary>,
-    )> {
-        let table = self.table.lock().await;
-        let status = table.status().await?;
-        let history = table.recent_commits(commits).await?;
-        Ok((status, history))
+        growth: &mut orderlake_archive::Growth,
+        growth_days: usize,
+    ) -> Result<TableReport> {
+        // A copy of the current version: the status scan and the growth reads do not hold up
+        // the refresh.
+        let table = self.table.lock().await.clone();
+        Ok(TableReport {
+            status: table.status().await?,
+            commits: table.recent_commits(commits).await?,
+            growth: growth.sizes(&table, growth_days).await?,
+        })
     }
 
     /// Stops the query with this id, or makes sure it never starts.

@@ -27,7 +27,7 @@ pub mod views;
 pub use activity::{CancelOutcome, FinishedQuery, RunningQueryInfo};
 pub use engine::{
     ColdQueryEngine, EngineSettings, PlannedQuery, QueryRequest, QueryScope, QueryStream,
-    TableEntry, new_query_id,
+    TableEntry, TableReport, new_query_id,
 };
 pub use error::{QueryError, Result};
 pub use limits::QueryLimits;

@@ -1,7 +1,8 @@
 //! The operations files in `ops/` against the code: every metric the Grafana dashboard and the
 //! alerting rules name is one the binaries export, the dashboard shows what an operator must see,
-//! Prometheus scrapes the ports docker-compose.yml gives the binaries, and Prometheus's own
-//! `promtool` accepts the configuration and passes the alerts' unit tests.
+//! Prometheus scrapes the ports docker-compose.yml gives the binaries, Prometheus's own
+//! `promtool` accepts the configuration and passes the alerts' unit tests, and Alertmanager's
+//! `amtool` accepts its configuration and routes every alert to the receiver of its severity.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -48,15 +49,32 @@ fn dashboard_exprs() -> (serde_json::Value, Vec<String>) {
     (dashboard, exprs)
 }
 
-fn alert_exprs() -> Vec<String> {
+fn alert_rules() -> Vec<serde_yaml::Value> {
     let rules: serde_yaml::Value = serde_yaml::from_str(&read("ops/alerts.yml")).unwrap();
     rules["groups"]
         .as_sequence()
         .unwrap()
         .iter()
         .flat_map(|g| g["rules"].as_sequence().unwrap().clone())
+        .collect()
+}
+
+fn alert_exprs() -> Vec<String> {
+    alert_rules()
+        .iter()
         .map(|r| r["expr"].as_str().unwrap().to_owned())
         .collect()
+}
+
+fn run_tool(variable: &str, args: &[&str]) -> std::process::Output {
+    let tool = std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run the tests through ./scripts/test.sh, which installs it")
+    });
+    Command::new(&tool)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -141,18 +159,11 @@ fn prometheus_scrapes_the_ports_compose_gives_the_binaries() {
 
 #[test]
 fn promtool_accepts_the_config_and_the_alerts_pass_their_unit_tests() {
-    let promtool = std::env::var("ORDERLAKE_TEST_PROMTOOL").unwrap_or_else(|_| {
-        panic!("ORDERLAKE_TEST_PROMTOOL is not set: run the tests through ./scripts/test.sh, which installs promtool")
-    });
     for args in [
-        vec!["check", "config", "ops/prometheus.yml"],
-        vec!["test", "rules", "ops/alerts.test.yml"],
+        ["check", "config", "ops/prometheus.yml"],
+        ["test", "rules", "ops/alerts.test.yml"],
     ] {
-        let out = Command::new(&promtool)
-            .args(&args)
-            .current_dir(root())
-            .output()
-            .unwrap();
+        let out = run_tool("ORDERLAKE_TEST_PROMTOOL", &args);
         assert!(
             out.status.success(),
             "promtool {}:\n{}{}",
@@ -161,6 +172,83 @@ fn promtool_accepts_the_config_and_the_alerts_pass_their_unit_tests() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn alertmanager_routes_every_alert_to_the_receiver_of_its_severity() {
+    let out = run_tool(
+        "ORDERLAKE_TEST_AMTOOL",
+        &["check-config", "ops/alertmanager.yml"],
+    );
+    assert!(
+        out.status.success(),
+        "amtool check-config:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = alert_rules();
+    let names: BTreeSet<String> = rules
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap().to_owned())
+        .collect();
+    for rule in &rules {
+        let alert = rule["alert"].as_str().unwrap();
+        let severity = rule["labels"]["severity"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{alert} has no severity"));
+        let out = run_tool(
+            "ORDERLAKE_TEST_AMTOOL",
+            &[
+                "config",
+                "routes",
+                "test",
+                "--config.file=ops/alertmanager.yml",
+                &format!("--verify.receivers={severity}"),
+                &format!("alertname={alert}"),
+                &format!("severity={severity}"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{alert} (severity {severity}) is not routed to receiver {severity}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Inhibitions name only alerts that exist.
+    let config: serde_yaml::Value = serde_yaml::from_str(&read("ops/alertmanager.yml")).unwrap();
+    for rule in config["inhibit_rules"].as_sequence().unwrap() {
+        for matcher in ["source_matchers", "target_matchers"]
+            .iter()
+            .flat_map(|k| rule[*k].as_sequence().unwrap())
+            .map(|m| m.as_str().unwrap())
+            .filter_map(|m| m.strip_prefix("alertname"))
+        {
+            let pattern = matcher.trim_start_matches(['=', '~']).trim_matches('"');
+            for alert in pattern.split('|') {
+                assert!(
+                    names.contains(alert),
+                    "inhibit rule names {alert}: no such alert"
+                );
+            }
+        }
+    }
+    // Prometheus sends its alerts to the Alertmanager that compose runs.
+    let prometheus: serde_yaml::Value = serde_yaml::from_str(&read("ops/prometheus.yml")).unwrap();
+    let compose: serde_yaml::Value = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
+    let target = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]
+        .as_str()
+        .unwrap();
+    let (service, port) = target.split_once(':').unwrap();
+    let ports = compose["services"][service]["ports"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("compose has no service {service}"));
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with(&format!(":{port}"))),
+        "{ports:?}"
+    );
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::net::ToSocketAddrs as _;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use orderlake_archive::{CommitSummary, TableStatus};
-use orderlake_query::{ColdQueryEngine, FinishedQuery, RunningQueryInfo};
+use orderlake_archive::{CommitSummary, DaySize, Growth, TableStatus};
+use orderlake_query::{ColdQueryEngine, FinishedQuery, RunningQueryInfo, TableReport};
 use serde::{Deserialize, Serialize};
 
 /// The `[status]` block: what the status page reads besides the archive.
@@ -23,6 +23,8 @@ pub struct StatusConfig {
 
 /// Commits read for the commit list and the maintenance history.
 const COMMITS: u64 = 200;
+/// Days of growth charted (as far as the Delta log reaches).
+const GROWTH_DAYS: usize = 90;
 /// Commits shown in the commit list.
 const SHOWN_COMMITS: usize = 20;
 /// Partitions younger than this many days still take writes: not compacted yet by design.
@@ -33,6 +35,8 @@ pub struct StatusReport {
     generated_at: DateTime<Utc>,
     user: String,
     table: TableStatus,
+    /// The table's size at the end of each day the log still covers, oldest first.
+    growth: Vec<DaySize>,
     freshness: Vec<Freshness>,
     lag: Lag,
     commits: Vec<CommitSummary>,
@@ -47,8 +51,12 @@ pub struct StatusReport {
 #[derive(Debug, Serialize)]
 struct Freshness {
     topic: String,
+    /// The newest archived record's Kafka timestamp, and its age.
     newest_timestamp: Option<DateTime<Utc>>,
     age_secs: Option<i64>,
+    /// The newest archived event time (what the order system says happened), and its age.
+    newest_event_time: Option<DateTime<Utc>>,
+    event_age_secs: Option<i64>,
     rows: i64,
 }
 
@@ -79,13 +87,17 @@ struct Column {
     nullable: bool,
 }
 
-/// The table's status and recent commits, as read at one table version.
-type TableReport = (Option<u64>, TableStatus, Vec<CommitSummary>);
+/// The last table report with the version it was read at, and the growth read so far.
+#[derive(Default)]
+struct Cached {
+    report: Option<(Option<u64>, TableReport)>,
+    growth: Growth,
+}
 
 /// Builds reports, reading the table's status once per table version (it scans the table).
 pub struct Reports {
     config: StatusConfig,
-    cached: tokio::sync::Mutex<Option<TableReport>>,
+    cached: tokio::sync::Mutex<Cached>,
     lag_error: Mutex<Option<String>>,
 }
 
@@ -93,7 +105,7 @@ impl Reports {
     pub fn new(config: StatusConfig) -> Self {
         Self {
             config,
-            cached: tokio::sync::Mutex::new(None),
+            cached: tokio::sync::Mutex::new(Cached::default()),
             lag_error: Mutex::new(None),
         }
     }
@@ -103,15 +115,20 @@ impl Reports {
         engine: &ColdQueryEngine,
         user: &str,
     ) -> orderlake_query::Result<StatusReport> {
-        let (table, history) = {
+        let TableReport {
+            status: table,
+            commits: history,
+            growth,
+        } = {
             let mut cached = self.cached.lock().await;
+            let Cached { report, growth } = &mut *cached;
             let version = engine.version();
-            match cached.as_ref() {
-                Some((v, status, history)) if *v == version => (status.clone(), history.clone()),
+            match report {
+                Some((v, report)) if *v == version => report.clone(),
                 _ => {
-                    let (status, history) = engine.table_report(COMMITS).await?;
-                    *cached = Some((version, status.clone(), history.clone()));
-                    (status, history)
+                    let fresh = engine.table_report(COMMITS, growth, GROWTH_DAYS).await?;
+                    *report = Some((version, fresh.clone()));
+                    fresh
                 }
             }
         };
@@ -152,6 +169,7 @@ impl Reports {
             generated_at: now,
             user: user.to_owned(),
             table,
+            growth,
             freshness,
             lag: self.lag().await,
             commits,
@@ -226,20 +244,25 @@ impl Reports {
     }
 }
 
-/// The newest archived Kafka timestamp of each topic, and its age.
+/// The newest archived Kafka timestamp and event time of each topic, and their ages.
 fn freshness(table: &TableStatus, now: DateTime<Utc>) -> Vec<Freshness> {
-    let mut by_topic = BTreeMap::<&str, (Option<DateTime<Utc>>, i64)>::new();
+    type Newest = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, i64);
+    let mut by_topic = BTreeMap::<&str, Newest>::new();
     for p in &table.partitions {
         let e = by_topic.entry(p.topic.as_str()).or_default();
         e.0 = e.0.max(p.newest_timestamp);
-        e.1 += p.rows;
+        e.1 = e.1.max(p.newest_event_time);
+        e.2 += p.rows;
     }
+    let age = |t: Option<DateTime<Utc>>| t.map(|t| (now - t).num_seconds());
     by_topic
         .into_iter()
-        .map(|(topic, (newest, rows))| Freshness {
+        .map(|(topic, (newest, newest_event, rows))| Freshness {
             topic: topic.to_owned(),
             newest_timestamp: newest,
-            age_secs: newest.map(|t| (now - t).num_seconds()),
+            age_secs: age(newest),
+            newest_event_time: newest_event,
+            event_age_secs: age(newest_event),
             rows,
         })
         .collect()
