@@ -201,6 +201,10 @@ pub struct RunArgs {
     #[arg(long, env = "ORDERLAKE_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
+    /// Schema registry URL(s) for Avro records, comma-separated (`[schema_registry] urls`).
+    #[arg(long, env = "ORDERLAKE_SCHEMA_REGISTRY_URL", value_delimiter = ',')]
+    pub schema_registry_url: Option<Vec<String>>,
+
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -368,6 +372,9 @@ impl RunArgs {
         }
         if let Some(listen) = self.metrics_listen {
             c.metrics.listen = Some(listen);
+        }
+        if let Some(urls) = &self.schema_registry_url {
+            c.schema_registry.urls.clone_from(urls);
         }
         c.validate(&crate::config::source_name(self.common.config.as_ref()))?;
         Ok(c)

@@ -181,6 +181,8 @@ pub struct ArchiverConfig {
     pub decode: DecodeConfig,
     pub shutdown: ShutdownConfig,
     pub maintenance: MaintenanceConfig,
+    /// Where the writer schemas of registry-framed records (Avro) come from.
+    pub schema_registry: orderlake_ingest::registry::SchemaRegistryConfig,
     /// Prometheus metrics and health probes of `run`.
     pub metrics: orderlake_telemetry::MetricsConfig,
     /// Source mappings, tried in order before the built-in ones.
@@ -276,6 +278,37 @@ impl ArchiverConfig {
                 ),
             ));
         }
+        let registry = &self.schema_registry;
+        for url in &registry.urls {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| bad("schema_registry.urls", format!("`{url}`: {e}")))?;
+            if !["http", "https"].contains(&parsed.scheme()) {
+                return Err(bad(
+                    "schema_registry.urls",
+                    format!("`{url}`: the registry speaks http or https"),
+                ));
+            }
+        }
+        if registry.username.is_some() && registry.bearer_token.is_some() {
+            return Err(bad(
+                "schema_registry.bearer_token",
+                "set either username/password or bearer_token, not both".into(),
+            ));
+        }
+        if registry.request_timeout_ms == 0 {
+            return Err(bad(
+                "schema_registry.request_timeout_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(ca) = &registry.ca_file
+            && let Err(e) = std::fs::metadata(ca)
+        {
+            return Err(bad(
+                "schema_registry.ca_file",
+                format!("`{}`: {e}", ca.display()),
+            ));
+        }
         orderlake_ingest::MappingSet::new(self.all_mappings())
             .map_err(|e| bad("mappings", e.to_string()))?;
         Ok(())
@@ -298,6 +331,7 @@ impl ArchiverConfig {
     pub fn redacted(&self) -> String {
         let mut shown = self.clone();
         shown.archive = self.archive.redacted();
+        shown.schema_registry = self.schema_registry.redacted();
         for (k, v) in &mut shown.kafka.properties {
             if ["password", "secret", "key", "token"]
                 .iter()

@@ -7,6 +7,10 @@ pub use orderlake_archive::time::parse_timestamp;
 use serde_json::Value;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::avro::SchemaKey;
+use crate::registry::{Lookup, RegisteredSchema, SchemaRegistry};
 
 use crate::mapping::{CanonicalField, MappingSet, Paths, SourceMapping};
 
@@ -54,6 +58,19 @@ pub enum DecodeFailure {
     NotAnObject,
     /// The document parsed, but fields are missing or of the wrong type.
     Fields,
+    /// Starts like registry framing (magic byte 0, or a schema id header) but the framing is
+    /// broken.
+    Framing,
+    /// Framed for a schema registry, and the archiver has none configured.
+    NoRegistry,
+    /// The registry does not know the schema (or holds one that cannot be used).
+    UnknownSchema,
+    /// The registry did not serve the schema in time: `maintain --redecode` decodes it later.
+    SchemaUnavailable,
+    /// The bytes are not a datum of their Avro schema.
+    InvalidAvro,
+    /// A registry format the archiver does not decode (Protobuf).
+    UnsupportedFormat,
 }
 
 impl DecodeFailure {
@@ -67,6 +84,12 @@ impl DecodeFailure {
             Self::InvalidJson => "invalid_json",
             Self::NotAnObject => "not_an_object",
             Self::Fields => "fields",
+            Self::Framing => "framing",
+            Self::NoRegistry => "no_registry",
+            Self::UnknownSchema => "unknown_schema",
+            Self::SchemaUnavailable => "schema_unavailable",
+            Self::InvalidAvro => "invalid_avro",
+            Self::UnsupportedFormat => "unsupported_format",
         }
     }
 }
@@ -81,12 +104,27 @@ impl DecodedOrder {
     }
 }
 
-/// Decodes record values with the mapping of their topic (looked up once per topic).
+/// Decodes record values with the mapping of their topic (looked up once per topic), and the
+/// writer schemas of the registry for framed ones.
 #[derive(Debug)]
 pub struct TopicDecoder {
     mappings: MappingSet,
     by_topic: HashMap<String, Option<usize>>,
     max_decode_bytes: usize,
+    registry: Option<Arc<SchemaRegistry>>,
+}
+
+/// What decoding one record gave (moved once per record; boxing the order would cost an
+/// allocation per record instead).
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned by value once per record"
+)]
+pub enum Decoded {
+    Order(DecodedOrder),
+    /// The record needs this writer schema, which the registry has not served yet.
+    NeedsSchema(SchemaKey),
 }
 
 impl TopicDecoder {
@@ -95,10 +133,35 @@ impl TopicDecoder {
             mappings,
             by_topic: HashMap::new(),
             max_decode_bytes,
+            registry: None,
         }
     }
 
+    /// Decodes framed records with the writer schemas of `registry`.
+    pub fn with_registry(mut self, registry: Option<Arc<SchemaRegistry>>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Decodes a record without a schema header; a record whose schema is still being fetched
+    /// is archived raw with the reason (paths that cannot wait for the registry).
     pub fn decode(&mut self, topic: &str, value: Option<&[u8]>) -> DecodedOrder {
+        match self.decode_record(topic, value, None) {
+            Decoded::Order(order) => order,
+            Decoded::NeedsSchema(key) => DecodedOrder::failed(
+                DecodeFailure::SchemaUnavailable,
+                format!("{SCHEMA_UNAVAILABLE}: {key} not fetched yet"),
+            ),
+        }
+    }
+
+    /// Decodes a record whose value schema header (`__value_schema_id`) is `schema_header`.
+    pub fn decode_record(
+        &mut self,
+        topic: &str,
+        value: Option<&[u8]>,
+        schema_header: Option<&[u8]>,
+    ) -> Decoded {
         let idx = match self.by_topic.get(topic) {
             Some(idx) => *idx,
             None => {
@@ -109,13 +172,68 @@ impl TopicDecoder {
                 idx
             }
         };
-        decode(
-            value,
-            idx.map(|i| self.mappings.get(i)),
-            self.max_decode_bytes,
-        )
+        let mapping = idx.map(|i| self.mappings.get(i));
+        let (bytes, mapping) = match checked(value, mapping, self.max_decode_bytes) {
+            Ok(checked) => checked,
+            Err((kind, reason)) => return Decoded::Order(DecodedOrder::failed(kind, reason)),
+        };
+        let framed = match crate::avro::framing(bytes, schema_header) {
+            Ok(None) => return Decoded::Order(decode_json(bytes, mapping)),
+            Ok(Some(framed)) => framed,
+            Err(reason) => {
+                return Decoded::Order(DecodedOrder::failed(
+                    DecodeFailure::Framing,
+                    format!("schema registry framing: {reason}"),
+                ));
+            }
+        };
+        let key = framed.key;
+        let Some(registry) = &self.registry else {
+            return Decoded::Order(DecodedOrder::failed(
+                DecodeFailure::NoRegistry,
+                format!(
+                    "framed for a schema registry ({key}), and no [schema_registry] is configured"
+                ),
+            ));
+        };
+        Decoded::Order(match registry.lookup(key) {
+            Lookup::Pending => return Decoded::NeedsSchema(key),
+            Lookup::Failed(reason) => {
+                DecodedOrder::failed(DecodeFailure::UnknownSchema, format!("{key}: {reason}"))
+            }
+            Lookup::Unavailable(reason) => DecodedOrder::failed(
+                DecodeFailure::SchemaUnavailable,
+                format!(
+                    "{SCHEMA_UNAVAILABLE}: {key} not served within {} s ({reason}); \
+                     `orderlake-archiver maintain --redecode` decodes it later",
+                    registry.config().unavailable_wait_secs
+                ),
+            ),
+            Lookup::Ready(schema) => match &*schema {
+                RegisteredSchema::Avro(avro) => match avro.decode(framed.payload) {
+                    Ok(doc) if doc.is_object() => decode_document(&doc, mapping),
+                    Ok(doc) => DecodedOrder::failed(
+                        DecodeFailure::NotAnObject,
+                        format!("Avro ({key}): expected a record, got {}", json_kind(&doc)),
+                    ),
+                    Err(e) => DecodedOrder::failed(
+                        DecodeFailure::InvalidAvro,
+                        format!("Avro ({key}): {e}"),
+                    ),
+                },
+                RegisteredSchema::Json => decode_json(framed.payload, mapping),
+                RegisteredSchema::Other(format) => DecodedOrder::failed(
+                    DecodeFailure::UnsupportedFormat,
+                    format!("{format} ({key}) is archived raw: the archiver decodes Avro and JSON"),
+                ),
+            },
+        })
     }
 }
+
+/// How the decode reason of a record archived raw because its schema was not served begins:
+/// `maintain --redecode` selects rows by it.
+pub const SCHEMA_UNAVAILABLE: &str = "schema registry unavailable";
 
 /// Values larger than this are archived raw without an attempt to parse them.
 pub const DEFAULT_MAX_DECODE_BYTES: usize = 8 * 1024 * 1024;
@@ -126,30 +244,47 @@ pub fn decode(
     mapping: Option<&SourceMapping>,
     max_bytes: usize,
 ) -> DecodedOrder {
+    match checked(value, mapping, max_bytes) {
+        Ok((bytes, mapping)) => decode_json(bytes, mapping),
+        Err((kind, reason)) => DecodedOrder::failed(kind, reason),
+    }
+}
+
+/// The value's bytes and its mapping, or why there is nothing to decode.
+fn checked<'a, 'm>(
+    value: Option<&'a [u8]>,
+    mapping: Option<&'m SourceMapping>,
+    max_bytes: usize,
+) -> Result<(&'a [u8], &'m SourceMapping), (DecodeFailure, String)> {
     let Some(bytes) = value else {
-        return DecodedOrder::failed(
+        return Err((
             DecodeFailure::Tombstone,
-            "tombstone: the record has no value",
-        );
+            "tombstone: the record has no value".into(),
+        ));
     };
     if bytes.is_empty() {
-        return DecodedOrder::failed(DecodeFailure::Empty, "empty value");
+        return Err((DecodeFailure::Empty, "empty value".into()));
     }
     if bytes.len() > max_bytes {
-        return DecodedOrder::failed(
+        return Err((
             DecodeFailure::TooLarge,
             format!(
                 "value of {} bytes is over the {max_bytes}-byte decode limit; archived raw",
                 bytes.len()
             ),
-        );
+        ));
     }
     let Some(mapping) = mapping else {
-        return DecodedOrder::failed(
+        return Err((
             DecodeFailure::NoMapping,
-            "no source mapping matches this topic",
-        );
+            "no source mapping matches this topic".into(),
+        ));
     };
+    Ok((bytes, mapping))
+}
+
+/// Decodes a JSON document with `mapping`.
+fn decode_json(bytes: &[u8], mapping: &SourceMapping) -> DecodedOrder {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {

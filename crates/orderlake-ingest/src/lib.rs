@@ -2,6 +2,7 @@
 //! columns decoded through per-topic source mappings), buffered and committed to the Delta table
 //! exactly once, with each commit carrying its Kafka offsets.
 
+pub mod avro;
 pub mod decode;
 pub mod direct;
 pub mod drain;
@@ -10,6 +11,7 @@ pub mod import;
 pub mod lag;
 pub mod mapping;
 mod pressure;
+pub mod registry;
 pub mod rowbuf;
 pub mod writer;
 

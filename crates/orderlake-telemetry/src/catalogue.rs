@@ -113,6 +113,7 @@ pub mod archiver {
     pub const FLUSHES: &str = "orderlake_archiver_flushes_total";
     pub const DECODE_FAILURES: &str = "orderlake_archiver_decode_failures_total";
     pub const PAUSED_PARTITIONS: &str = "orderlake_archiver_paused_partitions";
+    pub const SCHEMA_REGISTRY_REQUESTS: &str = "orderlake_archiver_schema_registry_requests_total";
     pub const BUFFERED_BYTES: &str = "orderlake_archiver_buffered_bytes";
     pub const BUFFERED_RECORDS: &str = "orderlake_archiver_buffered_records";
     pub const BUFFER_BUDGET_BYTES: &str = "orderlake_archiver_buffer_budget_bytes";
@@ -208,7 +209,14 @@ pub mod archiver {
             PAUSED_PARTITIONS,
             &["why"],
             "Partitions whose fetching is paused: writer (the buffer is over its share while the \
-             writer is behind) or starved (yielding to partitions the broker left unserved).",
+             writer is behind), starved (yielding to partitions the broker left unserved) or \
+             schema (waiting for a writer schema from the schema registry).",
+        ),
+        counter(
+            SCHEMA_REGISTRY_REQUESTS,
+            &["outcome"],
+            "Schema fetches from the schema registry by outcome: ok, not_found (archived raw for \
+             good) or unavailable (retried).",
         ),
         gauge(
             BUFFERED_BYTES,

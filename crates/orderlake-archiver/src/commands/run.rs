@@ -1,8 +1,10 @@
 //! `orderlake-archiver run`: drain the configured topics into the archive.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use orderlake_archive::ArchiveTable;
+use orderlake_ingest::registry::SchemaRegistry;
 use orderlake_ingest::{ArchiveWriter, DrainReport, DrainSettings, MappingSet, StopSignal};
 
 use orderlake_telemetry::{OpsListener, Readiness, Router};
@@ -32,6 +34,17 @@ pub async fn run(
     tracing::info!(table = %table.location(), version = ?table.version(), "archive table ready");
     let mappings = MappingSet::new(config.all_mappings())?;
     let writer = ArchiveWriter::new(table, config.writer_settings());
+    let schema_registry = if config.schema_registry.is_configured() {
+        let registry = SchemaRegistry::new(
+            config.schema_registry.clone(),
+            tokio::runtime::Handle::current(),
+        )
+        .map_err(CliError::Usage)?;
+        tracing::info!(urls = %config.schema_registry.urls.join(","), "schema registry for framed records");
+        Some(Arc::new(registry))
+    } else {
+        None
+    };
     let settings = DrainSettings {
         brokers: config.kafka.brokers.clone(),
         group: config.kafka.group.clone(),
@@ -47,6 +60,7 @@ pub async fn run(
         shutdown_grace: Duration::from_secs(config.shutdown.grace_secs),
         kafka: config.kafka.properties.clone(),
         readiness,
+        schema_registry,
     };
     let maintenance = config
         .maintenance

@@ -16,10 +16,11 @@ use super::context::DrainContext;
 use super::meters::Meters;
 use super::position::{AfterRecord, PauseFor, Position, STARVED_PAUSE};
 use super::{DrainReport, DrainSettings, DrainState, JobResult, StartFrom};
-use crate::decode::TopicDecoder;
+use crate::decode::{Decoded, TopicDecoder};
 use crate::error::{IngestError, Result};
 use crate::mapping::MappingSet;
 use crate::pressure::{self, Pause};
+use crate::registry::Lookup;
 use crate::rowbuf::Envelope;
 use crate::writer::{FlushOutcome, LedgerAdvance};
 
@@ -95,7 +96,8 @@ impl IngestLoop {
             "archiver subscribed"
         );
         Ok(Self {
-            decoder: TopicDecoder::new(mappings, settings.max_decode_bytes),
+            decoder: TopicDecoder::new(mappings, settings.max_decode_bytes)
+                .with_registry(settings.schema_registry.clone()),
             settings,
             consumer,
             results,
@@ -129,14 +131,17 @@ impl IngestLoop {
             self.watch_partitions();
             match self.consumer.poll(poll_timeout) {
                 None => {}
-                Some(Ok(msg)) => {
-                    if let AfterRecord::Seek(sp, from) =
-                        append(self.consumer.context(), &mut self.decoder, &msg)
-                    {
+                Some(Ok(msg)) => match append(self.consumer.context(), &mut self.decoder, &msg) {
+                    AfterRecord::Continue => {}
+                    AfterRecord::Seek(sp, from) => {
                         drop(msg);
                         self.seek(&sp, from);
                     }
-                }
+                    AfterRecord::WaitForSchema(sp, from, key) => {
+                        drop(msg);
+                        self.wait_for_schema(&sp, from, key);
+                    }
+                },
                 // EOF names only the partition number, not the topic: the end of each
                 // (topic, partition) is judged from statistics instead.
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -157,7 +162,7 @@ impl IngestLoop {
             let mut st = ctx.lock();
             let marks = ctx.watermarks.lock().expect("watermarks lock");
             let now = Instant::now();
-            let resume: Vec<SourcePartition> = st
+            let mut resume: Vec<SourcePartition> = st
                 .positions
                 .iter_mut()
                 .filter_map(|(sp, p)| {
@@ -165,6 +170,7 @@ impl IngestLoop {
                         .then(|| sp.clone())
                 })
                 .collect();
+            resume.extend(self.schema_waits_over(&mut st));
             let seeks: Vec<(SourcePartition, i64)> = st
                 .positions
                 .iter_mut()
@@ -204,6 +210,48 @@ impl IngestLoop {
         for (sp, from) in seeks {
             self.seek(&sp, from);
         }
+    }
+
+    /// Pauses `sp` until the registry answers for `key` (or the wait runs out), to re-read it
+    /// from `from`; the other partitions keep flowing.
+    fn wait_for_schema(&self, sp: &SourcePartition, from: i64, key: crate::avro::SchemaKey) {
+        {
+            let mut st = self.ctx().lock();
+            let Some(p) = st.positions.get_mut(sp) else {
+                return;
+            };
+            p.pause(PauseFor::Schema(key));
+        }
+        tracing::info!(partition = %sp, offset = from, %key, "waiting for a writer schema from the registry");
+        self.set_paused(std::slice::from_ref(sp), true);
+        self.seek(sp, from);
+    }
+
+    /// Partitions waiting for a schema that has arrived, is known missing, or took longer than
+    /// the configured wait (then its records go through raw).
+    fn schema_waits_over(&self, st: &mut DrainState) -> Vec<SourcePartition> {
+        let Some(registry) = &self.settings.schema_registry else {
+            return Vec::new();
+        };
+        let wait = registry.config().unavailable_wait();
+        st.positions
+            .iter_mut()
+            .filter_map(|(sp, p)| {
+                let (since, PauseFor::Schema(key)) = p.paused? else {
+                    return None;
+                };
+                let over = match registry.lookup(key) {
+                    Lookup::Pending if since.elapsed() >= wait => {
+                        tracing::warn!(partition = %sp, %key, ?wait, "the schema registry did not serve the schema in time; its records are archived raw until it does");
+                        registry.give_up(key);
+                        true
+                    }
+                    Lookup::Pending => false,
+                    _ => true,
+                };
+                (over && p.resume_if(|why| why == PauseFor::Schema(key))).then(|| sp.clone())
+            })
+            .collect()
     }
 
     pub(super) fn seek(&self, sp: &SourcePartition, from: i64) {
@@ -255,7 +303,7 @@ impl IngestLoop {
         let held: Vec<(SourcePartition, usize)> = st
             .positions
             .iter()
-            .filter(|(_, p)| !matches!(p.paused, Some((_, PauseFor::Writer))))
+            .filter(|(_, p)| !matches!(p.paused, Some((_, PauseFor::Writer | PauseFor::Schema(_)))))
             .map(|(sp, p)| (sp.clone(), p.buffered_bytes))
             .collect();
         let (bytes, assigned) = (st.buffer.bytes(), st.positions.len());
@@ -502,6 +550,10 @@ fn append(
         // Not (or no longer) ours: a leftover from before a rebalance.
         return AfterRecord::Continue;
     };
+    if matches!(pos.paused, Some((_, PauseFor::Schema(_)))) {
+        // Fetched before the partition paused for a schema: read again once it resumes.
+        return AfterRecord::Continue;
+    }
     if let Some(action) = pos.check_gap(&sp, offset, ctx.stats_seq.load(Ordering::SeqCst)) {
         return action;
     }
@@ -513,6 +565,16 @@ fn append(
         // Already buffered or archived (a re-delivery after a seek): never twice.
         return AfterRecord::Continue;
     }
+    let headers = msg.headers();
+    let schema_header = headers.as_ref().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == crate::avro::VALUE_SCHEMA_ID_HEADER)
+            .and_then(|h| h.value)
+    });
+    let order = match decoder.decode_record(msg.topic(), msg.payload(), schema_header) {
+        Decoded::Order(order) => order,
+        Decoded::NeedsSchema(key) => return AfterRecord::WaitForSchema(sp, offset, key),
+    };
     pos.buffered_through = Some(offset);
     let bytes = msg.payload_len() + msg.key_len();
     pos.buffered_bytes += bytes;
@@ -522,7 +584,6 @@ fn append(
     }
     pos.next = offset + 1;
     pos.received = true;
-    let order = decoder.decode(msg.topic(), msg.payload());
     let env = Envelope {
         topic: Some(msg.topic()),
         partition: Some(msg.partition()),
@@ -532,7 +593,6 @@ fn append(
         value: msg.payload(),
         import_source: None,
     };
-    let headers = msg.headers();
     let header_iter = headers
         .into_iter()
         .flat_map(|h| h.iter())

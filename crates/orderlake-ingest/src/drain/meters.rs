@@ -121,11 +121,12 @@ impl Meters {
         marks: &HashMap<SourcePartition, Watermarks>,
         buffer: (usize, usize),
     ) {
-        let (mut writer, mut starved) = (0, 0);
+        let (mut writer, mut starved, mut schema) = (0, 0, 0);
         for (sp, pos) in positions {
             match pos.paused {
                 Some((_, PauseFor::Writer)) => writer += 1,
                 Some((_, PauseFor::Starved(_))) => starved += 1,
+                Some((_, PauseFor::Schema(_))) => schema += 1,
                 None => {}
             }
             let Some(w) = marks.get(sp).filter(|w| w.high >= 0) else {
@@ -140,6 +141,7 @@ impl Meters {
         }
         gauge!(m::PAUSED_PARTITIONS, "why" => "writer").set(f64::from(writer));
         gauge!(m::PAUSED_PARTITIONS, "why" => "starved").set(f64::from(starved));
+        gauge!(m::PAUSED_PARTITIONS, "why" => "schema").set(f64::from(schema));
         gauge!(m::ASSIGNED_PARTITIONS).set(positions.len() as f64);
         gauge!(m::BUFFERED_RECORDS).set(buffer.0 as f64);
         gauge!(m::BUFFERED_BYTES).set(buffer.1 as f64);

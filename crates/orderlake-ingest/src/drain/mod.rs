@@ -57,6 +57,9 @@ pub struct DrainSettings {
     pub kafka: BTreeMap<String, String>,
     /// Where the loop reports whether a broker answers (condition `broker`).
     pub readiness: orderlake_telemetry::Readiness,
+    /// Writer schemas of records framed for a schema registry (none: archived raw, with the
+    /// reason).
+    pub schema_registry: Option<Arc<crate::registry::SchemaRegistry>>,
 }
 
 /// What a drain did, for logs and `--until-caught-up` callers.

@@ -55,6 +55,9 @@ pub(super) enum PauseFor {
     /// Other partitions have records waiting that the broker does not serve while this one takes
     /// every fetch response: it fetches again at this instant.
     Starved(Instant),
+    /// Its next record needs a writer schema the registry has not served yet: it fetches again
+    /// (from that record) once the schema arrives, is known missing, or the wait runs out.
+    Schema(crate::avro::SchemaKey),
 }
 
 /// First look this many offsets back when a fetch skips records; then 8 times further each time.
@@ -77,6 +80,9 @@ pub(super) enum AfterRecord {
     Continue,
     /// Re-read the partition from this offset.
     Seek(SourcePartition, i64),
+    /// The record at this offset needs a schema the registry has not served yet: the partition
+    /// waits, and re-reads from it.
+    WaitForSchema(SourcePartition, i64, crate::avro::SchemaKey),
 }
 
 /// A partition's watermarks as the latest fetch responses reported them (librdkafka statistics;

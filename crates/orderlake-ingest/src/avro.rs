@@ -1,0 +1,400 @@
+//! Records framed for a Confluent-compatible Schema Registry: where their schema id is (the
+//! 5-byte prefix of the value, or a `__value_schema_id` header with an id or a GUID), and Avro
+//! data turned into a JSON document, so that the per-topic source mappings read Avro records
+//! with the same paths as JSON ones.
+//!
+//! Logical types become what the mappings already read exactly: decimals are decimal strings
+//! (never floats), timestamps RFC 3339 text at their own precision, dates `YYYY-MM-DD`, UUIDs
+//! text; unions are their branch's value, enums their symbol.
+
+use std::collections::HashMap;
+
+use apache_avro::Schema;
+use apache_avro::schema::{Name, RecordSchema};
+use apache_avro::types::Value as Avro;
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate};
+use serde_json::{Map, Number, Value};
+
+/// The header Confluent's serializers write a value's schema id into (instead of the prefix).
+pub const VALUE_SCHEMA_ID_HEADER: &str = "__value_schema_id";
+
+/// How a schema is named in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SchemaKey {
+    /// The 4-byte id of the classic framing and of `/schemas/ids/{id}`.
+    Id(u32),
+    /// The GUID of header framing and of `/schemas/guids/{guid}`.
+    Guid(uuid::Uuid),
+}
+
+impl std::fmt::Display for SchemaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "schema id {id}"),
+            Self::Guid(guid) => write!(f, "schema GUID {guid}"),
+        }
+    }
+}
+
+/// A value whose bytes name their schema in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framed<'a> {
+    pub key: SchemaKey,
+    /// The serialized data, without the framing.
+    pub payload: &'a [u8],
+}
+
+/// Finds the registry framing of `value`: the schema header when the record has one, else the
+/// magic byte 0 and a 4-byte big-endian id in front of the data. `Ok(None)`: not framed (a JSON
+/// document starts with other bytes). `Err`: framed, but the framing itself is broken.
+pub fn framing<'a>(value: &'a [u8], header: Option<&[u8]>) -> Result<Option<Framed<'a>>, String> {
+    if let Some(h) = header {
+        let key = match h {
+            [0, id @ ..] if id.len() == 4 => {
+                SchemaKey::Id(u32::from_be_bytes(id.try_into().expect("four bytes")))
+            }
+            [1, guid @ ..] if guid.len() == 16 => SchemaKey::Guid(uuid::Uuid::from_bytes(
+                guid.try_into().expect("sixteen bytes"),
+            )),
+            _ => {
+                return Err(format!(
+                    "header {VALUE_SCHEMA_ID_HEADER} of {} bytes is neither 0 + a 4-byte id nor \
+                     1 + a 16-byte GUID",
+                    h.len()
+                ));
+            }
+        };
+        return Ok(Some(Framed {
+            key,
+            payload: value,
+        }));
+    }
+    match value {
+        [0, rest @ ..] if rest.len() >= 4 => Ok(Some(Framed {
+            key: SchemaKey::Id(u32::from_be_bytes(
+                rest[..4].try_into().expect("four bytes"),
+            )),
+            payload: &rest[4..],
+        })),
+        [0, ..] => Err(format!(
+            "starts with the registry's magic byte 0 but holds {} bytes, fewer than the 5 of \
+             the framing",
+            value.len()
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// A writer schema from the registry, with the named types of the schemas it references.
+#[derive(Debug, Clone)]
+pub struct AvroSchema {
+    pub schema: Schema,
+    pub references: Vec<Schema>,
+    names: HashMap<Name, Schema>,
+}
+
+impl AvroSchema {
+    /// Parses `text` with the referenced schemas' texts (dependencies first).
+    pub fn parse(text: &str, references: &[String]) -> Result<Self, String> {
+        let (schema, references) = if references.is_empty() {
+            (
+                Schema::parse_str(text).map_err(|e| e.to_string())?,
+                Vec::new(),
+            )
+        } else {
+            Schema::parse_str_with_list(text, references).map_err(|e| e.to_string())?
+        };
+        let mut all = vec![&schema];
+        all.extend(references.iter());
+        let names = apache_avro::schema::ResolvedSchema::try_from(all)
+            .map_err(|e| e.to_string())?
+            .get_names()
+            .iter()
+            .map(|(name, schema)| (name.clone(), (*schema).clone()))
+            .collect();
+        Ok(Self {
+            schema,
+            references,
+            names,
+        })
+    }
+
+    /// Decodes one datum written with this schema into a JSON document.
+    pub fn decode(&self, payload: &[u8]) -> Result<Value, String> {
+        let mut reader = payload;
+        let value = if self.references.is_empty() {
+            apache_avro::from_avro_datum(&self.schema, &mut reader, None)
+        } else {
+            apache_avro::from_avro_datum_schemata(
+                &self.schema,
+                self.references.iter().collect(),
+                &mut reader,
+                None,
+            )
+        }
+        .map_err(|e| format!("not valid for its schema: {e}"))?;
+        if !reader.is_empty() {
+            return Err(format!(
+                "not valid for its schema: {} bytes left over after the record",
+                reader.len()
+            ));
+        }
+        self.to_json(&value, &self.schema)
+    }
+
+    fn to_json(&self, value: &Avro, schema: &Schema) -> Result<Value, String> {
+        if let Schema::Ref { name } = schema {
+            let named = self
+                .names
+                .get(name)
+                .ok_or_else(|| format!("the schema names an unknown type {name}"))?;
+            return self.to_json(value, named);
+        }
+        Ok(match value {
+            Avro::Null => Value::Null,
+            Avro::Boolean(b) => Value::Bool(*b),
+            Avro::Int(i) => Value::from(*i),
+            Avro::Long(l) => Value::from(*l),
+            // The float's shortest decimal form, not its binary expansion: 9.99f32 stays 9.99.
+            Avro::Float(f) => number(f.to_string().parse().unwrap_or(f64::NAN)),
+            Avro::Double(d) => number(*d),
+            Avro::Bytes(b) | Avro::Fixed(_, b) => Value::String(bytes_text(b)),
+            Avro::String(s) => Value::String(s.clone()),
+            Avro::Enum(_, symbol) => Value::String(symbol.clone()),
+            Avro::Union(branch, inner) => {
+                let Schema::Union(union) = schema else {
+                    return Err("a union value for a schema that is not a union".into());
+                };
+                let variant = union
+                    .variants()
+                    .get(*branch as usize)
+                    .ok_or_else(|| format!("union branch {branch} out of range"))?;
+                self.to_json(inner, variant)?
+            }
+            Avro::Array(items) => {
+                let Schema::Array(array) = schema else {
+                    return Err("an array value for a schema that is not an array".into());
+                };
+                Value::Array(
+                    items
+                        .iter()
+                        .map(|item| self.to_json(item, &array.items))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            Avro::Map(entries) => {
+                let Schema::Map(map) = schema else {
+                    return Err("a map value for a schema that is not a map".into());
+                };
+                Value::Object(
+                    entries
+                        .iter()
+                        .map(|(k, v)| Ok((k.clone(), self.to_json(v, &map.types)?)))
+                        .collect::<Result<Map<_, _>, String>>()?,
+                )
+            }
+            Avro::Record(fields) => {
+                let Schema::Record(record) = schema else {
+                    return Err("a record value for a schema that is not a record".into());
+                };
+                self.record(fields, record)?
+            }
+            Avro::Date(days) => Value::String(
+                NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+                    .ok_or_else(|| format!("date {days} days from 1970 is out of range"))?
+                    .to_string(),
+            ),
+            Avro::Decimal(decimal) => {
+                let Schema::Decimal(d) = schema else {
+                    return Err("a decimal value for a schema that is not a decimal".into());
+                };
+                let bytes = Vec::<u8>::try_from(decimal).map_err(|e| e.to_string())?;
+                Value::String(decimal_text(&bytes, d.scale)?)
+            }
+            Avro::BigDecimal(b) => Value::String(b.to_string()),
+            Avro::TimeMillis(ms) => Value::from(*ms),
+            Avro::TimeMicros(us) => Value::from(*us),
+            Avro::TimestampMillis(ms) => timestamp(DateTime::from_timestamp_millis(*ms), true)?,
+            Avro::TimestampMicros(us) => timestamp(DateTime::from_timestamp_micros(*us), true)?,
+            Avro::TimestampNanos(ns) => timestamp(Some(DateTime::from_timestamp_nanos(*ns)), true)?,
+            Avro::LocalTimestampMillis(ms) => {
+                timestamp(DateTime::from_timestamp_millis(*ms), false)?
+            }
+            Avro::LocalTimestampMicros(us) => {
+                timestamp(DateTime::from_timestamp_micros(*us), false)?
+            }
+            Avro::LocalTimestampNanos(ns) => {
+                timestamp(Some(DateTime::from_timestamp_nanos(*ns)), false)?
+            }
+            Avro::Duration(d) => Value::String(format!("{d:?}")),
+            Avro::Uuid(u) => Value::String(u.to_string()),
+        })
+    }
+
+    fn record(&self, fields: &[(String, Avro)], schema: &RecordSchema) -> Result<Value, String> {
+        let mut out = Map::with_capacity(fields.len());
+        for (name, value) in fields {
+            let field = schema
+                .lookup
+                .get(name)
+                .and_then(|i| schema.fields.get(*i))
+                .ok_or_else(|| format!("field {name} is not in record {}", schema.name))?;
+            out.insert(name.clone(), self.to_json(value, &field.schema)?);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+fn number(f: f64) -> Value {
+    Number::from_f64(f).map_or(Value::Null, Value::Number)
+}
+
+/// Bytes as text: UTF-8 as it is, anything else in base64.
+fn bytes_text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => base64::engine::general_purpose::STANDARD.encode(b),
+    }
+}
+
+/// A timestamp as RFC 3339 text with as many fraction digits as it has; `utc: false` leaves the
+/// zone off (Avro's local timestamps, which the mappings read as UTC).
+fn timestamp(t: Option<DateTime<chrono::Utc>>, utc: bool) -> Result<Value, String> {
+    let t = t.ok_or("timestamp out of range")?;
+    let text = t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string();
+    Ok(Value::String(if utc { text + "Z" } else { text }))
+}
+
+/// A decimal's big-endian two's-complement unscaled value, written with `scale` fraction digits.
+pub fn decimal_text(unscaled: &[u8], scale: usize) -> Result<String, String> {
+    if unscaled.len() > 16 {
+        return Err(format!(
+            "a decimal of {} bytes is beyond 38 digits",
+            unscaled.len()
+        ));
+    }
+    let negative = unscaled.first().is_some_and(|b| b & 0x80 != 0);
+    let mut buf = [if negative { 0xff } else { 0 }; 16];
+    buf[16 - unscaled.len()..].copy_from_slice(unscaled);
+    let v = i128::from_be_bytes(buf);
+    let digits = v.unsigned_abs().to_string();
+    let digits = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - scale);
+    let sign = if negative { "-" } else { "" };
+    Ok(if scale == 0 {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apache_avro::types::Record;
+
+    #[test]
+    fn framing_is_found_in_the_prefix_or_the_header() {
+        let value = [0, 0, 0, 1, 2, 9, 9];
+        assert_eq!(
+            framing(&value, None).unwrap(),
+            Some(Framed {
+                key: SchemaKey::Id(258),
+                payload: &[9, 9]
+            })
+        );
+        assert_eq!(framing(b"{\"a\":1}", None).unwrap(), None);
+        assert!(
+            framing(&[0, 1], None)
+                .unwrap_err()
+                .contains("fewer than the 5")
+        );
+        let guid = uuid::Uuid::parse_str("89791762-2336-4186-9674-299b90a802e2").unwrap();
+        let mut header = vec![1];
+        header.extend_from_slice(guid.as_bytes());
+        assert_eq!(
+            framing(&[7, 7], Some(&header)).unwrap().unwrap().key,
+            SchemaKey::Guid(guid)
+        );
+        assert_eq!(
+            framing(&[7], Some(&[0, 0, 0, 0, 5])).unwrap().unwrap().key,
+            SchemaKey::Id(5)
+        );
+        assert!(framing(&[7], Some(&[2, 1])).is_err());
+    }
+
+    #[test]
+    fn decimals_keep_every_digit() {
+        assert_eq!(decimal_text(&[0x30, 0x39], 2).unwrap(), "123.45");
+        assert_eq!(decimal_text(&[0xcf, 0xc7], 2).unwrap(), "-123.45");
+        assert_eq!(decimal_text(&[0x05], 3).unwrap(), "0.005");
+        assert_eq!(decimal_text(&[0xff], 0).unwrap(), "-1");
+        assert_eq!(decimal_text(&[], 2).unwrap(), "0.00");
+        assert!(decimal_text(&[1; 17], 2).is_err());
+    }
+
+    #[test]
+    fn an_order_record_becomes_the_document_the_mappings_read() {
+        let text = r#"{"type":"record","name":"OrderEvent","namespace":"oms","fields":[
+            {"name":"order_id","type":"string"},
+            {"name":"status","type":{"type":"enum","name":"Status","symbols":["PLACED","SHIPPED"]}},
+            {"name":"total_amount","type":{"type":"bytes","logicalType":"decimal","precision":18,"scale":2}},
+            {"name":"event_time","type":{"type":"long","logicalType":"timestamp-millis"}},
+            {"name":"order_date","type":{"type":"int","logicalType":"date"}},
+            {"name":"note","type":["null","string"],"default":null},
+            {"name":"items","type":{"type":"array","items":{"type":"record","name":"Item","fields":[
+                {"name":"sku","type":"string"},
+                {"name":"unit_price","type":{"type":"fixed","name":"Money","size":8,"logicalType":"decimal","precision":18,"scale":2}}]}}},
+            {"name":"again","type":["null","Item"],"default":null}
+        ]}"#;
+        let schema = AvroSchema::parse(text, &[]).unwrap();
+        let item_schema = match &schema.schema {
+            Schema::Record(r) => match &r.fields[6].schema {
+                Schema::Array(a) => (*a.items).clone(),
+                _ => unreachable!(),
+            },
+            _ => unreachable!(),
+        };
+        let mut item = Record::new(&item_schema).unwrap();
+        item.put("sku", "SKU-1");
+        item.put(
+            "unit_price",
+            Avro::Decimal(apache_avro::Decimal::from(vec![
+                0, 0, 0, 0, 0, 0, 0x03, 0xe7,
+            ])),
+        );
+        let item: Avro = item.into();
+        let mut record = Record::new(&schema.schema).unwrap();
+        record.put("order_id", "A-1");
+        record.put("status", Avro::Enum(1, "SHIPPED".into()));
+        record.put(
+            "total_amount",
+            Avro::Decimal(apache_avro::Decimal::from(vec![0x30, 0x39])),
+        );
+        record.put("event_time", Avro::TimestampMillis(1_709_287_200_123));
+        record.put("order_date", Avro::Date(19_783));
+        record.put("note", Avro::Union(0, Box::new(Avro::Null)));
+        record.put("items", Avro::Array(vec![item.clone()]));
+        record.put("again", Avro::Union(1, Box::new(item)));
+        let bytes = apache_avro::to_avro_datum(&schema.schema, record).unwrap();
+        let doc = schema.decode(&bytes).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!({
+                "order_id": "A-1",
+                "status": "SHIPPED",
+                "total_amount": "123.45",
+                "event_time": "2024-03-01T10:00:00.123Z",
+                "order_date": "2024-03-01",
+                "note": null,
+                "items": [{"sku": "SKU-1", "unit_price": "9.99"}],
+                "again": {"sku": "SKU-1", "unit_price": "9.99"},
+            })
+        );
+        assert!(schema.decode(&bytes[..bytes.len() - 3]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(schema.decode(&longer).unwrap_err().contains("left over"));
+    }
+}
