@@ -1,9 +1,11 @@
 """A stand-in for Confluent's Schema Registry, serving the documented endpoints the clients call
 (no Confluent-compatible registry can be installed here; docker-compose runs the real one).
 
-    python schema_registry.py <port file>
+    python schema_registry.py <port file> [<state file> [<port>]]
 
-Listens on a free loopback port, writes it to <port file>, and serves until killed:
+Listens on loopback (on <port>, else a free one), writes the port to <port file>, and serves until
+killed. With a state file, the registered schemas are kept there and read back on start, so a
+registry stopped and started again serves the same ids, as the real one does. Endpoints:
   POST /subjects/{s}/versions    register (the same schema text in a subject keeps its id)
   POST /subjects/{s}             look a schema up in a subject
   GET  /schemas/ids/{id}         a schema by id ("schemaType" left out for Avro, as the registry does)
@@ -13,6 +15,7 @@ Listens on a free loopback port, writes it to <port file>, and serves until kill
 Errors are the registry's JSON bodies with its error codes (40401 subject, 40403 schema not found).
 """
 import json
+import os
 import re
 import sys
 import threading
@@ -23,6 +26,24 @@ lock = threading.Lock()
 schemas = []  # [{"id", "guid", "schema", "schemaType", "references"}], index = id - 1
 subjects = {}  # subject -> [id of version 1, 2, ...]
 config = {"compatibilityLevel": "BACKWARD"}
+
+
+STATE = sys.argv[2] if len(sys.argv) > 2 else None
+
+
+def save():
+    if STATE:
+        with open(STATE + ".tmp", "w") as f:
+            json.dump({"schemas": schemas, "subjects": subjects}, f)
+        os.replace(STATE + ".tmp", STATE)
+
+
+def load():
+    if STATE and os.path.exists(STATE):
+        with open(STATE) as f:
+            state = json.load(f)
+        schemas.extend(state["schemas"])
+        subjects.update(state["subjects"])
 
 
 def schema_body(entry):
@@ -116,6 +137,7 @@ class Handler(BaseHTTPRequestHandler):
                 ids = subjects.setdefault(m[1], [])
                 if entry["id"] not in ids:
                     ids.append(entry["id"])
+                save()
                 return self.reply(200, {"id": entry["id"], "guid": entry["guid"]})
             if m := re.fullmatch(r"/subjects/([^/]+)", path):
                 entry = find(schema, schema_type, references)
@@ -129,9 +151,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    load()
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[3]) if len(sys.argv) > 3 else 0), Handler)
     with open(sys.argv[1] + ".tmp", "w") as f:
         f.write(str(server.server_address[1]))
-    import os
     os.replace(sys.argv[1] + ".tmp", sys.argv[1])
     server.serve_forever()

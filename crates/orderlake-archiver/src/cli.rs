@@ -267,6 +267,15 @@ pub struct MaintainArgs {
     #[arg(long)]
     pub checkpoint: bool,
 
+    /// Decode the rows archived raw because the schema registry did not serve their schema in
+    /// time (it must serve them now), rewriting the files that hold them.
+    #[arg(long)]
+    pub redecode: bool,
+
+    /// Schema registry URL(s) for --redecode, comma-separated (`[schema_registry] urls`).
+    #[arg(long, env = "ORDERLAKE_SCHEMA_REGISTRY_URL", value_delimiter = ',')]
+    pub schema_registry_url: Option<Vec<String>>,
+
     /// Delete data files no version within the retention period references (orphans included).
     #[arg(long)]
     pub vacuum: bool,

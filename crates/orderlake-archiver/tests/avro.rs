@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -21,43 +22,86 @@ fn repo(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// The registry fixture on a free loopback port, stopped when dropped.
+/// The registry fixture on loopback, stopped when dropped. Its schemas are kept in a state file,
+/// so stopping it and starting it again on the same port is an outage, not a new registry.
 struct Registry {
-    child: Child,
+    child: Option<Child>,
+    python: PathBuf,
+    port: u16,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Registry {
-    fn start(python: &PathBuf) -> Self {
+    fn start(python: &std::path::Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port_file = dir.path().join("port");
-        let child = Command::new(python)
+        let mut registry = Self {
+            child: None,
+            python: python.to_path_buf(),
+            port: 0,
+            url: String::new(),
+            dir,
+        };
+        registry.up();
+        registry.url = format!("http://127.0.0.1:{}", registry.port);
+        registry
+    }
+
+    /// Starts the fixture (again, on its port once it has one).
+    fn up(&mut self) {
+        let port_file = self.dir.path().join("port");
+        let _ = std::fs::remove_file(&port_file);
+        let mut command = Command::new(&self.python);
+        command
             .arg(repo("tests/python/schema_registry.py"))
             .arg(&port_file)
-            .spawn()
-            .unwrap();
+            .arg(self.dir.path().join("state.json"));
+        if self.port != 0 {
+            command.arg(self.port.to_string());
+        }
+        self.child = Some(command.spawn().unwrap());
         let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
+        self.port = loop {
             if let Ok(port) = std::fs::read_to_string(&port_file) {
-                break port;
+                break port.trim().parse().unwrap();
             }
             assert!(Instant::now() < deadline, "the registry fixture starts");
             std::thread::sleep(Duration::from_millis(50));
         };
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{}", port.trim()),
-            _dir: dir,
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.down();
     }
+}
+
+/// Produces `count` Avro order events to `topic` (2 partitions); the lines avro_produce.py
+/// prints (the hostile ones included).
+async fn produce_avro(
+    services: &Services,
+    registry: &Registry,
+    topic: &str,
+    count: usize,
+) -> Vec<serde_json::Value> {
+    ensure_topics(&services.brokers, &[topic], 2).await.unwrap();
+    let out = Command::new(&services.python)
+        .arg(repo("tests/python/avro_produce.py"))
+        .args([&services.brokers, &registry.url, topic, &count.to_string()])
+        .output()
+        .unwrap();
+    assert_success("avro_produce.py", &out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn hex(s: &serde_json::Value) -> Option<Vec<u8>> {
@@ -84,18 +128,7 @@ async fn avro_records_are_archived_exactly_once_with_typed_columns() {
     let services = Services::from_env();
     let registry = Registry::start(&services.python);
     let topic = format!("{}-orders", unique("avro"));
-    ensure_topics(&services.brokers, &[&topic], 2)
-        .await
-        .unwrap();
-    let out = Command::new(&services.python)
-        .arg(repo("tests/python/avro_produce.py"))
-        .args([&services.brokers, &registry.url, &topic, "60"])
-        .output()
-        .unwrap();
-    let produced: Vec<serde_json::Value> = assert_success("avro_produce.py", &out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let produced = produce_avro(&services, &registry, &topic, 60).await;
     assert_eq!(produced.len(), 63);
     assert!(
         produced
@@ -115,11 +148,21 @@ async fn avro_records_are_archived_exactly_once_with_typed_columns() {
     let out = output_within(child, Duration::from_secs(120), "archiver");
     assert_success("archiver", &out);
 
-    let rows = read_archive(&backend).await;
-    assert_eq!(rows.len(), produced.len(), "every record once");
-    for p in &produced {
+    assert_matches_produced(&read_archive(&backend).await, &topic, &produced);
+}
+
+/// Every produced record once, byte for byte, with the typed columns it was produced with (the
+/// hostile ones raw, with their reasons).
+fn assert_matches_produced(
+    rows: &BTreeMap<(String, i32, i64), support::ArchivedRow>,
+    topic: &str,
+    produced: &[serde_json::Value],
+) {
+    let ours: Vec<_> = rows.keys().filter(|(t, _, _)| t == topic).collect();
+    assert_eq!(ours.len(), produced.len(), "every record once");
+    for p in produced {
         let coord = (
-            topic.clone(),
+            topic.to_owned(),
             i32::try_from(p["partition"].as_i64().unwrap()).unwrap(),
             p["offset"].as_i64().unwrap(),
         );
@@ -151,4 +194,193 @@ async fn avro_records_are_archived_exactly_once_with_typed_columns() {
         assert_eq!(row.event_time_ms, p["event_time_ms"].as_i64(), "{coord:?}");
         assert_eq!(row.items, Some(1));
     }
+}
+
+/// A config file whose registry gives up on a schema after `wait_secs`.
+fn registry_config(dir: &tempfile::TempDir, wait_secs: u64) -> String {
+    let path = dir.path().join("archiver.toml");
+    std::fs::write(
+        &path,
+        format!("[schema_registry]\nunavailable_wait_secs = {wait_secs}\n"),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// The registry down while the archiver starts: the Avro topic's partitions wait, the JSON
+/// topics' records are archived meanwhile, and once the registry is back every Avro record is
+/// archived decoded, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_holds_only_the_partitions_that_need_it() {
+    let services = Services::from_env();
+    let mut registry = Registry::start(&services.python);
+    let topic = format!("{}-orders", unique("outage"));
+    let produced = produce_avro(&services, &registry, &topic, 20).await;
+    registry.down();
+    let settings = support::sample_settings(&unique("outage-json"), 7, 150, 0.0);
+    let json = support::produce_stream(&services, &settings, 0, 150).await;
+
+    let backend = Backend::local();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = registry_config(&config_dir, 600);
+    let mut topics = settings.topics.all().to_vec();
+    topics.push(&topic);
+    let child = support::archiver_run(&backend, &services, &unique("outage-group"), &topics)
+        .args(["--config", &config, "--flush-interval-ms", "300"])
+        .args(["--schema-registry-url", &registry.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+
+    // The JSON records arrive while the Avro ones wait (none archived raw).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = support::archiver(&backend)
+            .args(["status", "--json", "--table-uri", &backend.table_uri()])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            // Not created yet.
+            assert!(Instant::now() < deadline, "the archiver creates the table");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rows_of = |t: &str| -> i64 {
+            status["partitions"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["topic"] == t)
+                        .map(|p| p["rows"].as_i64().unwrap())
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        let json_rows: i64 = settings.topics.all().iter().map(|t| rows_of(t)).sum();
+        assert_eq!(
+            rows_of(&topic),
+            0,
+            "the Avro records wait for their schemas"
+        );
+        if json_rows == 150 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the JSON topics are archived during the outage ({json_rows})"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        read_archive(&backend)
+            .await
+            .keys()
+            .filter(|(t, _, _)| *t == topic)
+            .count(),
+        0,
+        "still waiting, nothing archived raw"
+    );
+
+    registry.up();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = read_archive(&backend).await;
+        if rows.keys().filter(|(t, _, _)| *t == topic).count() == produced.len() {
+            assert_matches_produced(&rows, &topic, &produced);
+            let json_coords = json.by_coordinate();
+            assert!(json_coords.keys().all(|c| rows.contains_key(c)));
+            assert_eq!(
+                rows.len(),
+                json_coords.len() + produced.len(),
+                "nothing twice"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Avro records are archived once the registry is back"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    support::signal(pid, "TERM");
+    let out = output_within(child, Duration::from_secs(60), "archiver");
+    assert_success("archiver", &out);
+}
+
+/// The registry down for longer than the archiver waits: the Avro records are archived raw with
+/// the transient reason, and `maintain --redecode` decodes them once it is back, in place, with
+/// every envelope byte as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redecode_fills_rows_archived_during_a_long_outage() {
+    let services = Services::from_env();
+    let mut registry = Registry::start(&services.python);
+    let topic = format!("{}-orders", unique("redecode"));
+    let produced = produce_avro(&services, &registry, &topic, 30).await;
+    registry.down();
+
+    let backend = Backend::local();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = registry_config(&config_dir, 2);
+    let child = archive_until_caught_up(
+        &backend,
+        &services,
+        &unique("redecode-group"),
+        &[&topic],
+        &["--config", &config, "--schema-registry-url", &registry.url],
+    );
+    assert_success(
+        "archiver",
+        &output_within(child, Duration::from_secs(120), "archiver"),
+    );
+    let before = read_archive(&backend).await;
+    assert_eq!(before.len(), produced.len());
+    let waiting = before
+        .values()
+        .filter(|r| {
+            r.decode_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("schema registry unavailable"))
+        })
+        .count();
+    // All but the record too short to name a schema: the unknown id and the cut record cannot be
+    // told from good ones while the registry is away.
+    assert_eq!(
+        waiting, 32,
+        "every framed record waited, then went through raw"
+    );
+
+    registry.up();
+    let out = support::archiver(&backend)
+        .args([
+            "maintain",
+            "--redecode",
+            "--quiet",
+            "--table-uri",
+            &backend.table_uri(),
+        ])
+        .args(["--config", &config, "--schema-registry-url", &registry.url])
+        .output()
+        .unwrap();
+    let summary = assert_success("maintain --redecode", &out);
+    assert!(summary.contains("32 rows decoded"), "{summary}");
+    let after = read_archive(&backend).await;
+    assert_matches_produced(&after, &topic, &produced);
+    for (coord, row) in &before {
+        let now = &after[coord];
+        assert_eq!(
+            (&now.key, &now.value, &now.headers, now.timestamp_ms),
+            (&row.key, &row.value, &row.headers, row.timestamp_ms),
+            "{coord:?}: the envelope is unchanged"
+        );
+    }
+    let verify = support::archiver(&backend)
+        .args(["verify", "--table-uri", &backend.table_uri()])
+        .output()
+        .unwrap();
+    let report = assert_success("verify", &verify);
+    assert!(report.contains("OK:"), "{report}");
 }

@@ -18,19 +18,8 @@ async fn sigterm_flushes_commits_and_exits_zero() {
     let topics = topics_owned.all();
     let group = support::unique("g");
     // A flush interval far longer than the test: only the stop can make it commit.
-    let child = support::archiver(&backend)
+    let child = support::archiver_run(&backend, &services, &group, &topics)
         .args([
-            "run",
-            "--brokers",
-            &services.brokers,
-            "--group",
-            &group,
-            "--topics",
-            &topics.join(","),
-        ])
-        .args([
-            "--table-uri",
-            &backend.table_uri(),
             "--flush-interval-ms",
             "600000",
             "--flush-max-rows",

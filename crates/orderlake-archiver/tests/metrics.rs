@@ -47,20 +47,8 @@ async fn metrics_follow_an_archiving_run_to_zero_lag() {
     let topics_owned = settings.topics.clone();
     let topics = topics_owned.all();
     let ops = free_addr();
-    let mut child = support::archiver(&backend)
-        .args(["run", "--brokers", &services.brokers])
-        .args([
-            "--group",
-            &support::unique("g"),
-            "--topics",
-            &topics.join(","),
-        ])
-        .args([
-            "--table-uri",
-            &backend.table_uri(),
-            "--flush-interval-ms",
-            "500",
-        ])
+    let mut child = support::archiver_run(&backend, &services, &support::unique("g"), &topics)
+        .args(["--flush-interval-ms", "500"])
         .args(["--metrics-listen", &ops.to_string(), "--log-format", "json"])
         .env("ORDERLAKE_LOG", "info,orderlake_ingest::writer=debug")
         .stdout(std::process::Stdio::null())

@@ -52,6 +52,10 @@ pub enum IngestError {
     )]
     ShutdownTimedOut { grace: std::time::Duration },
 
+    /// A live data file of the archive cannot be read back (by `maintain --redecode`).
+    #[error("reading archive file `{path}`: {reason}")]
+    ReadFile { path: String, reason: String },
+
     /// A background thread stopped unexpectedly.
     #[error("{0} stopped unexpectedly")]
     TaskLost(&'static str),

@@ -11,6 +11,7 @@ pub mod import;
 pub mod lag;
 pub mod mapping;
 mod pressure;
+pub mod redecode;
 pub mod registry;
 pub mod rowbuf;
 pub mod writer;

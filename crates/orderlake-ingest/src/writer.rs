@@ -187,7 +187,7 @@ impl ArchiveWriter {
     /// files finalized before the next opens: every open file holds its own encoding and upload
     /// buffers, so writing all the partitions of a flush at once (years of history in a
     /// backfill) would make memory grow with their number instead of staying within the budget.
-    async fn write_files(&self, batch: &RecordBatch) -> Result<Vec<Add>> {
+    pub(crate) async fn write_files(&self, batch: &RecordBatch) -> Result<Vec<Add>> {
         let partitioning = self.table.partitioning();
         let arrow_err = |e: arrow::error::ArrowError| IngestError::Write {
             table: self.table.location().to_string(),
@@ -213,7 +213,7 @@ impl ArchiveWriter {
 
     /// Writes the key-index segment for a flush's files, before they are committed: once they are
     /// live, the index covers them (see `orderlake_archive::key_index`).
-    async fn index_files(&self, batch: &RecordBatch, adds: &[Add]) -> Result<()> {
+    pub(crate) async fn index_files(&self, batch: &RecordBatch, adds: &[Add]) -> Result<()> {
         let entries = orderlake_archive::key_index::entries_of_rows(std::slice::from_ref(batch))?;
         let covers: Vec<String> = adds
             .iter()

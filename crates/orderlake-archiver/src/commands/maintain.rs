@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use orderlake_archive::{ArchiveTable, MaintenanceSettings, TableLocation};
-use orderlake_ingest::StopSignal;
+use std::sync::Arc;
+
+use orderlake_ingest::decode::TopicDecoder;
+use orderlake_ingest::registry::SchemaRegistry;
+use orderlake_ingest::{MappingSet, StopSignal};
 
 use crate::cli::MaintainArgs;
 use crate::config::ArchiverConfig;
@@ -34,13 +38,21 @@ pub struct Steps {
 
 /// Runs the steps the flags choose (all of them without one) and returns the summary to print.
 pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<String, CliError> {
-    let all = !(args.compact
+    let mut summary = String::new();
+    if args.redecode {
+        summary.push_str(&redecode(config, args).await?);
+    }
+    let chosen = args.compact
         || args.index
         || args.reindex
         || args.rollup
         || args.rebuild_rollup
         || args.checkpoint
-        || args.vacuum);
+        || args.vacuum;
+    if args.redecode && !chosen {
+        return Ok(summary);
+    }
+    let all = !chosen;
     let settings = settings(
         config,
         args.target_file_mib.saturating_mul(1024 * 1024),
@@ -63,7 +75,48 @@ pub async fn maintain(config: &ArchiverConfig, args: &MaintainArgs) -> Result<St
     } else {
         ProgressBar::new(0)
     };
-    run_steps(super::table_location(config)?, &settings, steps, &bar).await
+    summary.push_str(&run_steps(super::table_location(config)?, &settings, steps, &bar).await?);
+    Ok(summary)
+}
+
+/// `--redecode`: the rows archived raw for want of a schema, decoded with the registry's.
+async fn redecode(config: &ArchiverConfig, args: &MaintainArgs) -> Result<String, CliError> {
+    let mut registry_config = config.schema_registry.clone();
+    if let Some(urls) = &args.schema_registry_url {
+        registry_config.urls.clone_from(urls);
+    }
+    if !registry_config.is_configured() {
+        return Err(CliError::Usage(
+            "--redecode needs the schema registry: set [schema_registry] urls or \
+             --schema-registry-url"
+                .into(),
+        ));
+    }
+    let registry = Arc::new(
+        SchemaRegistry::new(registry_config, tokio::runtime::Handle::current())
+            .map_err(CliError::Usage)?,
+    );
+    let decoder = TopicDecoder::new(
+        MappingSet::new(config.all_mappings())?,
+        config.decode.max_value_bytes,
+    )
+    .with_registry(Some(registry.clone()));
+    let table = ArchiveTable::open(super::table_location(config)?).await?;
+    let started = Instant::now();
+    let r = metered(
+        "redecode",
+        orderlake_ingest::redecode::redecode(table, decoder, &registry, config.writer_settings()),
+    )
+    .await?;
+    Ok(format!(
+        "redecode    {} rows decoded from {} of {} files in {} commits ({:.1}s); {} rows still wait for their schema\n",
+        r.rows_redecoded,
+        r.files_rewritten,
+        r.files_scanned,
+        r.commits,
+        started.elapsed().as_secs_f64(),
+        r.rows_still_waiting
+    ))
 }
 
 /// Maintenance settings: file layout from the `[parquet]` block, the rest as given.

@@ -127,6 +127,20 @@ pub fn archiver(backend: &Backend) -> Command {
     cmd
 }
 
+/// `orderlake-archiver run` of `group` for `topics` into `backend`; callers add flags.
+pub fn archiver_run(
+    backend: &Backend,
+    services: &Services,
+    group: &str,
+    topics: &[&str],
+) -> Command {
+    let mut cmd = archiver(backend);
+    cmd.args(["run", "--brokers", &services.brokers, "--group", group])
+        .args(["--topics", &topics.join(",")])
+        .args(["--table-uri", &backend.table_uri()]);
+    cmd
+}
+
 /// `orderlake-archiver run --until-caught-up` for `topics` into `backend`, not yet waited for.
 pub fn archive_until_caught_up(
     backend: &Backend,
@@ -135,21 +149,8 @@ pub fn archive_until_caught_up(
     topics: &[&str],
     extra: &[&str],
 ) -> std::process::Child {
-    archiver(backend)
-        .args([
-            "run",
-            "--until-caught-up",
-            "--brokers",
-            &services.brokers,
-            "--group",
-            group,
-        ])
-        .args([
-            "--topics",
-            &topics.join(","),
-            "--table-uri",
-            &backend.table_uri(),
-        ])
+    archiver_run(backend, services, group, topics)
+        .arg("--until-caught-up")
         .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
