@@ -12,6 +12,7 @@ value and key bytes (hex), and the typed values as produced.
 import datetime
 import decimal
 import json
+import os
 import sys
 
 from confluent_kafka import Producer
@@ -44,8 +45,12 @@ V1 = {"type": "record", "name": "OrderEvent", "namespace": "com.example.oms", "f
 V2 = json.loads(json.dumps(V1))
 V2["fields"][4] = {"name": "facility_id", "type": ["null", "string"], "default": None}
 V2["fields"].append({"name": "channel", "type": "string", "default": "web"})
+V2["fields"] = [f for f in V2["fields"] if f["name"] != "event_type"]  # a field removed
 
-registry = SchemaRegistryClient({"url": registry_url})
+registry_conf = {"url": registry_url}
+if os.environ.get("REGISTRY_BASIC_AUTH"):
+    registry_conf["basic.auth.user.info"] = os.environ["REGISTRY_BASIC_AUTH"]
+registry = SchemaRegistryClient(registry_conf)
 serializers = {
     "v1": AvroSerializer(registry, json.dumps(V1)),
     "v2": AvroSerializer(registry, json.dumps(V2)),
@@ -77,6 +82,7 @@ for i in range(count):
     }
     if version != "v1":
         event["channel"] = "store" if i % 2 else "web"
+        del event["event_type"]
     headers = []
     value = serializers[version](event, SerializationContext(topic, MessageField.VALUE, headers))
     key = keys(event["order_id"], SerializationContext(topic, MessageField.KEY))
@@ -103,6 +109,31 @@ for i in range(count):
     producer.produce(topic, value=value, key=key, headers=headers, partition=i % 2, on_delivery=delivered)
     pending.append(line)
     producer.poll(0)
+
+# Other registry formats: a JSON Schema record is a JSON document after its framing (decoded);
+# a Protobuf one is archived raw, saying so.
+from confluent_kafka.schema_registry import Schema  # noqa: E402
+
+json_id = registry.register_schema(f"{topic}-json-value", Schema(json.dumps(
+    {"type": "object", "properties": {"order_id": {"type": "string"}}}), "JSON"))
+proto_id = registry.register_schema(f"{topic}-proto-value", Schema(
+    'syntax = "proto3"; message Order { string order_id = 1; }', "PROTOBUF"))
+document = {"order_id": "JS-1", "customer_id": "C-7", "status": "PLACED", "total_amount": "12.50",
+            "updated_at": "2024-03-02T08:00:00.250Z", "items": [{"sku": "SKU-9", "quantity": 1}]}
+for value, line in [
+    (b"\x00" + json_id.to_bytes(4, "big") + json.dumps(document).encode(),
+     {"version": "json-schema", "order_id": "JS-1", "customer_id": "C-7", "status": "PLACED",
+      "total_amount": "12.50", "event_time_ms": 1709366400250, "items": 1}),
+    (b"\x00" + proto_id.to_bytes(4, "big") + b"\x00\x0a\x04PB-1", {"hostile": "PROTOBUF"}),
+]:
+    line.update(value=value.hex(), key=None, headers=[])
+
+    def delivered(err, msg, line=line):
+        line["partition"] = msg.partition()
+        line["offset"] = msg.offset()
+
+    producer.produce(topic, value=value, partition=1, on_delivery=delivered)
+    pending.append(line)
 
 # Hostile values, each archived raw with its reason: an id the registry never issued, a v1
 # record cut in half, and framing too short to hold an id.

@@ -12,8 +12,10 @@ registry stopped and started again serves the same ids, as the real one does. En
   GET  /schemas/guids/{guid}     a schema by GUID
   GET  /subjects/{s}/versions/latest, /subjects/{s}/versions/{n}
   GET  /subjects, GET|PUT /config, GET|PUT /config/{s}
-Errors are the registry's JSON bodies with its error codes (40401 subject, 40403 schema not found).
+With REGISTRY_BASIC_AUTH=user:password in the environment, every request must carry those HTTP
+basic credentials (401 otherwise, as the registry answers). Errors are the registry's JSON bodies with its error codes (40401 subject, 40403 schema not found).
 """
+import base64
 import json
 import os
 import re
@@ -86,7 +88,21 @@ class Handler(BaseHTTPRequestHandler):
     def path_only(self):
         return self.path.split("?", 1)[0]
 
+    def authorized(self):
+        want = os.environ.get("REGISTRY_BASIC_AUTH")
+        if not want:
+            return True
+        given = self.headers.get("Authorization", "")
+        if given == "Basic " + base64.b64encode(want.encode()).decode():
+            return True
+        n = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(n)
+        self.reply(401, {"error_code": 401, "message": "Unauthorized"})
+        return False
+
     def do_GET(self):
+        if not self.authorized():
+            return
         path = self.path_only()
         with lock:
             if m := re.fullmatch(r"/schemas/ids/(\d+)", path):
@@ -116,12 +132,16 @@ class Handler(BaseHTTPRequestHandler):
         self.not_found(404, f"no endpoint {path}")
 
     def do_PUT(self):
+        if not self.authorized():
+            return
         body = self.body()
         if self.path_only().startswith("/config"):
             return self.reply(200, {"compatibility": body.get("compatibility", "BACKWARD")})
         self.not_found(404, "no endpoint")
 
     def do_POST(self):
+        if not self.authorized():
+            return
         path = self.path_only()
         body = self.body()
         schema = body.get("schema", "")

@@ -26,6 +26,8 @@ fn repo(rel: &str) -> PathBuf {
 /// so stopping it and starting it again on the same port is an outage, not a new registry.
 struct Registry {
     child: Option<Child>,
+    /// `user:password` the fixture demands, when it demands one.
+    auth: Option<String>,
     python: PathBuf,
     port: u16,
     url: String,
@@ -34,9 +36,14 @@ struct Registry {
 
 impl Registry {
     fn start(python: &std::path::Path) -> Self {
+        Self::start_with(python, None)
+    }
+
+    fn start_with(python: &std::path::Path, auth: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut registry = Self {
             child: None,
+            auth: auth.map(str::to_owned),
             python: python.to_path_buf(),
             port: 0,
             url: String::new(),
@@ -58,6 +65,9 @@ impl Registry {
             .arg(self.dir.path().join("state.json"));
         if self.port != 0 {
             command.arg(self.port.to_string());
+        }
+        if let Some(auth) = &self.auth {
+            command.env("REGISTRY_BASIC_AUTH", auth);
         }
         self.child = Some(command.spawn().unwrap());
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -93,11 +103,17 @@ async fn produce_avro(
     count: usize,
 ) -> Vec<serde_json::Value> {
     ensure_topics(&services.brokers, &[topic], 2).await.unwrap();
-    let out = Command::new(&services.python)
-        .arg(repo("tests/python/avro_produce.py"))
-        .args([&services.brokers, &registry.url, topic, &count.to_string()])
-        .output()
-        .unwrap();
+    let mut producer = Command::new(&services.python);
+    producer.arg(repo("tests/python/avro_produce.py")).args([
+        &services.brokers,
+        &registry.url,
+        topic,
+        &count.to_string(),
+    ]);
+    if let Some(auth) = &registry.auth {
+        producer.env("REGISTRY_BASIC_AUTH", auth);
+    }
+    let out = producer.output().unwrap();
     assert_success("avro_produce.py", &out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -126,10 +142,10 @@ fn cents(s: &str) -> i128 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_records_are_archived_exactly_once_with_typed_columns() {
     let services = Services::from_env();
-    let registry = Registry::start(&services.python);
+    let registry = Registry::start_with(&services.python, Some("orderlake:s3cr3t pass"));
     let topic = format!("{}-orders", unique("avro"));
     let produced = produce_avro(&services, &registry, &topic, 60).await;
-    assert_eq!(produced.len(), 63);
+    assert_eq!(produced.len(), 65);
     assert!(
         produced
             .iter()
@@ -137,13 +153,22 @@ async fn avro_records_are_archived_exactly_once_with_typed_columns() {
         "some records carry their schema GUID in a header"
     );
 
+    // The registry demands credentials: the archiver's come from its config file.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("archiver.toml");
+    std::fs::write(
+        &config,
+        "[schema_registry]\nusername = \"orderlake\"\npassword = \"s3cr3t pass\"\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
     let backend = Backend::local();
     let child = archive_until_caught_up(
         &backend,
         &services,
         &unique("avro-group"),
         &[&topic],
-        &["--schema-registry-url", &registry.url],
+        &["--config", &config, "--schema-registry-url", &registry.url],
     );
     let out = output_within(child, Duration::from_secs(120), "archiver");
     assert_success("archiver", &out);
@@ -349,7 +374,7 @@ async fn redecode_fills_rows_archived_during_a_long_outage() {
     // All but the record too short to name a schema: the unknown id and the cut record cannot be
     // told from good ones while the registry is away.
     assert_eq!(
-        waiting, 32,
+        waiting, 34,
         "every framed record waited, then went through raw"
     );
 
@@ -366,7 +391,7 @@ async fn redecode_fills_rows_archived_during_a_long_outage() {
         .output()
         .unwrap();
     let summary = assert_success("maintain --redecode", &out);
-    assert!(summary.contains("32 rows decoded"), "{summary}");
+    assert!(summary.contains("34 rows decoded"), "{summary}");
     let after = read_archive(&backend).await;
     assert_matches_produced(&after, &topic, &produced);
     for (coord, row) in &before {
