@@ -2,12 +2,15 @@
 and SchemaRegistryClient), as seed 001's producers do, and prints what it produced as JSON lines
 for the test to compare the archive with.
 
-    python avro_produce.py <brokers> <registry url> <topic> <count>
+    python avro_produce.py <brokers> <registry url> <topic> <count> [--bench <json topic>]
 
 Two versions of the topic's value subject: v1, and v2 (a field added with a default, facility_id
 widened to a union with null). Keys are Avro strings. Every third v2 record carries its schema's
 GUID in the `__value_schema_id` header instead of the id prefix. Each line: offset, partition,
 value and key bytes (hex), and the typed values as produced.
+
+With --bench, for scripts/bench-avro.sh: only the order events, each also sent as the same JSON
+document to <json topic>, and one summary line instead of a line per record.
 """
 import datetime
 import decimal
@@ -21,6 +24,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 brokers, registry_url, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+json_topic = sys.argv[6] if len(sys.argv) > 6 and sys.argv[5] == "--bench" else None
 
 MONEY = {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 2}
 ITEM = {"type": "record", "name": "LineItem", "fields": [
@@ -58,7 +62,8 @@ serializers = {
                                 conf={"schema.id.serializer": header_schema_id_serializer}),
 }
 keys = AvroSerializer(registry, '"string"')
-producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": False, "linger.ms": 5})
+producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": False, "linger.ms": 5,
+                     "queue.buffering.max.messages": 500000})
 statuses = ["PLACED", "PICKED", "SHIPPED", "DELIVERED", "CANCELLED"]
 start = datetime.datetime(2024, 3, 1, 10, 0, 0, 123000, tzinfo=datetime.timezone.utc)
 pending = []
@@ -106,9 +111,29 @@ for i in range(count):
         line["partition"] = msg.partition()
         line["offset"] = msg.offset()
 
+    if json_topic:
+        document = dict(event, updated_at=when.isoformat(), total_amount=str(event["total_amount"]),
+                        items=[dict(it, unit_price=str(it["unit_price"]), sale_price=str(it["sale_price"]))
+                               for it in event["items"]])
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers, partition=i % 4)
+                producer.produce(json_topic, value=json.dumps(document).encode(), key=event["order_id"].encode(),
+                                 partition=i % 4)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        continue
     producer.produce(topic, value=value, key=key, headers=headers, partition=i % 2, on_delivery=delivered)
     pending.append(line)
     producer.poll(0)
+
+if json_topic:
+    if producer.flush(300) != 0:
+        raise SystemExit("records left unsent")
+    print(f"produced {count} Avro records to {topic} and their JSON twins to {json_topic}")
+    sys.exit(0)
 
 # Other registry formats: a JSON Schema record is a JSON document after its framing (decoded);
 # a Protobuf one is archived raw, saying so.

@@ -151,6 +151,12 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub create_topic: Option<i32>,
 
+    /// The target cluster's schema registry: records framed for a registry (Avro) are sent only
+    /// once the schema they name resolves there; the replay stops before the first that does
+    /// not. Credentials and TLS come from the config's `[schema_registry]` block.
+    #[arg(long, value_delimiter = ',')]
+    pub schema_registry_url: Option<Vec<String>>,
+
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,

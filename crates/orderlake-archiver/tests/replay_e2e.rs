@@ -9,22 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use orderlake_samples::{RecordKind, SampleRecord};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
-use rdkafka::{Offset, TopicPartitionList};
-use support::{Backend, Produced, Services};
+use support::{Backend, Produced, Seen, Services, consume_all};
 
-/// A record as it sits in a topic.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Seen {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-    timestamp_ms: i64,
-}
-
+/// How a produced sample record sits in its topic.
 fn seen_of(r: &SampleRecord) -> Seen {
     Seen {
         key: r.key.clone(),
@@ -36,42 +23,6 @@ fn seen_of(r: &SampleRecord) -> Seen {
             .collect(),
         timestamp_ms: r.timestamp_ms,
     }
-}
-
-/// Everything in `topic`, per partition, in offset order.
-fn consume_all(brokers: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<Seen>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", support::unique("replay-check"))
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out: BTreeMap<i32, Vec<Seen>> = BTreeMap::new();
-    let mut open: std::collections::BTreeSet<i32> = (0..partitions).collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !open.is_empty() {
-        assert!(Instant::now() < deadline, "timed out reading {topic}");
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
-            }
-            Some(Err(e)) => panic!("{e}"),
-            Some(Ok(m)) => out.entry(m.partition()).or_default().push(Seen {
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-                headers: orderlake_replay::produce::header_pairs(&m),
-                timestamp_ms: m.timestamp().to_millis().unwrap(),
-            }),
-        }
-    }
-    out
 }
 
 /// A stream with every kind of record, archived to `backend`.

@@ -70,22 +70,32 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         partitions: i32,
     },
+    /// Load `expect` records from topics, then time decoding them into the canonical columns
+    /// (default mappings; framed records with the schema registry at `schema_registry_url`).
+    DecodeCost {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+        #[arg(long)]
+        expect: u64,
+        #[arg(long)]
+        schema_registry_url: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
 }
 
 type Loaded = (
+    String,
     Option<Vec<u8>>,
     Option<Vec<u8>>,
     Vec<(String, Option<Vec<u8>>)>,
     Option<i64>,
 );
 
-fn raw_produce(
-    brokers: &str,
-    topics: &[String],
-    expect: u64,
-    to_topic: &str,
-    partitions: i32,
-) -> anyhow::Result<()> {
+/// Reads `expect` records of `topics` (from the beginning) into memory, with their topics.
+fn load(brokers: &str, topics: &[String], expect: u64) -> anyhow::Result<Vec<Loaded>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set(
@@ -109,6 +119,7 @@ fn raw_produce(
             let m = m?;
             let headers = orderlake_replay::produce::header_pairs(&m);
             records.push((
+                m.topic().to_owned(),
                 m.key().map(<[u8]>::to_vec),
                 m.payload().map(<[u8]>::to_vec),
                 headers,
@@ -117,6 +128,17 @@ fn raw_produce(
         }
     }
     drop(consumer);
+    Ok(records)
+}
+
+fn raw_produce(
+    brokers: &str,
+    topics: &[String],
+    expect: u64,
+    to_topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let records = load(brokers, topics, expect)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -133,10 +155,10 @@ fn raw_produce(
         .create()?;
     let bytes: u64 = records
         .iter()
-        .map(|r| (r.0.as_ref().map_or(0, Vec::len) + r.1.as_ref().map_or(0, Vec::len)) as u64)
+        .map(|r| (r.1.as_ref().map_or(0, Vec::len) + r.2.as_ref().map_or(0, Vec::len)) as u64)
         .sum();
     let started = Instant::now();
-    for (key, value, headers, ts) in &records {
+    for (_, key, value, headers, ts) in &records {
         let hs = orderlake_replay::produce::owned_headers(headers);
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to_topic).headers(hs);
         if let Some(k) = key {
@@ -206,6 +228,73 @@ fn raw_consume(brokers: &str, topics: &[String], expect: u64, group: &str) -> an
     Ok(())
 }
 
+/// Decodes the loaded records `reps` times after a first pass that fetches their schemas; prints
+/// the best pass.
+fn decode_cost(
+    brokers: &str,
+    topics: &[String],
+    expect: u64,
+    schema_registry_url: Option<String>,
+    reps: usize,
+) -> anyhow::Result<()> {
+    use orderlake_ingest::decode::{Decoded, TopicDecoder};
+    let records = load(brokers, topics, expect)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let registry = schema_registry_url
+        .map(|url| {
+            let config = orderlake_ingest::registry::SchemaRegistryConfig {
+                urls: vec![url],
+                ..Default::default()
+            };
+            orderlake_ingest::registry::SchemaRegistry::new(config, runtime.handle().clone())
+                .map(std::sync::Arc::new)
+                .map_err(anyhow::Error::msg)
+        })
+        .transpose()?;
+    let mappings = orderlake_ingest::MappingSet::new(orderlake_ingest::SourceMapping::defaults())?;
+    let mut decoder =
+        TopicDecoder::new(mappings, orderlake_ingest::decode::DEFAULT_MAX_DECODE_BYTES)
+            .with_registry(registry);
+    let header = |headers: &[(String, Option<Vec<u8>>)]| -> Option<Vec<u8>> {
+        headers
+            .iter()
+            .find(|(k, _)| k == orderlake_ingest::avro::VALUE_SCHEMA_ID_HEADER)
+            .and_then(|(_, v)| v.clone())
+    };
+    let started = Instant::now();
+    for (topic, _, value, headers, _) in &records {
+        let header = header(headers);
+        while let Decoded::NeedsSchema(_) =
+            decoder.decode_record(topic, value.as_deref(), header.as_deref())
+        {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "no schema in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let headers: Vec<Option<Vec<u8>>> = records.iter().map(|r| header(&r.3)).collect();
+    let (mut best, mut undecoded) = (f64::MAX, 0);
+    for _ in 0..reps.max(1) {
+        let started = Instant::now();
+        undecoded = 0;
+        for ((topic, _, value, _, _), header) in records.iter().zip(&headers) {
+            match decoder.decode_record(topic, value.as_deref(), header.as_deref()) {
+                Decoded::Order(order) => undecoded += usize::from(order.error.is_some()),
+                Decoded::NeedsSchema(_) => anyhow::bail!("a schema went missing"),
+            }
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    println!(
+        "decode-cost records={} seconds={best:.3} ns_per_record={:.0} undecoded={undecoded}",
+        records.len(),
+        best * 1e9 / records.len() as f64
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::RawConsume {
@@ -221,6 +310,13 @@ fn main() -> anyhow::Result<()> {
             to_topic,
             partitions,
         } => raw_produce(&brokers, &topics, expect, &to_topic, partitions),
+        Command::DecodeCost {
+            brokers,
+            topics,
+            expect,
+            schema_registry_url,
+            reps,
+        } => decode_cost(&brokers, &topics, expect, schema_registry_url, reps),
         Command::QuerySuite {
             uri,
             user,

@@ -46,6 +46,14 @@ pub enum ReplayError {
     )]
     Delivery { failed: u64, first: String },
 
+    /// `--schema-registry-url`: a record's schema does not resolve in the target's registry.
+    #[error(
+        "{key} does not resolve in the target's schema registry ({reason}); nothing from this \
+         record on was sent: register the schema there (or replay to a cluster that shares the \
+         registry), then rerun with --resume"
+    )]
+    SchemaUnresolved { key: String, reason: String },
+
     #[error(
         "interrupted after {sent} records; progress is checkpointed in {checkpoint}: rerun with --resume"
     )]

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod produce;
+pub mod schemas;
 pub mod selection;
 pub mod sender;
 

@@ -17,8 +17,8 @@ use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use orderlake_archive::ArchiveTable;
 use orderlake_archive::schema::{
-    EVENT_TIME, KAFKA_HEADERS, KAFKA_KEY, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP,
-    KAFKA_TOPIC, KAFKA_VALUE,
+    DECODE_ERROR, EVENT_TIME, KAFKA_HEADERS, KAFKA_KEY, KAFKA_OFFSET, KAFKA_PARTITION,
+    KAFKA_TIMESTAMP, KAFKA_TOPIC, KAFKA_VALUE,
 };
 use rand::Rng as _;
 use rdkafka::ClientContext;
@@ -81,6 +81,9 @@ pub struct ReplayOptions {
     pub show_progress: bool,
     pub stop: Arc<AtomicBool>,
     pub kafka: BTreeMap<String, String>,
+    /// The target's schema registry: framed records are sent only once their schema resolves
+    /// there (`--schema-registry-url`).
+    pub schema_registry: Option<Arc<orderlake_ingest::registry::SchemaRegistry>>,
 }
 
 /// What a selection holds, for `--dry-run` and the progress bar.
@@ -564,6 +567,7 @@ pub async fn replay(table: &ArchiveTable, opts: &ReplayOptions) -> Result<Replay
             KAFKA_KEY,
             KAFKA_VALUE,
             KAFKA_HEADERS,
+            DECODE_ERROR,
         ])?;
     let mut stream = df.execute_stream().await?;
 
@@ -588,6 +592,11 @@ pub async fn replay(table: &ArchiveTable, opts: &ReplayOptions) -> Result<Replay
     let mut last_save = Instant::now();
     let mut rng = rand::rng();
     let mut interrupted = false;
+    let mut schemas = opts
+        .schema_registry
+        .clone()
+        .map(crate::schemas::SchemaCheck::new);
+    let mut unresolved = None;
     'batches: while let Some(batch) = stream.next().await {
         let b = batch?;
         let topics = cast(&b, 0, &DataType::Utf8)?;
@@ -611,6 +620,8 @@ pub async fn replay(table: &ArchiveTable, opts: &ReplayOptions) -> Result<Replay
             offs.as_primitive::<Int64Type>(),
         );
         let (keys, values) = (keys.as_binary::<i32>(), values.as_binary::<i32>());
+        let errors = cast(&b, 7, &DataType::Utf8)?;
+        let errors = errors.as_string::<i32>();
         let outcome = tokio::task::block_in_place(|| -> Result<bool> {
             for i in 0..b.num_rows() {
                 if opts.stop.load(Ordering::SeqCst) {
@@ -644,6 +655,19 @@ pub async fn replay(table: &ArchiveTable, opts: &ReplayOptions) -> Result<Replay
                     value: (!values.is_null(i)).then(|| values.value(i)),
                     headers: hs,
                 };
+                // Records the archive decoded with their schema (or held for one) must find it in
+                // the target's registry; undecodable ones were never readable anywhere.
+                let had_schema = errors.is_null(i)
+                    || errors
+                        .value(i)
+                        .starts_with(orderlake_ingest::decode::SCHEMA_UNAVAILABLE);
+                if let Some(check) = &mut schemas
+                    && had_schema
+                    && let Err(e) = check.check(row.value, &row.headers)
+                {
+                    unresolved = Some(e);
+                    return Ok(false);
+                }
                 send_row(
                     &producer,
                     &tracker,
@@ -692,6 +716,9 @@ pub async fn replay(table: &ArchiveTable, opts: &ReplayOptions) -> Result<Replay
             failed,
             first: first_error.unwrap_or_default(),
         });
+    }
+    if let Some(e) = unresolved {
+        return Err(e);
     }
     if interrupted {
         return Err(ReplayError::Interrupted {

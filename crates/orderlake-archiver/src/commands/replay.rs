@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use orderlake_archive::ArchiveTable;
+use orderlake_ingest::registry::SchemaRegistry;
 use orderlake_replay::{
     ReplayCheckpoint, ReplayOptions, ReplayPlan, ReplayReport, ReplaySelection, TimeField,
 };
@@ -59,6 +60,17 @@ pub async fn replay(args: &ReplayArgs, stop: Arc<AtomicBool>) -> Result<ReplayOu
         show_progress: !args.quiet,
         stop,
         kafka: config.kafka.properties.clone(),
+        schema_registry: match &args.schema_registry_url {
+            Some(urls) => {
+                let mut registry = config.schema_registry.clone();
+                registry.urls.clone_from(urls);
+                Some(Arc::new(
+                    SchemaRegistry::new(registry, tokio::runtime::Handle::current())
+                        .map_err(CliError::Usage)?,
+                ))
+            }
+            None => None,
+        },
     };
     Ok(ReplayOutcome::Sent(
         orderlake_replay::replay(&table, &options).await?,

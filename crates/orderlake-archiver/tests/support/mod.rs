@@ -19,6 +19,12 @@ use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
 use orderlake_archive::{ArchiveTable, TableLocation};
 use orderlake_archiver::commands::generate::{ensure_topics, produce};
 use orderlake_samples::{OrderEventGenerator, SampleRecord, SampleSettings, SampleTopics};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
 
 /// Services started by `scripts/test.sh`, found through environment variables.
 #[derive(Debug, Clone)]
@@ -160,7 +166,7 @@ pub fn archive_until_caught_up(
 
 /// Waits for `child` at most `limit`; past it, kills the child and fails with what it printed,
 /// so a hang is a failing test that says where it hung, never a stuck suite.
-pub fn output_within(child: std::process::Child, limit: std::time::Duration, what: &str) -> Output {
+pub fn output_within(child: std::process::Child, limit: Duration, what: &str) -> Output {
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -425,4 +431,49 @@ pub fn independent_read(services: &Services, backend: &Backend) -> serde_json::V
     let stdout = assert_success("read_archive.py", &out);
     serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("read_archive.py printed {stdout}: {e}"))
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seen {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp_ms: i64,
+}
+
+/// Everything in `topic`, per partition, in offset order.
+pub fn consume_all(brokers: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<Seen>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("replay-check"))
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out: BTreeMap<i32, Vec<Seen>> = BTreeMap::new();
+    let mut open: BTreeSet<i32> = (0..partitions).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !open.is_empty() {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => panic!("{e}"),
+            Some(Ok(m)) => out.entry(m.partition()).or_default().push(Seen {
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: orderlake_replay::produce::header_pairs(&m),
+                timestamp_ms: m.timestamp().to_millis().unwrap(),
+            }),
+        }
+    }
+    out
 }
