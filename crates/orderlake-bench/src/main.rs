@@ -35,12 +35,8 @@ struct Cli {
 enum Command {
     /// Consume topics from the beginning to nowhere until `expect` records were read.
     RawConsume {
-        #[arg(long)]
-        brokers: String,
-        #[arg(long, value_delimiter = ',')]
-        topics: Vec<String>,
-        #[arg(long)]
-        expect: u64,
+        #[command(flatten)]
+        source: Source,
         #[arg(long, default_value = "orderlake-bench-raw")]
         group: String,
     },
@@ -59,12 +55,8 @@ enum Command {
     },
     /// Load `expect` records from topics, then time sending them to `to_topic`.
     RawProduce {
-        #[arg(long)]
-        brokers: String,
-        #[arg(long, value_delimiter = ',')]
-        topics: Vec<String>,
-        #[arg(long)]
-        expect: u64,
+        #[command(flatten)]
+        source: Source,
         #[arg(long)]
         to_topic: String,
         #[arg(long, default_value_t = 4)]
@@ -73,17 +65,25 @@ enum Command {
     /// Load `expect` records from topics, then time decoding them into the canonical columns
     /// (default mappings; framed records with the schema registry at `schema_registry_url`).
     DecodeCost {
-        #[arg(long)]
-        brokers: String,
-        #[arg(long, value_delimiter = ',')]
-        topics: Vec<String>,
-        #[arg(long)]
-        expect: u64,
+        #[command(flatten)]
+        source: Source,
         #[arg(long)]
         schema_registry_url: Option<String>,
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+}
+
+/// Where a baseline reads its records.
+#[derive(Debug, clap::Args)]
+struct Source {
+    #[arg(long)]
+    brokers: String,
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Records to read.
+    #[arg(long)]
+    expect: u64,
 }
 
 type Loaded = (
@@ -231,14 +231,12 @@ fn raw_consume(brokers: &str, topics: &[String], expect: u64, group: &str) -> an
 /// Decodes the loaded records `reps` times after a first pass that fetches their schemas; prints
 /// the best pass.
 fn decode_cost(
-    brokers: &str,
-    topics: &[String],
-    expect: u64,
+    source: &Source,
     schema_registry_url: Option<String>,
     reps: usize,
 ) -> anyhow::Result<()> {
     use orderlake_ingest::decode::{Decoded, TopicDecoder};
-    let records = load(brokers, topics, expect)?;
+    let records = load(&source.brokers, &source.topics, source.expect)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let registry = schema_registry_url
         .map(|url| {
@@ -297,26 +295,25 @@ fn decode_cost(
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::RawConsume {
-            brokers,
-            topics,
-            expect,
-            group,
-        } => raw_consume(&brokers, &topics, expect, &group),
+        Command::RawConsume { source, group } => {
+            raw_consume(&source.brokers, &source.topics, source.expect, &group)
+        }
         Command::RawProduce {
-            brokers,
-            topics,
-            expect,
+            source,
             to_topic,
             partitions,
-        } => raw_produce(&brokers, &topics, expect, &to_topic, partitions),
+        } => raw_produce(
+            &source.brokers,
+            &source.topics,
+            source.expect,
+            &to_topic,
+            partitions,
+        ),
         Command::DecodeCost {
-            brokers,
-            topics,
-            expect,
+            source,
             schema_registry_url,
             reps,
-        } => decode_cost(&brokers, &topics, expect, schema_registry_url, reps),
+        } => decode_cost(&source, schema_registry_url, reps),
         Command::QuerySuite {
             uri,
             user,
