@@ -43,9 +43,38 @@ impl Paths {
     pub fn find<'v>(&self, doc: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
         self.0
             .iter()
-            .filter_map(|p| doc.pointer(p))
+            .filter_map(|p| pointer(doc, p))
             .find(|v| !v.is_null())
     }
+}
+
+/// `doc` at a JSON pointer (RFC 6901), as `serde_json::Value::pointer` finds it, without
+/// allocating for tokens that hold no escape (it unescapes every token: a tenth of decoding).
+fn pointer<'v>(doc: &'v serde_json::Value, pointer: &str) -> Option<&'v serde_json::Value> {
+    if pointer.is_empty() {
+        return Some(doc);
+    }
+    let mut value = doc;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let unescaped;
+        let token = if token.contains('~') {
+            unescaped = token.replace("~1", "/").replace("~0", "~");
+            unescaped.as_str()
+        } else {
+            token
+        };
+        value = match value {
+            serde_json::Value::Object(map) => map.get(token)?,
+            serde_json::Value::Array(items) => {
+                if token.len() > 1 && token.starts_with('0') || token.starts_with('+') {
+                    return None;
+                }
+                items.get(token.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(value)
 }
 
 /// Where each canonical order field is found in an event.
@@ -365,6 +394,32 @@ fn mapping_pointers(m: &SourceMapping) -> impl Iterator<Item = &String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pointers_find_what_serde_json_finds() {
+        let doc = serde_json::json!({
+            "a": {"b/c": [10, {"d~e": 5}], "": 1, "x": null},
+            "01": 2,
+        });
+        for p in [
+            "",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/0",
+            "/a/b~1c/1/d~0e",
+            "/a/",
+            "/01",
+            "/a/b~1c/01",
+            "/a/b~1c/+1",
+            "/a/b~1c/9",
+            "/a/x",
+            "/missing",
+            "a",
+            "/a/b~1c/1/d~0e/z",
+        ] {
+            assert_eq!(pointer(&doc, p), doc.pointer(p), "{p}");
+        }
+    }
+
     use super::*;
 
     #[test]
