@@ -50,6 +50,9 @@ PY
 log "baseline: plain librdkafka consumer reading the Avro topic to nowhere"
 raw_s=$(measure "$bin/orderlake-bench" raw-consume --brokers "$ORDERLAKE_BROKERS" \
   --topics "$avro" --expect "$events" --group "raw-$$")
+log "baseline: the same consumer reading the JSON twins"
+raw_json_s=$(measure "$bin/orderlake-bench" raw-consume --brokers "$ORDERLAKE_BROKERS" \
+  --topics "$json" --expect "$events" --group "raw-json-$$")
 log "orderlake-archiver run --until-caught-up on the Avro topic"
 avro_s=$(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver" run --brokers "$ORDERLAKE_BROKERS" \
   --group "avro-$$" --topics "$avro" --table-uri "$work/lake-avro/order_events" --until-caught-up \
@@ -65,16 +68,18 @@ json_cost=$("$bin/orderlake-bench" decode-cost --brokers "$ORDERLAKE_BROKERS" --
 undecoded=$("$bin/orderlake-archiver" status --json --table-uri "$work/lake-avro/order_events" |
   python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(p["undecoded_rows"] for p in s["partitions"]), s["rows"])')
 
-python3 - "$events" "$raw_s" "$avro_s" "$json_s" "$avro_cost" "$json_cost" "$undecoded" <<'PY'
+python3 - "$events" "$raw_s" "$avro_s" "$json_s" "$avro_cost" "$json_cost" "$undecoded" "$raw_json_s" <<'PY'
 import sys
 events, raw_s, avro_s, json_s = int(sys.argv[1]), *map(float, sys.argv[2:5])
+raw_json_s = float(sys.argv[8])
 cost = lambda line: dict(kv.split("=") for kv in line.split()[1:])
 a, j = cost(sys.argv[5]), cost(sys.argv[6])
 bad, rows = sys.argv[7].split()
 print(f"events                      {events}")
-print(f"raw consumer                {events / raw_s:,.0f} ev/s")
+print(f"raw consumer, Avro topic   {events / raw_s:,.0f} ev/s")
 print(f"archiver, Avro              {events / avro_s:,.0f} ev/s  ({raw_s / avro_s:.2f}x raw)  rows {rows}, undecoded {bad}")
-print(f"archiver, the same as JSON  {events / json_s:,.0f} ev/s  ({raw_s / json_s:.2f}x raw)")
+print(f"raw consumer, JSON twins    {events / raw_json_s:,.0f} ev/s")
+print(f"archiver, the same as JSON  {events / json_s:,.0f} ev/s  ({raw_json_s / json_s:.2f}x raw)")
 print(f"decode per event            Avro {a['ns_per_record']} ns, JSON {j['ns_per_record']} ns "
       f"({int(a['ns_per_record']) / int(j['ns_per_record']):.2f}x)")
 PY
