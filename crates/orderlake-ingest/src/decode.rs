@@ -71,6 +71,8 @@ pub enum DecodeFailure {
     InvalidAvro,
     /// A registry format the archiver does not decode (Protobuf).
     UnsupportedFormat,
+    /// A Debezium change event without a row (a truncate).
+    NoRow,
 }
 
 impl DecodeFailure {
@@ -90,6 +92,7 @@ impl DecodeFailure {
             Self::SchemaUnavailable => "schema_unavailable",
             Self::InvalidAvro => "invalid_avro",
             Self::UnsupportedFormat => "unsupported_format",
+            Self::NoRow => "no_row",
         }
     }
 }
@@ -309,7 +312,20 @@ fn decode_json(bytes: &[u8], mapping: &SourceMapping) -> DecodedOrder {
     decode_document(&doc, mapping)
 }
 
+/// The canonical columns of a document: of a Debezium change event's row (`after`, `before` for a
+/// delete), or of the document itself.
 fn decode_document(doc: &Value, m: &SourceMapping) -> DecodedOrder {
+    match crate::debezium::change(doc) {
+        None => decode_fields(doc, m),
+        Some(crate::debezium::Change { row: Some(row), .. }) => decode_fields(&row, m),
+        Some(change) => DecodedOrder::failed(
+            DecodeFailure::NoRow,
+            format!("Debezium change event `{}` carries no row", change.op),
+        ),
+    }
+}
+
+fn decode_fields(doc: &Value, m: &SourceMapping) -> DecodedOrder {
     let mut problems = Vec::new();
     let f = &m.fields;
     let mut field = |name: &str, paths: &Paths, conv: fn(&Value) -> Result<String, String>| {
@@ -534,6 +550,34 @@ mod tests {
 
     fn snake() -> SourceMapping {
         SourceMapping::seed_snake_case_orders()
+    }
+
+    #[test]
+    fn a_debezium_change_event_is_mapped_from_its_row() {
+        let mut legacy = snake();
+        legacy.fields.order_id = Paths(vec!["/id".into()]);
+        legacy.fields.customer_id = Paths(vec!["/customer_ref".into()]);
+        legacy.fields.total_amount = Paths(vec!["/total".into()]);
+        legacy.fields.event_time = Paths(vec!["/created_at".into()]);
+        let event = br#"{"schema":{"type":"struct","fields":[
+            {"type":"struct","field":"after","fields":[
+              {"type":"int32","field":"id"},
+              {"type":"bytes","field":"total","name":"org.apache.kafka.connect.data.Decimal",
+               "parameters":{"scale":"2"}},
+              {"type":"int64","field":"created_at","name":"io.debezium.time.Timestamp"}]}]},
+            "payload":{"before":null,"after":{"id":1004,"customer_ref":"C-17","total":"AZo=",
+            "created_at":1559033904863,"status":"PAID"},
+            "source":{"connector":"postgresql","lsn":24023128,"ts_ms":1559033904863},"op":"u"}}"#;
+        let o = decode(Some(event), Some(&legacy), DEFAULT_MAX_DECODE_BYTES);
+        assert_eq!(o.error, None);
+        assert_eq!(o.order_id.as_deref(), Some("1004"));
+        assert_eq!(o.customer_id.as_deref(), Some("C-17"));
+        assert_eq!(o.total_amount, Some(41_000));
+        assert_eq!(o.event_time, Some(1_559_033_904_863_000));
+        assert_eq!(o.status.as_deref(), Some("PAID"));
+        let truncate = br#"{"op":"t","source":{"lsn":5},"ts_ms":2}"#;
+        let o = decode(Some(truncate), Some(&legacy), DEFAULT_MAX_DECODE_BYTES);
+        assert_eq!(o.failure, Some(DecodeFailure::NoRow));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! exactly once, with each commit carrying its Kafka offsets.
 
 pub mod avro;
+pub mod debezium;
 pub mod decode;
 pub mod direct;
 pub mod drain;
