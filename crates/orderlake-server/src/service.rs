@@ -50,7 +50,8 @@ type DataStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Sta
 type ActionStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::Result, Status>> + Send>>;
 
 /// Parameters bound to prepared statements, for clients that keep using the handle they were
-/// first given instead of the one DoPut returns (older JDBC drivers).
+/// first given instead of the one DoPut returns (older JDBC drivers). Kept per user: another
+/// user holding the same handle never sees (or clears) them.
 const MAX_BOUND_STATEMENTS: usize = 10_000;
 
 /// Flight SQL over the cold query engine.
@@ -60,7 +61,7 @@ pub struct ColdQueryService {
     sessions: Sessions,
     sql_info: SqlInfoData,
     xdbc: XdbcTypeInfoData,
-    bound: Mutex<HashMap<String, String>>,
+    bound: Mutex<HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for ColdQueryService {
@@ -149,12 +150,13 @@ impl ColdQueryService {
         Self::batch_stream(Ok::<_, Status>(RecordBatch::new_empty(schema)))
     }
 
-    fn handle_params(&self, handle: &QueryHandle) -> Option<String> {
+    /// The handle's own parameters, else those `user` bound to it with DoPut.
+    fn handle_params(&self, handle: &QueryHandle, user: &str) -> Option<String> {
         handle.params.clone().or_else(|| {
             self.bound
                 .lock()
                 .expect("bound lock")
-                .get(&handle.id)
+                .get(&(user.to_owned(), handle.id.clone()))
                 .cloned()
         })
     }
@@ -290,7 +292,7 @@ impl FlightSqlService for ColdQueryService {
     ) -> Result<Response<FlightInfo>, Status> {
         let who = self.who(&request)?;
         let prepared = QueryHandle::decode(&cmd.prepared_statement_handle)?;
-        let params = self.handle_params(&prepared);
+        let params = self.handle_params(&prepared, &who.name);
         let handle = QueryHandle::new(prepared.sql, prepared.scope, params);
         self.statement_info(handle, who.name, request.into_inner())
             .await
@@ -337,8 +339,9 @@ impl FlightSqlService for ColdQueryService {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         // Our FlightInfos hand out statement tickets; a client that sends the prepared handle
         // itself as a ticket gets the same answer.
+        let who = self.who(&request)?;
         let prepared = QueryHandle::decode(&cmd.prepared_statement_handle)?;
-        let params = self.handle_params(&prepared);
+        let params = self.handle_params(&prepared, &who.name);
         let handle = QueryHandle::new(prepared.sql, prepared.scope, params);
         let ticket = TicketStatementQuery {
             statement_handle: handle.encode().into(),
@@ -378,7 +381,7 @@ impl FlightSqlService for ColdQueryService {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.who(&request)?;
+        let who = self.who(&request)?;
         let mut handle = QueryHandle::decode(&query.prepared_statement_handle)?;
         let batches: Vec<RecordBatch> =
             arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
@@ -396,9 +399,10 @@ impl FlightSqlService for ColdQueryService {
             if bound.len() >= MAX_BOUND_STATEMENTS {
                 bound.clear();
             }
+            let key = (who.name, handle.id.clone());
             match &params {
-                Some(p) => bound.insert(handle.id.clone(), p.clone()),
-                None => bound.remove(&handle.id),
+                Some(p) => bound.insert(key, p.clone()),
+                None => bound.remove(&key),
             };
         }
         handle.params = params;
@@ -412,9 +416,12 @@ impl FlightSqlService for ColdQueryService {
         query: ActionClosePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<(), Status> {
-        self.who(&request)?;
+        let who = self.who(&request)?;
         if let Ok(handle) = QueryHandle::decode(&query.prepared_statement_handle) {
-            self.bound.lock().expect("bound lock").remove(&handle.id);
+            self.bound
+                .lock()
+                .expect("bound lock")
+                .remove(&(who.name, handle.id));
         }
         Ok(())
     }
