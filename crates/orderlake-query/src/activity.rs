@@ -59,51 +59,72 @@ struct RunningQuery {
 
 /// Ids of queries cancelled before they started, remembered this long at most.
 const CANCELLED_MEMORY: usize = 4096;
+/// Separates a query id from the number of a second run of the same ticket at once.
+const DUPLICATE_MARK: char = '#';
+
+/// Whether the running-list key `key` is query `id` (or another run of its ticket).
+fn key_is(key: &str, id: &str) -> bool {
+    key.strip_prefix(id)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(DUPLICATE_MARK))
+}
+
 /// Ended queries kept for the status page.
 const RECENT: usize = 100;
 
 #[derive(Default)]
 pub(crate) struct Activity {
     running: Mutex<HashMap<String, RunningQuery>>,
-    cancelled_early: Mutex<VecDeque<String>>,
+    /// (who cancelled: `None` for an operator, who may cancel anyone's; the query id).
+    cancelled_early: Mutex<VecDeque<(Option<String>, String)>>,
     recent: Mutex<VecDeque<FinishedQuery>>,
 }
 
 impl Activity {
     /// Stops the query with this id, or makes sure it never starts.
     pub(crate) fn cancel(&self, id: &str) -> CancelOutcome {
-        self.cancel_if(id, |_| true)
+        self.cancel_if(id, None)
     }
 
-    /// Stops the query with this id if `user` runs it (an unknown id is remembered as for
-    /// `cancel`: only its own client knows it).
+    /// Stops the query with this id if `user` runs it. An id not running yet is remembered with
+    /// `user`: it never starts for them, and another user's query of that id still does.
     pub(crate) fn cancel_as(&self, id: &str, user: &str) -> CancelOutcome {
-        self.cancel_if(id, |owner| owner == user)
+        self.cancel_if(id, Some(user))
     }
 
-    fn cancel_if(&self, id: &str, allowed: impl FnOnce(&str) -> bool) -> CancelOutcome {
-        if let Some(q) = self.running.lock().expect("running lock").get(id) {
-            if !allowed(&q.user) {
-                return CancelOutcome::NotYours;
+    /// Cancels `id` for `user` (`None`: whoever runs it).
+    fn cancel_if(&self, id: &str, user: Option<&str>) -> CancelOutcome {
+        let running = self.running.lock().expect("running lock");
+        let mine = running
+            .iter()
+            .filter(|(key, q)| key_is(key, id) && user.is_none_or(|u| u == q.user))
+            .map(|(_, q)| q.cancel.clone())
+            .collect::<Vec<_>>();
+        if !mine.is_empty() {
+            for cancel in mine {
+                cancel.cancel();
             }
-            q.cancel.cancel();
             tracing::info!(query_id = id, "query cancelled");
             return CancelOutcome::Cancelled;
         }
+        if running.keys().any(|key| key_is(key, id)) {
+            return CancelOutcome::NotYours;
+        }
+        drop(running);
         let mut early = self.cancelled_early.lock().expect("cancelled lock");
         if early.len() >= CANCELLED_MEMORY {
             early.pop_front();
         }
-        early.push_back(id.to_owned());
+        early.push_back((user.map(str::to_owned), id.to_owned()));
         CancelOutcome::CancelledBeforeStart
     }
 
-    pub(crate) fn was_cancelled_early(&self, id: &str) -> bool {
+    /// Whether `user`'s query `id` was cancelled (by them or an operator) before it started.
+    pub(crate) fn was_cancelled_early(&self, id: &str, user: &str) -> bool {
         self.cancelled_early
             .lock()
             .expect("cancelled lock")
             .iter()
-            .any(|c| c == id)
+            .any(|(by, c)| c == id && by.as_deref().is_none_or(|by| by == user))
     }
 
     /// The queries running now, longest-running first.
@@ -150,8 +171,17 @@ impl RunningGuard {
         request: &QueryRequest,
         cancel: CancellationToken,
     ) -> Self {
-        activity.running.lock().expect("running lock").insert(
-            request.id.clone(),
+        let mut running = activity.running.lock().expect("running lock");
+        // The same ticket run twice at once (a retry, or another user holding it) runs under a
+        // key of its own: neither displaces the other in the list or for cancelling.
+        let mut key = request.id.clone();
+        let mut n = 1;
+        while running.contains_key(&key) {
+            n += 1;
+            key = format!("{}{DUPLICATE_MARK}{n}", request.id);
+        }
+        running.insert(
+            key.clone(),
             RunningQuery {
                 user: request.user.clone(),
                 sql: request.sql.clone(),
@@ -161,7 +191,7 @@ impl RunningGuard {
         );
         Self {
             activity: Arc::downgrade(activity),
-            id: request.id.clone(),
+            id: key,
             outcome: None,
         }
     }
@@ -202,5 +232,58 @@ impl Drop for RunningGuard {
             rows,
             ended_at_ms,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::QueryScope;
+
+    fn request(id: &str, user: &str) -> QueryRequest {
+        QueryRequest {
+            id: id.into(),
+            sql: "SELECT 1".into(),
+            params: Vec::new(),
+            scope: QueryScope {
+                catalog: "archive".into(),
+                schema: "oms".into(),
+            },
+            user: user.into(),
+        }
+    }
+
+    #[test]
+    fn a_ticket_run_twice_at_once_keeps_both_runs_apart() {
+        let activity = Arc::new(Activity::default());
+        let (ann, bob) = (CancellationToken::new(), CancellationToken::new());
+        let first = RunningGuard::register(&activity, &request("q1", "ann"), ann.clone());
+        let second = RunningGuard::register(&activity, &request("q1", "bob"), bob.clone());
+        assert_eq!(activity.running().len(), 2);
+        assert_eq!(activity.cancel_as("q1", "carl"), CancelOutcome::NotYours);
+        assert_eq!(activity.cancel_as("q1", "ann"), CancelOutcome::Cancelled);
+        assert!(ann.is_cancelled() && !bob.is_cancelled());
+        drop(second);
+        assert_eq!(
+            activity.running().len(),
+            1,
+            "bob's end leaves ann's run listed"
+        );
+        drop(first);
+        assert!(activity.running().is_empty());
+        assert!(!key_is("q10", "q1") && key_is("q1#2", "q1") && key_is("q1", "q1"));
+    }
+
+    #[test]
+    fn a_cancel_before_the_start_stops_only_that_users_query() {
+        let activity = Activity::default();
+        assert_eq!(
+            activity.cancel_as("q2", "bob"),
+            CancelOutcome::CancelledBeforeStart
+        );
+        assert!(activity.was_cancelled_early("q2", "bob"));
+        assert!(!activity.was_cancelled_early("q2", "ann"));
+        activity.cancel("q3");
+        assert!(activity.was_cancelled_early("q3", "ann"));
     }
 }

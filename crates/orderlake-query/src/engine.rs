@@ -805,7 +805,10 @@ impl ColdQueryEngine {
         let limits = &self.settings.limits;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + limits.timeout;
-        if self.activity.was_cancelled_early(&request.id) {
+        if self
+            .activity
+            .was_cancelled_early(&request.id, &request.user)
+        {
             return Err(QueryError::Cancelled {
                 query_id: request.id,
             });
