@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::{Array as _, AsArray as _};
 use arrow::datatypes::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow as _;
 use deltalake::kernel::{ArrayType, DataType, StructField, StructType};
@@ -236,6 +237,37 @@ static ARROW_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The Arrow schema of an archive row batch, exactly as delta-rs derives it from the table.
 pub fn arrow_schema() -> SchemaRef {
     Arc::clone(&ARROW_SCHEMA)
+}
+
+/// A `kafka_headers` column cast to the archive's type (whatever types a reader gave it).
+pub fn headers_column(
+    column: &arrow::array::ArrayRef,
+) -> Result<arrow::array::ListArray, arrow::error::ArrowError> {
+    let field = ARROW_SCHEMA.field_with_name(KAFKA_HEADERS)?;
+    let cast = arrow::compute::cast(column, field.data_type())?;
+    Ok(cast.as_list::<i32>().clone())
+}
+
+/// The headers of row `i` of a `kafka_headers` column in the archive's type
+/// ([`headers_column`]), as (key, value) pairs in their order.
+pub fn headers_at(headers: &arrow::array::ListArray, i: usize) -> Vec<(String, Option<Vec<u8>>)> {
+    if headers.is_null(i) {
+        return Vec::new();
+    }
+    let entries = headers.value(i);
+    let entries = entries.as_struct();
+    let (keys, values) = (
+        entries.column(0).as_string::<i32>(),
+        entries.column(1).as_binary::<i32>(),
+    );
+    (0..entries.len())
+        .map(|j| {
+            (
+                keys.value(j).to_owned(),
+                (!values.is_null(j)).then(|| values.value(j).to_vec()),
+            )
+        })
+        .collect()
 }
 
 /// Why `existing` cannot be the schema of an archive table with `partitioning`, or `None` when

@@ -278,36 +278,8 @@ impl ArchiverConfig {
                 ),
             ));
         }
-        let registry = &self.schema_registry;
-        for url in &registry.urls {
-            let parsed = url::Url::parse(url)
-                .map_err(|e| bad("schema_registry.urls", format!("`{url}`: {e}")))?;
-            if !["http", "https"].contains(&parsed.scheme()) {
-                return Err(bad(
-                    "schema_registry.urls",
-                    format!("`{url}`: the registry speaks http or https"),
-                ));
-            }
-        }
-        if registry.username.is_some() && registry.bearer_token.is_some() {
-            return Err(bad(
-                "schema_registry.bearer_token",
-                "set either username/password or bearer_token, not both".into(),
-            ));
-        }
-        if registry.request_timeout_ms == 0 {
-            return Err(bad(
-                "schema_registry.request_timeout_ms",
-                "must be at least 1".into(),
-            ));
-        }
-        if let Some(ca) = &registry.ca_file
-            && let Err(e) = std::fs::metadata(ca)
-        {
-            return Err(bad(
-                "schema_registry.ca_file",
-                format!("`{}`: {e}", ca.display()),
-            ));
+        if let Some((key, reason)) = self.schema_registry.problem() {
+            return Err(bad(&format!("schema_registry.{key}"), reason));
         }
         orderlake_ingest::MappingSet::new(self.all_mappings())
             .map_err(|e| bad("mappings", e.to_string()))?;

@@ -257,17 +257,13 @@ fn decode_cost(
     let mut decoder =
         TopicDecoder::new(mappings, orderlake_ingest::decode::DEFAULT_MAX_DECODE_BYTES)
             .with_registry(registry);
-    let header = |headers: &[(String, Option<Vec<u8>>)]| -> Option<Vec<u8>> {
-        headers
-            .iter()
-            .find(|(k, _)| k == orderlake_ingest::avro::VALUE_SCHEMA_ID_HEADER)
-            .and_then(|(_, v)| v.clone())
-    };
+    let headers: Vec<Option<&[u8]>> = records
+        .iter()
+        .map(|r| orderlake_ingest::avro::schema_header(&r.3))
+        .collect();
     let started = Instant::now();
-    for (topic, _, value, headers, _) in &records {
-        let header = header(headers);
-        while let Decoded::NeedsSchema(_) =
-            decoder.decode_record(topic, value.as_deref(), header.as_deref())
+    for ((topic, _, value, _, _), header) in records.iter().zip(&headers) {
+        while let Decoded::NeedsSchema(_) = decoder.decode_record(topic, value.as_deref(), *header)
         {
             anyhow::ensure!(
                 started.elapsed() < Duration::from_secs(60),
@@ -276,13 +272,12 @@ fn decode_cost(
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let headers: Vec<Option<Vec<u8>>> = records.iter().map(|r| header(&r.3)).collect();
     let (mut best, mut undecoded) = (f64::MAX, 0);
     for _ in 0..reps.max(1) {
         let started = Instant::now();
         undecoded = 0;
         for ((topic, _, value, _, _), header) in records.iter().zip(&headers) {
-            match decoder.decode_record(topic, value.as_deref(), header.as_deref()) {
+            match decoder.decode_record(topic, value.as_deref(), *header) {
                 Decoded::Order(order) => undecoded += usize::from(order.error.is_some()),
                 Decoded::NeedsSchema(_) => anyhow::bail!("a schema went missing"),
             }

@@ -14,11 +14,19 @@ use apache_avro::Schema;
 use apache_avro::schema::{Name, RecordSchema};
 use apache_avro::types::Value as Avro;
 use base64::Engine as _;
-use chrono::{DateTime, NaiveDate};
+use chrono::DateTime;
 use serde_json::{Map, Number, Value};
 
 /// The header Confluent's serializers write a value's schema id into (instead of the prefix).
 pub const VALUE_SCHEMA_ID_HEADER: &str = "__value_schema_id";
+
+/// The value of the schema id header among a record's headers, as the archive keeps them.
+pub fn schema_header(headers: &[(String, Option<Vec<u8>>)]) -> Option<&[u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k == VALUE_SCHEMA_ID_HEADER)
+        .and_then(|(_, v)| v.as_deref())
+}
 
 /// How a schema is named in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -202,11 +210,7 @@ impl AvroSchema {
                 };
                 self.record(fields, record)?
             }
-            Avro::Date(days) => Value::String(
-                NaiveDate::from_num_days_from_ce_opt(days + 719_163)
-                    .ok_or_else(|| format!("date {days} days from 1970 is out of range"))?
-                    .to_string(),
-            ),
+            Avro::Date(days) => date(days)?,
             Avro::Decimal(decimal) => {
                 let Schema::Decimal(d) = schema else {
                     return Err("a decimal value for a schema that is not a decimal".into());
@@ -262,9 +266,16 @@ fn bytes_text(b: &[u8]) -> String {
     }
 }
 
+/// Days since 1970-01-01 as `YYYY-MM-DD` text.
+pub(crate) fn date(days: i32) -> Result<Value, String> {
+    orderlake_archive::files::date_of_days(days)
+        .map(|d| Value::String(d.to_string()))
+        .ok_or_else(|| format!("date {days} days from 1970 is out of range"))
+}
+
 /// A timestamp as RFC 3339 text with as many fraction digits as it has; `utc: false` leaves the
 /// zone off (Avro's local timestamps, which the mappings read as UTC).
-fn timestamp(t: Option<DateTime<chrono::Utc>>, utc: bool) -> Result<Value, String> {
+pub(crate) fn timestamp(t: Option<DateTime<chrono::Utc>>, utc: bool) -> Result<Value, String> {
     let t = t.ok_or("timestamp out of range")?;
     let text = t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string();
     Ok(Value::String(if utc { text + "Z" } else { text }))

@@ -7,8 +7,10 @@
 //! `string` or `double` mode arrive as text or numbers and pass through.
 
 use base64::Engine as _;
-use chrono::{DateTime, NaiveDate};
+use chrono::DateTime;
 use serde_json::{Map, Value};
+
+use crate::avro::{date, decimal_text, timestamp};
 
 /// What a change event says happened, and where in the source's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,20 +136,14 @@ fn decoded_value(value: &Value, schema: &Value) -> Value {
         "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => None,
         "io.debezium.time.MicroTimestamp" => value
             .as_i64()
-            .and_then(DateTime::from_timestamp_micros)
-            .map(|t| Value::String(t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())),
-        "io.debezium.time.NanoTimestamp" => value.as_i64().map(|ns| {
-            Value::String(
-                DateTime::from_timestamp_nanos(ns)
-                    .format("%Y-%m-%dT%H:%M:%S%.9fZ")
-                    .to_string(),
-            )
-        }),
+            .and_then(|us| timestamp(DateTime::from_timestamp_micros(us), true).ok()),
+        "io.debezium.time.NanoTimestamp" => value
+            .as_i64()
+            .and_then(|ns| timestamp(Some(DateTime::from_timestamp_nanos(ns)), true).ok()),
         "io.debezium.time.Date" | "org.apache.kafka.connect.data.Date" => value
             .as_i64()
             .and_then(|days| i32::try_from(days).ok())
-            .and_then(|days| NaiveDate::from_num_days_from_ce_opt(days + 719_163))
-            .map(|d| Value::String(d.to_string())),
+            .and_then(|days| date(days).ok()),
         _ => None,
     };
     decoded.unwrap_or_else(|| value.clone())
@@ -156,9 +152,7 @@ fn decoded_value(value: &Value, schema: &Value) -> Value {
 /// Base64 big-endian two's-complement unscaled bytes with `scale` fraction digits, as text.
 fn decimal(b64: &str, scale: usize) -> Option<Value> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    crate::avro::decimal_text(&bytes, scale)
-        .ok()
-        .map(Value::String)
+    decimal_text(&bytes, scale).ok().map(Value::String)
 }
 
 #[cfg(test)]

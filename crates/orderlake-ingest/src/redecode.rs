@@ -177,19 +177,19 @@ async fn rebuild(
             .map(Some)
             .map_err(cast_err)
     };
-    let text = |name: &str| -> Result<ArrayRef> {
+    let required = |name: &str| -> Result<ArrayRef> {
         column(name)?.ok_or_else(|| cast_err(arrow::error::ArrowError::SchemaError(name.into())))
     };
-    let topics = text(schema::KAFKA_TOPIC)?;
-    let partitions = text(schema::KAFKA_PARTITION)?;
-    let offsets = text(schema::KAFKA_OFFSET)?;
-    let timestamps = text(schema::KAFKA_TIMESTAMP)?;
-    let keys = text(schema::KAFKA_KEY)?;
-    let values = text(schema::KAFKA_VALUE)?;
-    let headers = text(schema::KAFKA_HEADERS)?;
-    let archived = text(schema::ARCHIVED_AT)?;
-    let imports = text(schema::IMPORT_SOURCE)?;
-    let errors = text(schema::DECODE_ERROR)?;
+    let topics = required(schema::KAFKA_TOPIC)?;
+    let partitions = required(schema::KAFKA_PARTITION)?;
+    let offsets = required(schema::KAFKA_OFFSET)?;
+    let timestamps = required(schema::KAFKA_TIMESTAMP)?;
+    let keys = required(schema::KAFKA_KEY)?;
+    let values = required(schema::KAFKA_VALUE)?;
+    let headers = required(schema::KAFKA_HEADERS)?;
+    let archived = required(schema::ARCHIVED_AT)?;
+    let imports = required(schema::IMPORT_SOURCE)?;
+    let errors = required(schema::DECODE_ERROR)?;
     let (topics, errors, imports) = (
         topics.as_string::<i32>(),
         errors.as_string::<i32>(),
@@ -207,24 +207,7 @@ async fn rebuild(
     let (mut redecoded, mut waiting) = (0, 0);
     for i in 0..old.num_rows() {
         let opt = |a: &dyn Array| !a.is_null(i);
-        let row_headers: Vec<(String, Option<Vec<u8>>)> = if headers.is_null(i) {
-            Vec::new()
-        } else {
-            let entries = headers.value(i);
-            let entries = entries.as_struct();
-            let (k, v) = (
-                entries.column(0).as_string::<i32>(),
-                entries.column(1).as_binary::<i32>(),
-            );
-            (0..entries.len())
-                .map(|j| {
-                    (
-                        k.value(j).to_owned(),
-                        (!v.is_null(j)).then(|| v.value(j).to_vec()),
-                    )
-                })
-                .collect()
-        };
+        let row_headers = schema::headers_at(headers, i);
         let env = Envelope {
             topic: opt(topics).then(|| topics.value(i)),
             partition: opt(partitions).then(|| partitions.value(i)),
@@ -236,10 +219,7 @@ async fn rebuild(
         };
         let waited = opt(errors) && errors.value(i).starts_with(SCHEMA_UNAVAILABLE);
         let order = if waited {
-            let header = row_headers
-                .iter()
-                .find(|(k, _)| k == crate::avro::VALUE_SCHEMA_ID_HEADER)
-                .and_then(|(_, v)| v.as_deref());
+            let header = crate::avro::schema_header(&row_headers);
             let order = decode_waiting(decoder, registry, env, header).await;
             if order.failure == Some(crate::decode::DecodeFailure::SchemaUnavailable) {
                 waiting += 1;

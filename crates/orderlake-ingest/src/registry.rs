@@ -60,6 +60,37 @@ impl SchemaRegistryConfig {
         !self.urls.is_empty()
     }
 
+    /// The first key whose value cannot be used, and why.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        for url in &self.urls {
+            match url::Url::parse(url) {
+                Err(e) => return Some(("urls", format!("`{url}`: {e}"))),
+                Ok(parsed) if !["http", "https"].contains(&parsed.scheme()) => {
+                    return Some((
+                        "urls",
+                        format!("`{url}`: the registry speaks http or https"),
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        if self.username.is_some() && self.bearer_token.is_some() {
+            return Some((
+                "bearer_token",
+                "set either username/password or bearer_token, not both".into(),
+            ));
+        }
+        if self.request_timeout_ms == 0 {
+            return Some(("request_timeout_ms", "must be at least 1".into()));
+        }
+        if let Some(ca) = &self.ca_file
+            && let Err(e) = std::fs::metadata(ca)
+        {
+            return Some(("ca_file", format!("`{}`: {e}", ca.display())));
+        }
+        None
+    }
+
     pub fn unavailable_wait(&self) -> Duration {
         Duration::from_secs(self.unavailable_wait_secs)
     }
@@ -133,6 +164,9 @@ impl SchemaRegistry {
         config: SchemaRegistryConfig,
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, String> {
+        if let Some((key, reason)) = config.problem() {
+            return Err(format!("schema_registry.{key}: {reason}"));
+        }
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
             .connect_timeout(Duration::from_millis(config.request_timeout_ms));
@@ -148,9 +182,6 @@ impl SchemaRegistry {
         let client = builder
             .build()
             .map_err(|e| format!("schema registry client: {e}"))?;
-        for url in &config.urls {
-            url::Url::parse(url).map_err(|e| format!("schema_registry.urls: `{url}`: {e}"))?;
-        }
         Ok(Self {
             config,
             client,

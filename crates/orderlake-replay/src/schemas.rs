@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orderlake_ingest::avro::{SchemaKey, VALUE_SCHEMA_ID_HEADER, framing};
+use orderlake_ingest::avro::{SchemaKey, framing, schema_header};
 use orderlake_ingest::registry::{Lookup, SchemaRegistry};
 
 use crate::error::{ReplayError, Result};
@@ -38,10 +38,7 @@ impl SchemaCheck {
         value: Option<&[u8]>,
         headers: &[(String, Option<Vec<u8>>)],
     ) -> Result<()> {
-        let header = headers
-            .iter()
-            .find(|(k, _)| k == VALUE_SCHEMA_ID_HEADER)
-            .and_then(|(_, v)| v.as_deref());
+        let header = schema_header(headers);
         let Some(value) = value else {
             return Ok(());
         };

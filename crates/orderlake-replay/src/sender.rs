@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray as _, ListArray, RecordBatch};
+use arrow::array::{Array, AsArray as _, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::{SessionContext, col, lit};
@@ -608,12 +608,8 @@ pub async fn replay(table: &ArchiveTable, opts: &ReplayOptions) -> Result<Replay
             .clone();
         let keys = cast(&b, 4, &DataType::Binary)?;
         let values = cast(&b, 5, &DataType::Binary)?;
-        let headers = b
-            .column(6)
-            .as_any()
-            .downcast_ref::<ListArray>()
-            .expect("headers list")
-            .clone();
+        let headers = orderlake_archive::schema::headers_column(b.column(6))
+            .map_err(datafusion::error::DataFusionError::from)?;
         let (topics, parts, offs) = (
             topics.as_string::<i32>(),
             parts.as_primitive::<Int32Type>(),
@@ -627,25 +623,7 @@ pub async fn replay(table: &ArchiveTable, opts: &ReplayOptions) -> Result<Replay
                 if opts.stop.load(Ordering::SeqCst) {
                     return Ok(false);
                 }
-                let hs = if headers.is_null(i) {
-                    Vec::new()
-                } else {
-                    let entries = headers.value(i);
-                    let entries = entries.as_struct();
-                    let k = arrow::compute::cast(entries.column(0), &DataType::Utf8)
-                        .map_err(datafusion::error::DataFusionError::from)?;
-                    let v = arrow::compute::cast(entries.column(1), &DataType::Binary)
-                        .map_err(datafusion::error::DataFusionError::from)?;
-                    let (k, v) = (k.as_string::<i32>(), v.as_binary::<i32>());
-                    (0..entries.len())
-                        .map(|j| {
-                            (
-                                k.value(j).to_owned(),
-                                (!v.is_null(j)).then(|| v.value(j).to_vec()),
-                            )
-                        })
-                        .collect()
-                };
+                let hs = orderlake_archive::schema::headers_at(&headers, i);
                 let row = Row {
                     topic: topics.value(i),
                     partition: parts.value(i),

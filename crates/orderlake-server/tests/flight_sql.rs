@@ -36,32 +36,46 @@ async fn code_of(server: &TestServer, token: Option<&str>, sql: &str) -> (Code, 
         query: sql.to_owned(),
         transaction_id: None,
     };
-    let mut request = tonic::Request::new(FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec()));
+    match raw
+        .get_flight_info(signed(
+            FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec()),
+            token,
+        ))
+        .await
+    {
+        Ok(info) => {
+            // Planning passed: the error (if any) comes when the query runs.
+            let ticket = info.into_inner().endpoint[0].ticket.clone().unwrap();
+            fetch_code(&mut raw, ticket, token).await
+        }
+        Err(s) => (s.code(), s.message().to_owned()),
+    }
+}
+
+/// The status code of fetching `ticket` to its end as the holder of `token`.
+async fn fetch_code(
+    raw: &mut arrow_flight::flight_service_client::FlightServiceClient<tonic::transport::Channel>,
+    ticket: arrow_flight::Ticket,
+    token: Option<&str>,
+) -> (Code, String) {
+    match raw.do_get(signed(ticket, token)).await {
+        Err(s) => (s.code(), s.message().to_owned()),
+        Ok(stream) => match stream.into_inner().try_collect::<Vec<_>>().await {
+            Err(s) => (s.code(), s.message().to_owned()),
+            Ok(_) => (Code::Ok, String::new()),
+        },
+    }
+}
+
+/// `message` with `token` (if any) as its bearer credentials.
+fn signed<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
     if let Some(token) = token {
         request
             .metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
-    match raw.get_flight_info(request).await {
-        Ok(info) => {
-            // Planning passed: the error (if any) comes when the query runs.
-            let ticket = info.into_inner().endpoint[0].ticket.clone().unwrap();
-            let mut request = tonic::Request::new(ticket);
-            if let Some(token) = token {
-                request
-                    .metadata_mut()
-                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
-            }
-            match raw.do_get(request).await {
-                Err(s) => (s.code(), s.message().to_owned()),
-                Ok(stream) => match stream.into_inner().try_collect::<Vec<_>>().await {
-                    Err(s) => (s.code(), s.message().to_owned()),
-                    Ok(_) => (Code::Ok, String::new()),
-                },
-            }
-        }
-        Err(s) => (s.code(), s.message().to_owned()),
-    }
+    request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,15 +549,6 @@ async fn new_commits_become_visible_without_a_restart() {
     }
 }
 
-/// `message` with `token` as its bearer credentials.
-fn signed<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
 /// Runs prepared statement `handle` as the holder of `token` through the raw Flight client:
 /// its rows, or the status that refused it.
 async fn run_prepared(
@@ -558,13 +563,13 @@ async fn run_prepared(
     };
     let descriptor = FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec());
     let info = raw
-        .get_flight_info(signed(descriptor, token))
+        .get_flight_info(signed(descriptor, Some(token)))
         .await
         .map_err(|s| s.code())?
         .into_inner();
     let ticket = info.endpoint[0].ticket.clone().unwrap();
     let stream = raw
-        .do_get(signed(ticket, token))
+        .do_get(signed(ticket, Some(token)))
         .await
         .map_err(|s| s.code())?
         .into_inner()
@@ -609,17 +614,9 @@ async fn malformed_and_foreign_requests_are_refused() {
         .as_any()
         .encode_to_vec(),
     ] {
-        let code = match raw
-            .do_get(signed(arrow_flight::Ticket::new(ticket), &my_token))
-            .await
-        {
-            Err(s) => s.code(),
-            Ok(stream) => match stream.into_inner().try_collect::<Vec<_>>().await {
-                Err(s) => s.code(),
-                Ok(_) => Code::Ok,
-            },
-        };
-        assert_eq!(code, Code::InvalidArgument);
+        let (code, message) =
+            fetch_code(&mut raw, arrow_flight::Ticket::new(ticket), Some(&my_token)).await;
+        assert_eq!(code, Code::InvalidArgument, "{message}");
     }
     assert_eq!(
         run_prepared(&server, &my_token, b"\x00garbage").await,
@@ -649,7 +646,7 @@ async fn malformed_and_foreign_requests_are_refused() {
                 r#type: "CreatePreparedStatement".into(),
                 body: create.as_any().encode_to_vec().into(),
             },
-            &my_token,
+            Some(&my_token),
         ))
         .await
         .unwrap()
@@ -679,7 +676,7 @@ async fn malformed_and_foreign_requests_are_refused() {
         .try_collect()
         .await
         .unwrap();
-    raw.do_put(signed(futures::stream::iter(data), &my_token))
+    raw.do_put(signed(futures::stream::iter(data), Some(&my_token)))
         .await
         .unwrap()
         .into_inner()
@@ -703,7 +700,7 @@ async fn malformed_and_foreign_requests_are_refused() {
             r#type: "ClosePreparedStatement".into(),
             body: close.as_any().encode_to_vec().into(),
         },
-        &their_token,
+        Some(&their_token),
     ))
     .await
     .unwrap();
