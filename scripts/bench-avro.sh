@@ -35,30 +35,18 @@ PY
 log "producing $events Avro events (and their JSON twins) with confluent-kafka's AvroSerializer"
 "$PYTHON" tests/python/avro_produce.py "$ORDERLAKE_BROKERS" "$registry" "$avro" "$events" --bench "$json"
 
-measure() {
-  python3 - "$@" <<'PY'
-import subprocess, sys, time
-t = time.monotonic()
-p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, text=True)
-if p.returncode != 0:
-    sys.stderr.write(p.stdout)
-    sys.exit(p.returncode)
-print(f"{time.monotonic() - t:.3f}")
-PY
-}
-
 log "baseline: plain librdkafka consumer reading the Avro topic to nowhere"
-raw_s=$(measure "$bin/orderlake-bench" raw-consume --brokers "$ORDERLAKE_BROKERS" \
+read -r raw_s _ < <(measure "$bin/orderlake-bench" raw-consume --brokers "$ORDERLAKE_BROKERS" \
   --topics "$avro" --expect "$events" --group "raw-$$")
 log "baseline: the same consumer reading the JSON twins"
-raw_json_s=$(measure "$bin/orderlake-bench" raw-consume --brokers "$ORDERLAKE_BROKERS" \
+read -r raw_json_s _ < <(measure "$bin/orderlake-bench" raw-consume --brokers "$ORDERLAKE_BROKERS" \
   --topics "$json" --expect "$events" --group "raw-json-$$")
 log "orderlake-archiver run --until-caught-up on the Avro topic"
-avro_s=$(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver" run --brokers "$ORDERLAKE_BROKERS" \
+read -r avro_s _ < <(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver" run --brokers "$ORDERLAKE_BROKERS" \
   --group "avro-$$" --topics "$avro" --table-uri "$work/lake-avro/order_events" --until-caught-up \
   --schema-registry-url "$registry")
 log "orderlake-archiver run --until-caught-up on the JSON topic"
-json_s=$(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver" run --brokers "$ORDERLAKE_BROKERS" \
+read -r json_s _ < <(ORDERLAKE_LOG=warn measure "$bin/orderlake-archiver" run --brokers "$ORDERLAKE_BROKERS" \
   --group "json-$$" --topics "$json" --table-uri "$work/lake-json/order_events" --until-caught-up)
 log "decode cost per event, in memory"
 avro_cost=$("$bin/orderlake-bench" decode-cost --brokers "$ORDERLAKE_BROKERS" --topics "$avro" \

@@ -22,20 +22,6 @@ log "producing $events events to $topics (3 topics x 4 partitions)"
 "$bin/orderlake-archiver" generate --brokers "$ORDERLAKE_BROKERS" --events "$events" \
   --topic-prefix "$prefix" --malformed-share 0.01 --quiet
 
-# Runs a command, then prints its wall seconds and peak RSS (KiB) as "seconds rss".
-measure() {
-  python3 - "$@" <<'PY'
-import resource, subprocess, sys, time
-t = time.monotonic()
-p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, text=True)
-elapsed = time.monotonic() - t
-sys.stderr.write(p.stdout)
-if p.returncode != 0:
-    sys.exit(p.returncode)
-print(f"{elapsed:.3f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
-PY
-}
-
 log "baseline: plain librdkafka consumer reading everything to nowhere"
 read -r raw_s _ < <(measure "$bin/orderlake-bench" raw-consume --brokers "$ORDERLAKE_BROKERS" \
   --topics "$topics" --expect "$events" --group "raw-$$")

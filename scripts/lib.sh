@@ -135,3 +135,17 @@ import sys, boto3
 boto3.client("s3").create_bucket(Bucket=sys.argv[1])
 PY
 }
+
+# Runs a command, then prints its wall seconds and peak RSS (KiB) as "seconds rss".
+measure() {
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, text=True)
+elapsed = time.monotonic() - t
+sys.stderr.write(p.stdout)
+if p.returncode != 0:
+    sys.exit(p.returncode)
+print(f"{elapsed:.3f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+PY
+}
