@@ -13,7 +13,9 @@ registry stopped and started again serves the same ids, as the real one does. En
   GET  /subjects/{s}/versions/latest, /subjects/{s}/versions/{n}
   GET  /subjects, GET|PUT /config, GET|PUT /config/{s}
 With REGISTRY_BASIC_AUTH=user:password in the environment, every request must carry those HTTP
-basic credentials (401 otherwise, as the registry answers). Errors are the registry's JSON bodies with its error codes (40401 subject, 40403 schema not found).
+basic credentials (401 otherwise, as the registry answers); with REGISTRY_BEARER_TOKEN=t, the
+header `Authorization: Bearer t`. With REGISTRY_TLS_DIR=d it serves HTTPS only, with a test CA
+(d/ca.crt) and a certificate for 127.0.0.1 and localhost signed by it, made on first use. Errors are the registry's JSON bodies with its error codes (40401 subject, 40403 schema not found).
 """
 import base64
 import json
@@ -89,11 +91,15 @@ class Handler(BaseHTTPRequestHandler):
         return self.path.split("?", 1)[0]
 
     def authorized(self):
-        want = os.environ.get("REGISTRY_BASIC_AUTH")
-        if not want:
+        basic = os.environ.get("REGISTRY_BASIC_AUTH")
+        bearer = os.environ.get("REGISTRY_BEARER_TOKEN")
+        if basic:
+            want = "Basic " + base64.b64encode(basic.encode()).decode()
+        elif bearer:
+            want = "Bearer " + bearer
+        else:
             return True
-        given = self.headers.get("Authorization", "")
-        if given == "Basic " + base64.b64encode(want.encode()).decode():
+        if self.headers.get("Authorization", "") == want:
             return True
         n = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(n)
@@ -170,10 +176,59 @@ class Handler(BaseHTTPRequestHandler):
         self.not_found(404, f"no endpoint {path}")
 
 
+def tls_context(directory):
+    """A server context with the certificate of `directory`, made (with its CA) on first use."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = os.path.join(directory, "server.crt"), os.path.join(directory, "server.key")
+    if not os.path.exists(key_path):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+
+        def certificate(name, key, issuer, issuer_key, is_ca, extra=()):
+            builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer)
+                       .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                       .not_valid_before(valid[0]).not_valid_after(valid[1])
+                       .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True))
+            for extension in extra:
+                builder = builder.add_extension(extension, critical=False)
+            return builder.sign(issuer_key, hashes.SHA256())
+
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry test CA")])
+        ca = certificate(ca_name, ca_key, ca_name, ca_key, True)
+        names = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                             x509.DNSName("localhost")])
+        cert = certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]), key,
+                           ca_name, ca_key, False, [names])
+        pem = serialization.Encoding.PEM
+        with open(os.path.join(directory, "ca.crt"), "wb") as f:
+            f.write(ca.public_bytes(pem))
+        with open(cert_path, "wb") as f:
+            f.write(cert.public_bytes(pem))
+        with open(key_path + ".tmp", "wb") as f:
+            f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        os.replace(key_path + ".tmp", key_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
 if __name__ == "__main__":
     load()
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[3]) if len(sys.argv) > 3 else 0), Handler)
+    if os.environ.get("REGISTRY_TLS_DIR"):
+        server.socket = tls_context(os.environ["REGISTRY_TLS_DIR"]).wrap_socket(
+            server.socket, server_side=True)
     with open(sys.argv[1] + ".tmp", "w") as f:
         f.write(str(server.server_address[1]))
     os.replace(sys.argv[1] + ".tmp", sys.argv[1])

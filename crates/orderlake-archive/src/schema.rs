@@ -36,6 +36,15 @@ pub const EVENT_DATE: &str = "event_date";
 /// The partition column of a monthly table (the first day of the event's month); see
 /// [`crate::layout`].
 pub const EVENT_MONTH: &str = "event_month";
+/// Debezium change events: the operation (`c`, `u`, `d`, `r`, `t`), null for other rows.
+pub const CDC_OP: &str = "cdc_op";
+/// When the source database committed the change.
+pub const CDC_SOURCE_TS: &str = "cdc_source_ts";
+/// Where in the source's log: text that sorts in the source's order (a zero-padded Postgres LSN,
+/// or a MySQL binlog file, position and row).
+pub const CDC_POSITION: &str = "cdc_position";
+/// The source transaction of the change.
+pub const CDC_TX_ID: &str = "cdc_tx_id";
 
 /// Money is `decimal(18, 4)`: exact, and room for three-decimal currencies and fractional unit
 /// prices.
@@ -162,19 +171,20 @@ fn list_of(element: DataType) -> DataType {
     DataType::Array(Box::new(ArrayType::new(element, false)))
 }
 
-/// The Delta schema of a table with `partitioning`: the archive rows' columns, and the partition
-/// column when it is not `event_date`.
+/// The Delta schema of a table with `partitioning`: the first archive columns, the partition
+/// column when it is not `event_date`, then the columns added since ([`added_fields`]), so a
+/// table created now and an older one that gained them by schema evolution have one column
+/// order.
 pub fn table_delta_schema(partitioning: Partitioning) -> StructType {
-    let rows = delta_schema();
-    if partitioning.column() == EVENT_DATE {
-        return rows;
-    }
+    let partition = (partitioning.column() != EVENT_DATE)
+        .then(|| StructField::not_null(partitioning.column(), DataType::DATE));
     StructType::try_new(
-        rows.fields()
-            .cloned()
-            .chain([StructField::not_null(partitioning.column(), DataType::DATE)]),
+        first_fields()
+            .into_iter()
+            .chain(partition)
+            .chain(added_fields()),
     )
-    .expect("the partition column is not an archive column")
+    .expect("archive column names are unique")
 }
 
 /// Columns whose min/max go into the Delta log of a table with `partitioning`: the archive's, and
@@ -187,8 +197,14 @@ pub fn stats_columns(partitioning: Partitioning) -> Vec<&'static str> {
     columns
 }
 
-/// The archive rows' Delta schema.
+/// The archive rows' Delta schema (the files' columns).
 pub fn delta_schema() -> StructType {
+    StructType::try_new(first_fields().into_iter().chain(added_fields()))
+        .expect("archive column names are unique")
+}
+
+/// The columns of the archive's first schema, which every archive table has.
+fn first_fields() -> Vec<StructField> {
     use StructField as F;
     let headers = list_of(struct_of(vec![
         F::not_null(header::KEY, DataType::STRING),
@@ -200,7 +216,7 @@ pub fn delta_schema() -> StructType {
         F::nullable(item::UNIT_PRICE, money()),
         F::nullable(item::SALE_PRICE, money()),
     ]));
-    StructType::try_new(vec![
+    vec![
         F::nullable(KAFKA_TOPIC, DataType::STRING),
         F::nullable(KAFKA_PARTITION, DataType::INTEGER),
         F::nullable(KAFKA_OFFSET, DataType::LONG),
@@ -223,8 +239,29 @@ pub fn delta_schema() -> StructType {
         F::nullable(ITEMS, items),
         F::nullable(DECODE_ERROR, DataType::STRING),
         F::not_null(EVENT_DATE, DataType::DATE),
-    ])
-    .expect("archive column names are unique")
+    ]
+}
+
+/// Columns added to the archive after its first schema, in the order they were added. All are
+/// nullable: an older table gains them by a metadata-only commit (`ArchiveTable` does it when a
+/// writer opens the table), its files are never rewritten, and readers see nulls in rows
+/// written before.
+pub fn added_fields() -> Vec<StructField> {
+    use StructField as F;
+    vec![
+        F::nullable(CDC_OP, DataType::STRING),
+        F::nullable(CDC_SOURCE_TS, DataType::TIMESTAMP),
+        F::nullable(CDC_POSITION, DataType::STRING),
+        F::nullable(CDC_TX_ID, DataType::STRING),
+    ]
+}
+
+/// The [`added_fields`] an existing table's schema does not have yet.
+pub fn missing_added_fields(existing: &StructType) -> Vec<StructField> {
+    added_fields()
+        .into_iter()
+        .filter(|f| existing.field(f.name()).is_none())
+        .collect()
 }
 
 static ARROW_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -272,11 +309,14 @@ pub fn headers_at(headers: &arrow::array::ListArray, i: usize) -> Vec<(String, O
 
 /// Why `existing` cannot be the schema of an archive table with `partitioning`, or `None` when
 /// every archive column (and the partition column) is present with its type. Extra columns in the
-/// table are fine (a newer archiver may have added them).
+/// table are fine (a newer archiver may have added them), and so are missing [`added_fields`]
+/// (the table gains them when a writer opens it; readers see them as nulls until then).
 pub fn incompatibility_with(existing: &StructType, partitioning: Partitioning) -> Option<String> {
     let mut problems = Vec::new();
+    let added = added_fields();
     for wanted in table_delta_schema(partitioning).fields() {
         match existing.field(wanted.name()) {
+            None if added.iter().any(|a| a.name() == wanted.name()) => {}
             None => problems.push(format!("column `{}` is missing", wanted.name())),
             Some(found) if found.data_type() != wanted.data_type() => problems.push(format!(
                 "column `{}` is {} but the archive needs {}",
@@ -302,7 +342,7 @@ mod tests {
             .map(|f| f.name().clone())
             .collect();
         assert_eq!(names.first().map(String::as_str), Some(KAFKA_TOPIC));
-        assert_eq!(names.last().map(String::as_str), Some(EVENT_DATE));
+        assert_eq!(names.last().map(String::as_str), Some(CDC_TX_ID));
         for col in STATS_COLUMNS.iter().chain(&BLOOM_FILTER_COLUMNS) {
             assert!(names.iter().any(|n| n == col), "{col} not in schema");
         }
@@ -326,5 +366,31 @@ mod tests {
         .unwrap();
         let why = incompatibility(&altered).unwrap();
         assert!(why.contains("`order_id` is long"), "{why}");
+    }
+
+    #[test]
+    fn a_table_of_the_first_schema_is_compatible_and_lacks_the_added_columns() {
+        for partitioning in [Partitioning::Daily, Partitioning::Monthly] {
+            let current = table_delta_schema(partitioning);
+            let old = StructType::try_new(
+                current
+                    .fields()
+                    .filter(|f| !f.name().starts_with("cdc_"))
+                    .cloned(),
+            )
+            .unwrap();
+            assert_eq!(incompatibility_with(&old, partitioning), None);
+            let missing: Vec<_> = missing_added_fields(&old)
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(missing, [CDC_OP, CDC_SOURCE_TS, CDC_POSITION, CDC_TX_ID]);
+            assert!(missing_added_fields(&current).is_empty());
+            // The partition column sits between the first columns and the added ones, where an
+            // old monthly table has it.
+            let names: Vec<_> = current.fields().map(|f| f.name().clone()).collect();
+            let cut = names.iter().position(|n| n == CDC_OP).unwrap();
+            assert_eq!(names[cut - 1], partitioning.column());
+        }
     }
 }

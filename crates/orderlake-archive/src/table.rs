@@ -59,20 +59,59 @@ impl ArchiveTable {
         })
     }
 
+    /// Opens an existing archive table to write to it: a table created by an older archiver
+    /// first gains the columns added to the archive since ([`schema::added_fields`]) in a
+    /// metadata-only commit, so the rows written now keep every column. No file is rewritten.
+    pub async fn open_for_writing(location: TableLocation) -> Result<Self> {
+        Self::open(location).await?.with_added_columns().await
+    }
+
+    /// This table with the archive's added columns, committing them when it lacks some. Two
+    /// writers adding them at once: one commit wins, the other finds them on reopening.
+    async fn with_added_columns(self) -> Result<Self> {
+        let uri = self.location.to_string();
+        let snapshot = self.table.snapshot().map_err(ArchiveError::delta(&uri))?;
+        let missing = schema::missing_added_fields(&snapshot.schema());
+        if missing.is_empty() {
+            return Ok(self);
+        }
+        let names: Vec<String> = missing.iter().map(|f| f.name().clone()).collect();
+        match self.table.clone().add_columns().with_fields(missing).await {
+            Ok(table) => {
+                tracing::info!(table = %uri, columns = ?names, version = ?table.version(),
+                    "the archive table gained the columns added to the archive since it was created");
+                Ok(Self { table, ..self })
+            }
+            Err(e) => {
+                tracing::debug!(table = %uri, error = %e, "adding columns raced, reopening");
+                let reopened = Self::open(self.location).await?;
+                let snapshot = reopened
+                    .table
+                    .snapshot()
+                    .map_err(ArchiveError::delta(&uri))?;
+                if schema::missing_added_fields(&snapshot.schema()).is_empty() {
+                    Ok(reopened)
+                } else {
+                    Err(ArchiveError::delta(&uri)(e))
+                }
+            }
+        }
+    }
+
     /// Opens the archive table, creating it with the archive schema and the default
     /// partitioning when nothing is there yet.
     pub async fn open_or_create(location: TableLocation) -> Result<Self> {
         Self::open_or_create_with(location, Partitioning::default()).await
     }
 
-    /// Opens the archive table, creating it with the archive schema and `partitioning` when
-    /// nothing is there yet (an existing table keeps its own partitioning). Two instances racing
-    /// to create it both end up with the one table.
+    /// Opens the archive table to write to it ([`Self::open_for_writing`]), creating it with the
+    /// archive schema and `partitioning` when nothing is there yet (an existing table keeps its
+    /// own partitioning). Two instances racing to create it both end up with the one table.
     pub async fn open_or_create_with(
         location: TableLocation,
         partitioning: Partitioning,
     ) -> Result<Self> {
-        match Self::open(location.clone()).await {
+        match Self::open_for_writing(location.clone()).await {
             Err(ArchiveError::TableNotFound { .. }) => {}
             Ok(table) => {
                 if table.partitioning != partitioning {
@@ -112,7 +151,7 @@ impl ArchiveTable {
             // Another instance created it between our open and create.
             Err(e) => {
                 tracing::debug!(table = %uri, error = %e, "create raced, opening instead");
-                Self::open(location).await
+                Self::open_for_writing(location).await
             }
         }
     }

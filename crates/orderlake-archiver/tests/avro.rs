@@ -28,6 +28,8 @@ struct Registry {
     child: Option<Child>,
     /// `user:password` the fixture demands, when it demands one.
     auth: Option<String>,
+    /// More of the fixture's settings (TLS, a bearer token), from [`Registry::secure`] on.
+    env: Vec<(&'static str, String)>,
     python: PathBuf,
     port: u16,
     url: String,
@@ -44,6 +46,7 @@ impl Registry {
         let mut registry = Self {
             child: None,
             auth: auth.map(str::to_owned),
+            env: Vec::new(),
             python: python.to_path_buf(),
             port: 0,
             url: String::new(),
@@ -69,6 +72,7 @@ impl Registry {
         if let Some(auth) = &self.auth {
             command.env("REGISTRY_BASIC_AUTH", auth);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(command.spawn().unwrap());
         let deadline = Instant::now() + Duration::from_secs(20);
         self.port = loop {
@@ -78,6 +82,25 @@ impl Registry {
             assert!(Instant::now() < deadline, "the registry fixture starts");
             std::thread::sleep(Duration::from_millis(50));
         };
+    }
+
+    /// Restarts the registry, with the schemas it holds, on its port as HTTPS only (a test CA,
+    /// [`Registry::ca_file`]) demanding `token` as a bearer token.
+    fn secure(&mut self, token: &str) {
+        self.down();
+        let tls = self.dir.path().join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        self.env = vec![
+            ("REGISTRY_TLS_DIR", tls.display().to_string()),
+            ("REGISTRY_BEARER_TOKEN", token.to_owned()),
+        ];
+        self.up();
+        self.url = format!("https://127.0.0.1:{}", self.port);
+    }
+
+    /// The CA of the HTTPS registry.
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.crt")
     }
 
     fn down(&mut self) {
@@ -275,18 +298,116 @@ fn registry_config(dir: &tempfile::TempDir, wait_secs: u64) -> String {
     path.display().to_string()
 }
 
-/// The registry down while the archiver starts: the Avro topic's partitions wait, the JSON
-/// topics' records are archived meanwhile, and once the registry is back every Avro record is
-/// archived decoded, once.
+/// The registry over HTTPS with a CA of its own (`ca_file`) and a bearer token: the archiver
+/// fetches the schemas through both and archives every record decoded; with a wrong token the
+/// registry refuses it, and the records are archived raw with that refusal once the wait is over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_registry_outage_holds_only_the_partitions_that_need_it() {
+async fn a_registry_over_tls_with_a_bearer_token() {
     let services = Services::from_env();
     let mut registry = Registry::start(&services.python);
+    let topic = format!("{}-orders", unique("tls"));
+    let produced = produce_avro(&services, &registry, &topic, 10).await;
+    registry.secure("token-of-the-archiver");
+    for (token, accepted) in [("token-of-the-archiver", true), ("a-wrong-token", false)] {
+        let backend = Backend::local();
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = config_dir.path().join("archiver.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[schema_registry]\nurls = [\"{}\"]\nbearer_token = \"{token}\"\n\
+                 ca_file = \"{}\"\nunavailable_wait_secs = 3\n",
+                registry.url,
+                registry.ca_file().display()
+            ),
+        )
+        .unwrap();
+        let child = archive_until_caught_up(
+            &backend,
+            &services,
+            &unique("tls-group"),
+            &[&topic],
+            &["--config", config.to_str().unwrap()],
+        );
+        let out = output_within(child, Duration::from_secs(120), "archiver");
+        assert_success("archiver", &out);
+        let rows = read_archive(&backend).await;
+        if accepted {
+            assert_matches_produced(&rows, &topic, &produced);
+            continue;
+        }
+        let refused = rows
+            .values()
+            .filter(|r| {
+                r.decode_error.as_deref().is_some_and(|e| {
+                    e.starts_with("schema registry unavailable") && e.contains("401")
+                })
+            })
+            .count();
+        let framed = produced.iter().filter(|p| p["hostile"].is_null()).count();
+        assert_eq!(rows.len(), produced.len(), "every record once");
+        assert!(refused >= framed, "{refused} of {framed} refused: {rows:?}");
+    }
+}
+
+/// Rows of `topic` in a `status --json` report.
+fn rows_of(status: &serde_json::Value, topic: &str) -> i64 {
+    status["partitions"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p["topic"] == topic)
+                .map(|p| p["rows"].as_i64().unwrap())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The archive's `status --json`, or `None` before the table exists.
+fn status_of(backend: &Backend) -> Option<serde_json::Value> {
+    let out = support::archiver(backend)
+        .args(["status", "--json", "--table-uri", &backend.table_uri()])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Waits until `done` holds for the archive's status, failing with `what` after `limit`.
+async fn wait_for_status(
+    backend: &Backend,
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut(&serde_json::Value) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if status_of(backend).is_some_and(|s| done(&s)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The registry unreachable for 30 s mid-run (the archiver reaches it through a proxy that is
+/// cut, while producers register their schemas directly): the Avro records produced meanwhile
+/// need schemas the archiver has never fetched, so their partitions wait while the JSON topics
+/// keep flowing; once the registry is reachable again every Avro record is archived decoded,
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_outage_holds_only_the_partitions_that_need_it() {
+    const OUTAGE: Duration = Duration::from_secs(30);
+    let services = Services::from_env();
+    let registry = Registry::start(&services.python);
+    let proxy = support::private::Proxy::start(registry.port).await;
     let topic = format!("{}-orders", unique("outage"));
-    let produced = produce_avro(&services, &registry, &topic, 20).await;
-    registry.down();
-    let settings = support::sample_settings(&unique("outage-json"), 7, 150, 0.0);
-    let json = support::produce_stream(&services, &settings, 0, 150).await;
+    ensure_topics(&services.brokers, &[&topic], 2)
+        .await
+        .unwrap();
+    let settings = support::sample_settings(&unique("outage-json"), 7, 300, 0.0);
+    let mut json = support::produce_stream(&services, &settings, 0, 150).await;
 
     let backend = Backend::local();
     let config_dir = tempfile::tempdir().unwrap();
@@ -295,65 +416,55 @@ async fn a_registry_outage_holds_only_the_partitions_that_need_it() {
     topics.push(&topic);
     let child = support::archiver_run(&backend, &services, &unique("outage-group"), &topics)
         .args(["--config", &config, "--flush-interval-ms", "300"])
-        .args(["--schema-registry-url", &registry.url])
+        .args([
+            "--schema-registry-url",
+            &format!("http://127.0.0.1:{}", proxy.port),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
+    let json_topics = settings.topics.all();
+    let json_rows =
+        |s: &serde_json::Value| -> i64 { json_topics.iter().map(|t| rows_of(s, t)).sum() };
+    wait_for_status(
+        &backend,
+        Duration::from_secs(60),
+        "the first JSON records",
+        |s| json_rows(s) == 150,
+    )
+    .await;
 
-    // The JSON records arrive while the Avro ones wait (none archived raw).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = support::archiver(&backend)
-            .args(["status", "--json", "--table-uri", &backend.table_uri()])
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            // Not created yet.
-            assert!(Instant::now() < deadline, "the archiver creates the table");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            continue;
-        }
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let rows_of = |t: &str| -> i64 {
-            status["partitions"]
-                .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .filter(|p| p["topic"] == t)
-                        .map(|p| p["rows"].as_i64().unwrap())
-                        .sum()
-                })
-                .unwrap_or(0)
-        };
-        let json_rows: i64 = settings.topics.all().iter().map(|t| rows_of(t)).sum();
-        assert_eq!(
-            rows_of(&topic),
-            0,
-            "the Avro records wait for their schemas"
-        );
-        if json_rows == 150 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the JSON topics are archived during the outage ({json_rows})"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Mid-run, the registry becomes unreachable for the archiver; new schemas and records arrive.
+    proxy.down();
+    let outage_started = Instant::now();
+    let produced = produce_avro(&services, &registry, &topic, 20).await;
+    json.extend(support::produce_stream(&services, &settings, 150, 150).await);
+    wait_for_status(
+        &backend,
+        Duration::from_secs(60),
+        "the JSON topics are archived during the outage",
+        |s| {
+            assert_eq!(
+                rows_of(s, &topic),
+                0,
+                "the Avro records wait for their schemas"
+            );
+            json_rows(s) == 300
+        },
+    )
+    .await;
+    tokio::time::sleep(OUTAGE.saturating_sub(outage_started.elapsed())).await;
+    let rows = read_archive(&backend).await;
     assert_eq!(
-        read_archive(&backend)
-            .await
-            .keys()
-            .filter(|(t, _, _)| *t == topic)
-            .count(),
+        rows.keys().filter(|(t, _, _)| *t == topic).count(),
         0,
-        "still waiting, nothing archived raw"
+        "still waiting after {:?}, nothing archived raw",
+        outage_started.elapsed()
     );
 
-    registry.up();
+    proxy.up().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let rows = read_archive(&backend).await;

@@ -12,13 +12,20 @@ use serde_json::{Map, Value};
 
 use crate::avro::{date, decimal_text, timestamp};
 
-/// What a change event says happened, and where in the source's log.
+/// A change event: its row and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// `c` create, `u` update, `d` delete, `r` snapshot read, `t` truncate.
-    pub op: char,
     /// The row the mappings read: `after`, or `before` for a delete; none for a truncate.
     pub row: Option<Value>,
+    pub source: ChangeSource,
+}
+
+/// What a change event says happened, and where in the source's log (the archive's `cdc_*`
+/// columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSource {
+    /// `c` create, `u` update, `d` delete, `r` snapshot read, `t` truncate.
+    pub op: char,
     /// When the source committed the change (`source.ts_ms`), Unix milliseconds.
     pub source_ts_ms: Option<i64>,
     /// Where in the source's log: a Postgres LSN, or a MySQL binlog file and position, as text
@@ -50,16 +57,18 @@ pub fn change(doc: &Value) -> Option<Change> {
         .filter(|r| r.is_object())
         .map(|r| decoded_row(r, schema.and_then(|s| field_schema(s, side))));
     Some(Change {
-        op,
         row,
-        source_ts_ms: source.get("ts_ms").and_then(Value::as_i64),
-        position: position(source),
-        tx_id: envelope
-            .get("transaction")
-            .and_then(|t| t.get("id"))
-            .and_then(text)
-            .or_else(|| source.get("txId").and_then(text))
-            .or_else(|| source.get("gtid").and_then(text)),
+        source: ChangeSource {
+            op,
+            source_ts_ms: source.get("ts_ms").and_then(Value::as_i64),
+            position: position(source),
+            tx_id: envelope
+                .get("transaction")
+                .and_then(|t| t.get("id"))
+                .and_then(text)
+                .or_else(|| source.get("txId").and_then(text))
+                .or_else(|| source.get("gtid").and_then(text)),
+        },
     })
 }
 
@@ -118,20 +127,42 @@ fn decoded_value(value: &Value, schema: &Value) -> Value {
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let decoded = match logical {
-        "org.apache.kafka.connect.data.Decimal" => value.as_str().and_then(|b64| {
-            let scale = schema
-                .get("parameters")?
-                .get("scale")?
-                .as_str()?
-                .parse()
-                .ok()?;
-            decimal(b64, scale)
-        }),
-        "io.debezium.data.VariableScaleDecimal" => (|| {
+    let scale = || {
+        schema
+            .get("parameters")?
+            .get("scale")?
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    connect_value(value, logical, scale).unwrap_or_else(|| value.clone())
+}
+
+/// Whether values of the Connect logical type `name` are encoded as plain integers that
+/// [`connect_value`] turns into what the mappings read (in Avro, Debezium's converter marks such
+/// fields with `connect.name` only).
+pub(crate) fn is_integer_time(name: &str) -> bool {
+    matches!(
+        name,
+        "io.debezium.time.MicroTimestamp"
+            | "io.debezium.time.NanoTimestamp"
+            | "io.debezium.time.Date"
+    )
+}
+
+/// `value` of the Connect logical type `logical` as the mappings read it, or `None` when it needs
+/// no change or cannot be decoded. `scale` gives a `Decimal`'s scale from its schema.
+pub(crate) fn connect_value(
+    value: &Value,
+    logical: &str,
+    scale: impl FnOnce() -> Option<usize>,
+) -> Option<Value> {
+    match logical {
+        "org.apache.kafka.connect.data.Decimal" => decimal(value.as_str()?, scale()?),
+        "io.debezium.data.VariableScaleDecimal" => {
             let scale = usize::try_from(value.get("scale")?.as_u64()?).ok()?;
             decimal(value.get("value")?.as_str()?, scale)
-        })(),
+        }
         // Milliseconds already: the mappings read epoch milliseconds.
         "io.debezium.time.Timestamp" | "org.apache.kafka.connect.data.Timestamp" => None,
         "io.debezium.time.MicroTimestamp" => value
@@ -145,8 +176,7 @@ fn decoded_value(value: &Value, schema: &Value) -> Value {
             .and_then(|days| i32::try_from(days).ok())
             .and_then(|days| date(days).ok()),
         _ => None,
-    };
-    decoded.unwrap_or_else(|| value.clone())
+    }
 }
 
 /// Base64 big-endian two's-complement unscaled bytes with `scale` fraction digits, as text.
@@ -201,10 +231,10 @@ mod tests {
     #[test]
     fn a_postgres_create_with_its_schema_decodes_debezium_encodings() {
         let c = change(&postgres_create()).unwrap();
-        assert_eq!(c.op, 'c');
-        assert_eq!(c.source_ts_ms, Some(1_559_033_904_863));
-        assert_eq!(c.position.as_deref(), Some("00000000000024023128"));
-        assert_eq!(c.tx_id.as_deref(), Some("555"));
+        assert_eq!(c.source.op, 'c');
+        assert_eq!(c.source.source_ts_ms, Some(1_559_033_904_863));
+        assert_eq!(c.source.position.as_deref(), Some("00000000000024023128"));
+        assert_eq!(c.source.tx_id.as_deref(), Some("555"));
         let row = c.row.unwrap();
         assert_eq!(row["total"], "4.10");
         assert_eq!(row["created_at"], "2019-05-28T08:58:24.863123Z");
@@ -227,23 +257,23 @@ mod tests {
             "transaction": {"id": "571:53195832", "total_order": 1, "data_collection_order": 1}
         });
         let c = change(&doc).unwrap();
-        assert_eq!(c.op, 'd');
+        assert_eq!(c.source.op, 'd');
         assert_eq!(c.row.unwrap()["customer_ref"], "C-17");
         assert_eq!(
-            c.position.as_deref(),
+            c.source.position.as_deref(),
             Some("mysql-bin.000003:00000000000000000484:0000000000")
         );
-        assert_eq!(c.tx_id.as_deref(), Some("571:53195832"));
+        assert_eq!(c.source.tx_id.as_deref(), Some("571:53195832"));
     }
 
     #[test]
     fn snapshots_truncates_and_other_documents() {
         let mut read = postgres_create();
         read["payload"]["op"] = json!("r");
-        assert_eq!(change(&read).unwrap().op, 'r');
+        assert_eq!(change(&read).unwrap().source.op, 'r');
         let truncate = json!({"op": "t", "source": {"lsn": 5, "ts_ms": 1}, "ts_ms": 2});
         let t = change(&truncate).unwrap();
-        assert_eq!((t.op, t.row), ('t', None));
+        assert_eq!((t.source.op, t.row), ('t', None));
         // Positions sort in source order as text.
         assert!(
             position(json!({"lsn": 9}).as_object().unwrap())

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::avro::SchemaKey;
+use crate::debezium::{Change, ChangeSource};
 use crate::registry::{Lookup, RegisteredSchema, SchemaRegistry};
 
 use crate::mapping::{CanonicalField, MappingSet, Paths, SourceMapping};
@@ -44,6 +45,8 @@ pub struct DecodedOrder {
     pub error: Option<String>,
     /// What kind of failure `error` describes (a bounded label for metrics).
     pub failure: Option<DecodeFailure>,
+    /// A Debezium change event's operation and source position (the `cdc_*` columns).
+    pub change: Option<ChangeSource>,
 }
 
 /// Why a record has no (or incomplete) typed columns, in a few fixed words.
@@ -315,14 +318,18 @@ fn decode_json(bytes: &[u8], mapping: &SourceMapping) -> DecodedOrder {
 /// The canonical columns of a document: of a Debezium change event's row (`after`, `before` for a
 /// delete), or of the document itself.
 fn decode_document(doc: &Value, m: &SourceMapping) -> DecodedOrder {
-    match crate::debezium::change(doc) {
-        None => decode_fields(doc, m),
-        Some(crate::debezium::Change { row: Some(row), .. }) => decode_fields(&row, m),
-        Some(change) => DecodedOrder::failed(
+    let Some(Change { row, source }) = crate::debezium::change(doc) else {
+        return decode_fields(doc, m);
+    };
+    let mut order = match row {
+        Some(row) => decode_fields(&row, m),
+        None => DecodedOrder::failed(
             DecodeFailure::NoRow,
-            format!("Debezium change event `{}` carries no row", change.op),
+            format!("Debezium change event `{}` carries no row", source.op),
         ),
-    }
+    };
+    order.change = Some(source);
+    order
 }
 
 fn decode_fields(doc: &Value, m: &SourceMapping) -> DecodedOrder {
@@ -359,22 +366,7 @@ fn decode_fields(doc: &Value, m: &SourceMapping) -> DecodedOrder {
             .map_err(|e| problems.push(format!("event_time: {e}")))
             .ok()
     });
-    out.items = f.items.find(doc).and_then(|v| match v {
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| line_item(item, m, i, &mut problems))
-                .collect(),
-        ),
-        other => {
-            problems.push(format!(
-                "items: expected an array, got {}",
-                json_kind(other)
-            ));
-            None
-        }
-    });
+    out.items = items(doc, m, &mut problems);
     for req in &m.required {
         if is_missing(&out, *req) && !problems.iter().any(|p| p.starts_with(req.name())) {
             problems.push(format!("{}: missing", req.name()));
@@ -385,6 +377,30 @@ fn decode_fields(doc: &Value, m: &SourceMapping) -> DecodedOrder {
         out.failure = Some(DecodeFailure::Fields);
     }
     out
+}
+
+/// The line items: the record itself as the one item (`row_is_item`), else the array at the
+/// mapping's `items` paths, each item read with its `item_fields`.
+fn items(doc: &Value, m: &SourceMapping, problems: &mut Vec<String>) -> Option<Vec<LineItem>> {
+    if m.row_is_item {
+        return Some(vec![line_item(doc, m, 0, problems)]);
+    }
+    match m.fields.items.find(doc)? {
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| line_item(item, m, i, problems))
+                .collect(),
+        ),
+        other => {
+            problems.push(format!(
+                "items: expected an array, got {}",
+                json_kind(other)
+            ));
+            None
+        }
+    }
 }
 
 fn is_missing(o: &DecodedOrder, f: CanonicalField) -> bool {
@@ -575,9 +591,20 @@ mod tests {
         assert_eq!(o.total_amount, Some(41_000));
         assert_eq!(o.event_time, Some(1_559_033_904_863_000));
         assert_eq!(o.status.as_deref(), Some("PAID"));
+        let change = o.change.unwrap();
+        assert_eq!(change.op, 'u');
+        assert_eq!(change.position.as_deref(), Some("00000000000024023128"));
         let truncate = br#"{"op":"t","source":{"lsn":5},"ts_ms":2}"#;
         let o = decode(Some(truncate), Some(&legacy), DEFAULT_MAX_DECODE_BYTES);
         assert_eq!(o.failure, Some(DecodeFailure::NoRow));
+        assert_eq!(o.change.map(|c| c.op), Some('t'));
+        // An order event is no change event.
+        let o = decode(
+            Some(br#"{"order_id":"A-1"}"#),
+            Some(&legacy),
+            DEFAULT_MAX_DECODE_BYTES,
+        );
+        assert_eq!(o.change, None);
     }
 
     #[test]

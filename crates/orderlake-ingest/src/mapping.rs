@@ -155,6 +155,10 @@ pub struct SourceMapping {
     /// Event type to record when the event carries none (for single-purpose topics).
     #[serde(default)]
     pub event_type_default: Option<String>,
+    /// Each record is one line item (a legacy database's item table): `items` holds the one item
+    /// read from the record itself with `item_fields`, and `fields.items` is not used.
+    #[serde(default)]
+    pub row_is_item: bool,
     #[serde(default)]
     pub fields: FieldPaths,
     #[serde(default)]
@@ -174,6 +178,7 @@ impl SourceMapping {
             ],
             required: vec![CanonicalField::OrderId],
             event_type_default: None,
+            row_is_item: false,
             fields: FieldPaths {
                 event_id: Paths::of(&["/event_id", "/id"]),
                 event_type: Paths::of(&["/event_type", "/type"]),
@@ -208,6 +213,7 @@ impl SourceMapping {
             ],
             required: vec![CanonicalField::OrderId],
             event_type_default: None,
+            row_is_item: false,
             fields: FieldPaths {
                 event_id: Paths::of(&["/eventId", "/id"]),
                 event_type: Paths::of(&["/eventType", "/type"]),
@@ -237,6 +243,7 @@ impl SourceMapping {
             topics: vec!["*fulfillment*".into()],
             required: vec![CanonicalField::OrderId],
             event_type_default: Some("FULFILLMENT_UPDATED".into()),
+            row_is_item: false,
             fields: FieldPaths {
                 event_id: Paths::of(&["/header/eventId"]),
                 event_type: Paths::of(&["/header/eventType"]),
@@ -270,6 +277,7 @@ impl SourceMapping {
             topics: vec!["*".into()],
             required: vec![],
             event_type_default: None,
+            row_is_item: false,
             fields: FieldPaths {
                 event_id: both(&s.event_id, &c.event_id),
                 event_type: both(&s.event_type, &c.event_type),

@@ -52,6 +52,10 @@ pub struct ArchiveRowBuffer {
     items: ListBuilder<StructBuilder>,
     decode_error: StringBuilder,
     event_date: Date32Builder,
+    cdc_op: StringBuilder,
+    cdc_source_ts: TimestampMicrosecondBuilder,
+    cdc_position: StringBuilder,
+    cdc_tx_id: StringBuilder,
     bytes: usize,
 }
 
@@ -117,6 +121,10 @@ impl ArchiveRowBuffer {
             event_time: utc_micros(),
             decode_error: StringBuilder::new(),
             event_date: Date32Builder::new(),
+            cdc_op: StringBuilder::new(),
+            cdc_source_ts: utc_micros(),
+            cdc_position: StringBuilder::new(),
+            cdc_tx_id: StringBuilder::new(),
             bytes: 0,
         }
     }
@@ -219,6 +227,25 @@ impl ArchiveRowBuffer {
         let instant = order.event_time.or(kafka_ts).unwrap_or(archived_at);
         self.event_date
             .append_value(orderlake_archive::time::day_of(instant));
+        let change = order.change.as_ref();
+        let mut op = [0; 4];
+        self.cdc_op
+            .append_option(change.map(|c| &*c.op.encode_utf8(&mut op)));
+        self.cdc_source_ts.append_option(
+            change
+                .and_then(|c| c.source_ts_ms)
+                .and_then(|ms| ms.checked_mul(1000)),
+        );
+        for (b, v) in [
+            (
+                &mut self.cdc_position,
+                change.and_then(|c| c.position.as_ref()),
+            ),
+            (&mut self.cdc_tx_id, change.and_then(|c| c.tx_id.as_ref())),
+        ] {
+            text_bytes += v.map_or(0, String::len);
+            b.append_option(v);
+        }
         self.bytes += 160
             + env.key.map_or(0, <[u8]>::len)
             + env.value.map_or(0, <[u8]>::len)
@@ -253,6 +280,10 @@ impl ArchiveRowBuffer {
             Arc::new(self.items.finish()),
             Arc::new(self.decode_error.finish()),
             Arc::new(self.event_date.finish()),
+            Arc::new(self.cdc_op.finish()),
+            Arc::new(self.cdc_source_ts.finish()),
+            Arc::new(self.cdc_position.finish()),
+            Arc::new(self.cdc_tx_id.finish()),
         ];
         self.bytes = 0;
         RecordBatch::try_new(Arc::clone(&self.schema), columns)

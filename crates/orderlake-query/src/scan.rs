@@ -52,7 +52,7 @@ pub struct ArchiveScanProvider {
     /// The key index and the table-rooted store its segments live in; `None` reads every file
     /// the statistics leave.
     index: Option<(KeyIndex, Arc<dyn ObjectStore>)>,
-    /// The table's columns; `event_date` is last.
+    /// The table's columns, in the archive's order.
     schema: SchemaRef,
     /// The columns stored in the Parquet files: all but `event_date` when it is the partition
     /// column (then given as each file's partition value), all of them otherwise (a monthly
@@ -60,6 +60,10 @@ pub struct ArchiveScanProvider {
     file_schema: SchemaRef,
     /// `event_date`, when it is the partition column.
     partition_field: Option<Arc<Field>>,
+    /// Where each of the table's columns is in the file scan's output (the file columns, then
+    /// the partition column): `event_date` precedes the columns added to the archive later, but
+    /// a partition column comes last there.
+    scan_columns: Vec<usize>,
     /// Each file's first and last event date, as statistics arrays.
     first_dates: ArrayRef,
     last_dates: ArrayRef,
@@ -114,6 +118,15 @@ impl ArchiveScanProvider {
             let field = schema.field_with_name(EVENT_DATE)?.clone();
             (Arc::new(file_schema), Some(Arc::new(field)))
         };
+        let scan_columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                file_schema
+                    .index_of(f.name())
+                    .unwrap_or(file_schema.fields().len())
+            })
+            .collect();
         let first_dates: Date32Array = files.files.iter().map(|f| Some(f.dates?.0)).collect();
         let last_dates: Date32Array = files.files.iter().map(|f| Some(f.dates?.1)).collect();
         let row_counts: UInt64Array = files.files.iter().map(|f| f.rows).collect();
@@ -126,6 +139,7 @@ impl ArchiveScanProvider {
             schema,
             file_schema,
             partition_field,
+            scan_columns,
             first_dates: Arc::new(first_dates),
             last_dates: Arc::new(last_dates),
             row_counts: Arc::new(row_counts),
@@ -294,6 +308,17 @@ fn balance(files: Vec<(PartitionedFile, u64)>, groups: usize) -> Vec<FileGroup> 
         .collect()
 }
 
+impl ArchiveScanProvider {
+    /// The file scan's columns for the table's columns `projection` (all, when `None`), in the
+    /// order asked for.
+    fn scan_projection(&self, projection: Option<&Vec<usize>>) -> Vec<usize> {
+        match projection {
+            Some(columns) => columns.iter().map(|&i| self.scan_columns[i]).collect(),
+            None => self.scan_columns.clone(),
+        }
+    }
+}
+
 #[async_trait]
 impl TableProvider for ArchiveScanProvider {
     fn schema(&self) -> SchemaRef {
@@ -393,7 +418,7 @@ impl TableProvider for ArchiveScanProvider {
             .with_parquet_file_reader_factory(factory);
         let config = FileScanConfigBuilder::new(self.files.store_url.clone(), Arc::new(source))
             .with_file_groups(groups)
-            .with_projection_indices(projection.cloned())?
+            .with_projection_indices(Some(self.scan_projection(projection)))?
             .with_limit(limit)
             .with_statistics(statistics)
             .build();

@@ -126,6 +126,7 @@ async fn statements_stream_results_with_trino_names() {
             "customer_purchase_summary|VIEW",
             "daily_activity|BASE TABLE",
             "daily_order_kpis|VIEW",
+            "legacy_orders_current|VIEW",
             "order_events|BASE TABLE",
             "order_items|VIEW",
             "order_status_history|VIEW",

@@ -101,7 +101,7 @@ async fn redecode(config: &ArchiverConfig, args: &MaintainArgs) -> Result<String
         config.decode.max_value_bytes,
     )
     .with_registry(Some(registry.clone()));
-    let table = ArchiveTable::open(super::table_location(config)?).await?;
+    let table = ArchiveTable::open_for_writing(super::table_location(config)?).await?;
     let started = Instant::now();
     let r = metered(
         "redecode",
@@ -143,7 +143,7 @@ pub async fn run_steps(
     steps: Steps,
     bar: &ProgressBar,
 ) -> Result<String, CliError> {
-    let mut table = ArchiveTable::open(location).await?;
+    let mut table = ArchiveTable::open_for_writing(location).await?;
     let mut summary = String::new();
     if steps.compact {
         bar.set_style(

@@ -314,34 +314,37 @@ pub struct ArchivedRow {
     pub event_date: String,
 }
 
-fn opt_string(a: &dyn Array, i: usize) -> Option<String> {
+/// Row `i` of a column as text (cast), or `None` where it is null.
+pub fn opt_string(a: &dyn Array, i: usize) -> Option<String> {
     let a = arrow::compute::cast(&a.slice(i, 1), &arrow::datatypes::DataType::Utf8).unwrap();
     let s = a.as_string::<i32>();
     (!s.is_null(0)).then(|| s.value(0).to_owned())
 }
 
-fn opt_binary(a: &dyn Array, i: usize) -> Option<Vec<u8>> {
+/// Row `i` of a column as bytes (cast), or `None` where it is null.
+pub fn opt_binary(a: &dyn Array, i: usize) -> Option<Vec<u8>> {
     let a = arrow::compute::cast(&a.slice(i, 1), &arrow::datatypes::DataType::Binary).unwrap();
     let b = a.as_binary::<i32>();
     (!b.is_null(0)).then(|| b.value(0).to_vec())
 }
 
+/// The result of `sql` over the table as delta-rs reads it, registered as `archive`.
+pub async fn archive_sql(table: &ArchiveTable, sql: &str) -> Vec<arrow::array::RecordBatch> {
+    let ctx = table.session_with("archive").await.unwrap();
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
 /// Every row of the archive, keyed by Kafka coordinates; panics on a duplicate coordinate.
 pub async fn read_archive(backend: &Backend) -> BTreeMap<(String, i32, i64), ArchivedRow> {
     let table = ArchiveTable::open(backend.location()).await.unwrap();
-    let ctx = table.session_with("archive").await.unwrap();
-    let batches = ctx
-        .sql(
-            "SELECT kafka_topic, kafka_partition, kafka_offset, kafka_key, kafka_value, kafka_headers, \
-             kafka_timestamp, order_id, customer_id, status, previous_status, \
-             CAST(total_amount AS VARCHAR), items, event_time, decode_error, CAST(event_date AS VARCHAR) \
-             FROM archive",
-        )
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let batches = archive_sql(
+        &table,
+        "SELECT kafka_topic, kafka_partition, kafka_offset, kafka_key, kafka_value, kafka_headers, \
+         kafka_timestamp, order_id, customer_id, status, previous_status, \
+         CAST(total_amount AS VARCHAR), items, event_time, decode_error, CAST(event_date AS VARCHAR) \
+         FROM archive",
+    )
+    .await;
     let mut rows = BTreeMap::new();
     for b in &batches {
         let part = b.column(1).as_primitive::<Int32Type>();
