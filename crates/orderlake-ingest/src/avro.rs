@@ -284,12 +284,17 @@ impl AvroSchema {
             self.connect_times.get(&schema.name.fullname(None))
         };
         let mut out = Map::with_capacity(fields.len());
-        for (name, value) in fields {
-            let field = schema
-                .lookup
-                .get(&name)
-                .and_then(|i| schema.fields.get(*i))
-                .ok_or_else(|| format!("field {name} is not in record {}", schema.name))?;
+        for (i, (name, value)) in fields.into_iter().enumerate() {
+            // A decoded record holds its fields in the schema's order: look up by name only
+            // where that does not hold.
+            let field = match schema.fields.get(i) {
+                Some(field) if field.name == name => field,
+                _ => schema
+                    .lookup
+                    .get(&name)
+                    .and_then(|i| schema.fields.get(*i))
+                    .ok_or_else(|| format!("field {name} is not in record {}", schema.name))?,
+            };
             let mut value = self.to_json(value, &field.schema)?;
             if let Some(logical) = times.and_then(|t| t.get(&name))
                 && let Some(decoded) = crate::debezium::connect_value(&value, logical, || None)
