@@ -363,17 +363,6 @@ fn rows_of(status: &serde_json::Value, topic: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// The archive's `status --json`, or `None` before the table exists.
-fn status_of(backend: &Backend) -> Option<serde_json::Value> {
-    let out = support::archiver(backend)
-        .args(["status", "--json", "--table-uri", &backend.table_uri()])
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
 /// Waits until `done` holds for the archive's status, failing with `what` after `limit`.
 async fn wait_for_status(
     backend: &Backend,
@@ -383,7 +372,7 @@ async fn wait_for_status(
 ) {
     let deadline = Instant::now() + limit;
     loop {
-        if status_of(backend).is_some_and(|s| done(&s)) {
+        if support::status_json_if_any(backend).is_some_and(|s| done(&s)) {
             return;
         }
         assert!(Instant::now() < deadline, "{what}");

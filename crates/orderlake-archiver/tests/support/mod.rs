@@ -196,11 +196,23 @@ pub fn signal(pid: u32, signal: &str) {
 
 /// `orderlake-archiver status --json` of the backend's table.
 pub fn status_json(backend: &Backend) -> serde_json::Value {
-    let out = archiver(backend)
+    let out = status_output(backend);
+    serde_json::from_str(&assert_success("status", &out)).unwrap()
+}
+
+/// The same, or `None` while the table does not exist yet (the command fails).
+pub fn status_json_if_any(backend: &Backend) -> Option<serde_json::Value> {
+    let out = status_output(backend);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn status_output(backend: &Backend) -> Output {
+    archiver(backend)
         .args(["status", "--json", "--table-uri", &backend.table_uri()])
         .output()
-        .unwrap();
-    serde_json::from_str(&assert_success("status", &out)).unwrap()
+        .unwrap()
 }
 
 pub fn assert_success(what: &str, out: &Output) -> String {
