@@ -118,7 +118,13 @@ pub struct TopicDecoder {
     by_topic: HashMap<String, Option<usize>>,
     max_decode_bytes: usize,
     registry: Option<Arc<SchemaRegistry>>,
+    /// Schemas the registry served, kept here: a schema's id names it for good, and most
+    /// records use one of a few, found without the registry's lock.
+    ready: Vec<(SchemaKey, Arc<RegisteredSchema>)>,
 }
+
+/// Served schemas a decoder keeps at hand (beyond, it asks the registry).
+const READY_SCHEMAS: usize = 64;
 
 /// What decoding one record gave (moved once per record; boxing the order would cost an
 /// allocation per record instead).
@@ -140,6 +146,7 @@ impl TopicDecoder {
             by_topic: HashMap::new(),
             max_decode_bytes,
             registry: None,
+            ready: Vec::new(),
         }
     }
 
@@ -202,7 +209,19 @@ impl TopicDecoder {
                 ),
             ));
         };
-        Decoded::Order(match registry.lookup(key) {
+        let lookup = match self.ready.iter().find(|(k, _)| *k == key) {
+            Some((_, schema)) => Lookup::Ready(schema.clone()),
+            None => {
+                let lookup = registry.lookup(key);
+                if let Lookup::Ready(schema) = &lookup
+                    && self.ready.len() < READY_SCHEMAS
+                {
+                    self.ready.push((key, schema.clone()));
+                }
+                lookup
+            }
+        };
+        Decoded::Order(match lookup {
             Lookup::Pending => return Decoded::NeedsSchema(key),
             Lookup::Failed(reason) => {
                 DecodedOrder::failed(DecodeFailure::UnknownSchema, format!("{key}: {reason}"))
@@ -482,9 +501,9 @@ fn integer(v: &Value) -> Result<i64, String> {
 /// Money from a JSON number or a numeric string, exactly: JSON numbers are read back from their
 /// shortest decimal form, never through float arithmetic.
 fn money(v: &Value) -> Result<i128, String> {
-    let s = match v {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_owned(),
+    let s: std::borrow::Cow<'_, str> = match v {
+        Value::Number(n) => n.to_string().into(),
+        Value::String(s) => s.trim().into(),
         other => {
             return Err(format!(
                 "expected a decimal amount, got {}",
@@ -514,17 +533,20 @@ pub fn parse_decimal(s: &str, scale: u32) -> Result<i128, String> {
     {
         return Err(bad());
     }
-    let all: String = format!("{int}{frac}");
     let frac_digits = i64::try_from(frac.len()).map_err(|_| bad())? - i64::from(exp);
     let shift = i64::from(scale) - frac_digits;
-    let significant = all.trim_start_matches('0');
-    let mut value: i128 = if significant.is_empty() {
-        0
-    } else if significant.len() > 38 {
-        return Err(format!("\"{s}\" is too large for an amount"));
-    } else {
-        significant.parse().map_err(|_| bad())?
-    };
+    // The digits without leading zeros, at most 38 of them (they fit an i128).
+    let (mut value, mut significant) = (0i128, 0);
+    for b in int.bytes().chain(frac.bytes()) {
+        if significant == 0 && b == b'0' {
+            continue;
+        }
+        significant += 1;
+        if significant > 38 {
+            return Err(format!("\"{s}\" is too large for an amount"));
+        }
+        value = value * 10 + i128::from(b - b'0');
+    }
     if shift < 0 {
         let divisor = 10i128
             .checked_pow(u32::try_from(-shift).map_err(|_| bad())?)
@@ -705,5 +727,24 @@ mod tests {
         assert!(parse_decimal("1e30", 4).unwrap_err().contains("too large"));
         assert!(parse_decimal("abc", 4).is_err());
         assert!(parse_decimal(".", 4).is_err());
+        assert_eq!(parse_decimal("000123.4500", 4), Ok(1_234_500));
+        assert_eq!(parse_decimal("0.0", 4), Ok(0));
+        assert_eq!(
+            parse_decimal(&format!("0.{}1", "0".repeat(40)), 45),
+            Ok(10_000)
+        );
+        // 38 digits are read (then refused as an amount over 18 digits), 39 are too many.
+        let digits = |n| "9".repeat(n);
+        assert!(
+            parse_decimal(&digits(38), 0)
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            parse_decimal(&digits(39), 0)
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert_eq!(parse_decimal(&digits(18), 0), Ok(10i128.pow(18) - 1));
     }
 }
