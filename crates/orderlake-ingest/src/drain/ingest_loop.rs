@@ -32,6 +32,13 @@ pub(super) struct IngestLoop {
     pub(super) last_progress: Instant,
     pub(super) rows_at_last_progress: u64,
     pub(super) last_stall_check: Instant,
+    /// When this turn of the loop began: one clock read a record, not one per check.
+    now: Instant,
+    /// The wall clock at an instant, to date records without reading it for each.
+    wall: (Instant, i64),
+    /// Some partition is paused until the registry serves a schema (checked every turn, so it
+    /// resumes as soon as the schema is there).
+    schema_waits: bool,
     pub(super) last_publish: Instant,
 }
 
@@ -104,8 +111,26 @@ impl IngestLoop {
             last_progress: Instant::now(),
             rows_at_last_progress: 0,
             last_stall_check: Instant::now(),
+            schema_waits: false,
+            now: Instant::now(),
+            wall: (Instant::now(), chrono::Utc::now().timestamp_micros()),
             last_publish: Instant::now(),
         })
+    }
+
+    /// Reads the clock for this turn of the loop.
+    fn tick(&mut self) {
+        self.now = Instant::now();
+        // The wall clock is read again every second (it may be stepped; the monotonic one not).
+        if self.now.duration_since(self.wall.0) >= Duration::from_secs(1) {
+            self.wall = (self.now, chrono::Utc::now().timestamp_micros());
+        }
+    }
+
+    /// The wall clock now, in microseconds since the epoch.
+    fn archived_at(&self) -> i64 {
+        let since = self.now.duration_since(self.wall.0).as_micros();
+        self.wall.1 + i64::try_from(since).unwrap_or(i64::MAX - self.wall.1)
     }
 
     pub(super) fn ctx(&self) -> &DrainContext {
@@ -115,6 +140,7 @@ impl IngestLoop {
     pub(super) fn run(mut self) -> Result<DrainReport> {
         let poll_timeout = Duration::from_millis(50).min(self.settings.flush_interval);
         loop {
+            self.tick();
             self.handle_results()?;
             if let Some(e) = self.ctx().fatal.lock().expect("fatal lock").take() {
                 return Err(e);
@@ -129,19 +155,23 @@ impl IngestLoop {
             self.log_progress();
             self.publish_meters();
             self.watch_partitions();
+            self.resume_schema_waits();
+            let clock = (self.now, self.archived_at());
             match self.consumer.poll(poll_timeout) {
                 None => {}
-                Some(Ok(msg)) => match append(self.consumer.context(), &mut self.decoder, &msg) {
-                    AfterRecord::Continue => {}
-                    AfterRecord::Seek(sp, from) => {
-                        drop(msg);
-                        self.seek(&sp, from);
+                Some(Ok(msg)) => {
+                    match append(self.consumer.context(), &mut self.decoder, &msg, clock) {
+                        AfterRecord::Continue => {}
+                        AfterRecord::Seek(sp, from) => {
+                            drop(msg);
+                            self.seek(&sp, from);
+                        }
+                        AfterRecord::WaitForSchema(sp, from, key) => {
+                            drop(msg);
+                            self.wait_for_schema(&sp, from, key);
+                        }
                     }
-                    AfterRecord::WaitForSchema(sp, from, key) => {
-                        drop(msg);
-                        self.wait_for_schema(&sp, from, key);
-                    }
-                },
+                }
                 // EOF names only the partition number, not the topic: the end of each
                 // (topic, partition) is judged from statistics instead.
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -153,16 +183,16 @@ impl IngestLoop {
     /// Every 250 ms: re-reads partitions stuck on the broker, and keeps one partition from
     /// taking every fetch response while others have records waiting.
     pub(super) fn watch_partitions(&mut self) {
-        if self.last_stall_check.elapsed() < Duration::from_millis(250) {
+        if self.now.duration_since(self.last_stall_check) < Duration::from_millis(250) {
             return;
         }
-        self.last_stall_check = Instant::now();
+        self.last_stall_check = self.now;
         let (seeks, pause, resume) = {
             let ctx = self.ctx();
             let mut st = ctx.lock();
             let marks = ctx.watermarks.lock().expect("watermarks lock");
             let now = Instant::now();
-            let mut resume: Vec<SourcePartition> = st
+            let resume: Vec<SourcePartition> = st
                 .positions
                 .iter_mut()
                 .filter_map(|(sp, p)| {
@@ -170,7 +200,6 @@ impl IngestLoop {
                         .then(|| sp.clone())
                 })
                 .collect();
-            resume.extend(self.schema_waits_over(&mut st));
             let seeks: Vec<(SourcePartition, i64)> = st
                 .positions
                 .iter_mut()
@@ -214,7 +243,7 @@ impl IngestLoop {
 
     /// Pauses `sp` until the registry answers for `key` (or the wait runs out), to re-read it
     /// from `from`; the other partitions keep flowing.
-    fn wait_for_schema(&self, sp: &SourcePartition, from: i64, key: crate::avro::SchemaKey) {
+    fn wait_for_schema(&mut self, sp: &SourcePartition, from: i64, key: crate::avro::SchemaKey) {
         {
             let mut st = self.ctx().lock();
             let Some(p) = st.positions.get_mut(sp) else {
@@ -225,6 +254,25 @@ impl IngestLoop {
         tracing::info!(partition = %sp, offset = from, %key, "waiting for a writer schema from the registry");
         self.set_paused(std::slice::from_ref(sp), true);
         self.seek(sp, from);
+        self.schema_waits = true;
+    }
+
+    /// Resumes the partitions whose schema wait is over.
+    fn resume_schema_waits(&mut self) {
+        if !self.schema_waits {
+            return;
+        }
+        let (resume, still) = {
+            let mut st = self.ctx().lock();
+            let resume = self.schema_waits_over(&mut st);
+            let still = st
+                .positions
+                .values()
+                .any(|p| matches!(p.paused, Some((_, PauseFor::Schema(_)))));
+            (resume, still)
+        };
+        self.schema_waits = still;
+        self.set_paused(&resume, false);
     }
 
     /// Partitions waiting for a schema that has arrived, is known missing, or took longer than
@@ -290,7 +338,7 @@ impl IngestLoop {
             || st.buffer.bytes() >= s.flush_bytes
             || st
                 .buffer_started
-                .is_some_and(|t| t.elapsed() >= s.flush_interval)
+                .is_some_and(|t| self.now.saturating_duration_since(t) >= s.flush_interval)
             || all_at_end;
         if !due {
             return;
@@ -474,10 +522,10 @@ impl IngestLoop {
 
     /// Every second: the gauges that follow time and the buffer.
     fn publish_meters(&mut self) {
-        if self.last_publish.elapsed() < Duration::from_secs(1) {
+        if self.now.duration_since(self.last_publish) < Duration::from_secs(1) {
             return;
         }
-        self.last_publish = Instant::now();
+        self.last_publish = self.now;
         let ctx = self.ctx();
         let mut st = ctx.lock();
         let marks = ctx.watermarks.lock().expect("watermarks lock");
@@ -487,7 +535,7 @@ impl IngestLoop {
     }
 
     pub(super) fn log_progress(&mut self) {
-        if self.last_progress.elapsed() < Duration::from_secs(10) {
+        if self.now.duration_since(self.last_progress) < Duration::from_secs(10) {
             return;
         }
         let st = self.ctx().lock();
@@ -538,10 +586,12 @@ impl IngestLoop {
 
 /// Appends one Kafka record to the buffer, unless it was already buffered or archived, or the
 /// broker skipped records before it (then the partition must be re-read from further back).
+/// `clock`: the loop's instant and the wall clock in microseconds, the record's archive time.
 fn append(
     ctx: &DrainContext,
     decoder: &mut TopicDecoder,
     msg: &rdkafka::message::BorrowedMessage<'_>,
+    (now, archived_at): (Instant, i64),
 ) -> AfterRecord {
     let sp = SourcePartition::new(msg.topic(), msg.partition());
     let offset = msg.offset();
@@ -554,7 +604,7 @@ fn append(
         // Fetched before the partition paused for a schema: read again once it resumes.
         return AfterRecord::Continue;
     }
-    if let Some(action) = pos.check_gap(&sp, offset, ctx.stats_seq.load(Ordering::SeqCst)) {
+    if let Some(action) = pos.check_gap(&sp, offset, ctx.stats_seq.load(Ordering::SeqCst), now) {
         return action;
     }
     if pos
@@ -602,12 +652,7 @@ fn append(
         st.buffer_undecoded += 1;
         Meters::decode_failed(msg.topic(), order.failure);
     }
-    st.buffer.append(
-        &env,
-        header_iter,
-        &order,
-        chrono::Utc::now().timestamp_micros(),
-    );
-    st.buffer_started.get_or_insert_with(Instant::now);
+    st.buffer.append(&env, header_iter, &order, archived_at);
+    st.buffer_started.get_or_insert(now);
     AfterRecord::Continue
 }

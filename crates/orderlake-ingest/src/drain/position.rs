@@ -162,9 +162,10 @@ impl Position {
         sp: &SourcePartition,
         offset: i64,
         seq: u64,
+        now: Instant,
     ) -> Option<AfterRecord> {
         let expected = self.next;
-        self.last_record = (Instant::now(), seq);
+        self.last_record = (now, seq);
         self.stall_patience = STALL_PATIENCE;
         self.starved_pause.1 = STARVED_AFTER;
         if offset == expected {
@@ -353,7 +354,10 @@ mod tests {
         );
         assert_eq!(p.starved_pause.1, STARVED_AFTER * 2);
         // A record arriving starts over.
-        assert!(p.check_gap(&SourcePartition::new("t", 0), 100, 3).is_none());
+        assert!(
+            p.check_gap(&SourcePartition::new("t", 0), 100, 3, Instant::now())
+                .is_none()
+        );
         assert_eq!(p.starved_pause.1, STARVED_AFTER);
     }
 }
