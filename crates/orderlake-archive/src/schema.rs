@@ -140,8 +140,25 @@ fn properties(
     for col in BLOOM_FILTER_COLUMNS {
         props = props.set_column_bloom_filter_enabled(ColumnPath::from(col), true);
     }
+    for col in UNIQUE_COLUMNS {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(col), false);
+    }
     props
 }
+
+/// Columns whose values (nearly) all differ: a dictionary would hold every value once and
+/// point at each once, so they are written plain (the writer's interning of every value was a
+/// tenth of its time, docs/benchmarks.md).
+const UNIQUE_COLUMNS: [&str; 8] = [
+    KAFKA_OFFSET,
+    KAFKA_TIMESTAMP,
+    KAFKA_VALUE,
+    ARCHIVED_AT,
+    EVENT_ID,
+    EVENT_TIME,
+    CDC_SOURCE_TS,
+    CDC_POSITION,
+];
 
 /// Fields of one `kafka_headers` entry.
 pub mod header {
