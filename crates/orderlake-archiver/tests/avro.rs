@@ -13,14 +13,9 @@ use std::time::{Duration, Instant};
 
 use orderlake_archiver::commands::generate::ensure_topics;
 use support::{
-    Backend, Services, archive_until_caught_up, assert_success, output_within, read_archive, unique,
+    Backend, Services, archive_until_caught_up, assert_success, output_within, read_archive, repo,
+    unique,
 };
-
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
 
 /// The registry fixture on loopback, stopped when dropped. Its schemas are kept in a state file,
 /// so stopping it and starting it again on the same port is an outage, not a new registry.

@@ -8,7 +8,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use arrow::array::AsArray as _;
@@ -23,14 +22,8 @@ use orderlake_ingest::{MappingSet, SourceMapping};
 use orderlake_samples::{RecordKind, SampleRecord};
 use support::{
     Backend, Services, archive_sql, archive_until_caught_up, assert_success, opt_binary,
-    opt_string, output_within, unique,
+    opt_string, output_within, repo, unique,
 };
-
-fn repo(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
 
 /// A table as an archiver from before the `cdc_*` columns created it (daily partitions, the
 /// first schema), holding one order event. Returns the path of its data file.

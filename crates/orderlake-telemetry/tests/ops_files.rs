@@ -10,8 +10,12 @@ use std::process::Command;
 
 use orderlake_telemetry::catalogue::{self, Kind};
 
+/// The repository; the manifest directory is read when the test runs (the binary may have been
+/// built in another checkout sharing the target directory).
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../..")
 }
 
 fn read(rel: &str) -> String {
