@@ -178,7 +178,7 @@ impl DatumReader {
             Node::Array(item) => {
                 let mut out = Vec::new();
                 let mut empty_items = 0;
-                while let Some(count) = self.block(buf, *item, &mut empty_items, depth)? {
+                while let Some(count) = self.block(buf, Some(*item), &mut empty_items, depth)? {
                     out.reserve(count);
                     for _ in 0..count {
                         out.push(self.value(*item, buf, depth + 1)?);
@@ -188,9 +188,7 @@ impl DatumReader {
             }
             Node::Map(values) => {
                 let mut out = Map::new();
-                // Keys take at least a byte (their length): a map's blocks cannot lie unchecked.
-                let mut none = u64::MAX;
-                while let Some(count) = self.block(buf, usize::MAX, &mut none, depth)? {
+                while let Some(count) = self.block(buf, None, &mut 0, depth)? {
                     for _ in 0..count {
                         let key = string(buf)?.to_owned();
                         out.insert(key, self.value(*values, buf, depth + 1)?);
@@ -275,13 +273,14 @@ impl DatumReader {
         Ok(Value::Object(out))
     }
 
-    /// The item count of the next block of an array (of `item`s) or map, `None` at the end.
-    /// Items that take bytes cannot outnumber the bytes left; ones that take none are counted
-    /// in `empty_items` against a bound.
+    /// The item count of the next block of an array of `item`s (`None`: of a map, whose entries
+    /// take at least a byte, their key's length), `None` at the end. Items that take bytes
+    /// cannot outnumber the bytes left; ones that take none are counted in `empty_items` against
+    /// a bound.
     fn block(
         &self,
         buf: &mut &[u8],
-        item: usize,
+        item: Option<usize>,
         empty_items: &mut u64,
         depth: usize,
     ) -> Result<Option<usize>, String> {
@@ -294,7 +293,7 @@ impl DatumReader {
             n => n.unsigned_abs(),
         };
         if count > buf.len() as u64 {
-            let empty = item != usize::MAX && self.may_take_no_bytes(item, depth);
+            let empty = item.is_some_and(|item| self.may_take_no_bytes(item, depth));
             *empty_items = empty_items.saturating_add(count);
             if !empty || *empty_items > MAX_EMPTY_ITEMS {
                 return Err(format!(
