@@ -118,13 +118,7 @@ pub struct TopicDecoder {
     by_topic: HashMap<String, Option<usize>>,
     max_decode_bytes: usize,
     registry: Option<Arc<SchemaRegistry>>,
-    /// Schemas the registry served, kept here: a schema's id names it for good, and most
-    /// records use one of a few, found without the registry's lock.
-    ready: Vec<(SchemaKey, Arc<RegisteredSchema>)>,
 }
-
-/// Served schemas a decoder keeps at hand (beyond, it asks the registry).
-const READY_SCHEMAS: usize = 64;
 
 /// What decoding one record gave (moved once per record; boxing the order would cost an
 /// allocation per record instead).
@@ -146,7 +140,6 @@ impl TopicDecoder {
             by_topic: HashMap::new(),
             max_decode_bytes,
             registry: None,
-            ready: Vec::new(),
         }
     }
 
@@ -209,19 +202,7 @@ impl TopicDecoder {
                 ),
             ));
         };
-        let lookup = match self.ready.iter().find(|(k, _)| *k == key) {
-            Some((_, schema)) => Lookup::Ready(schema.clone()),
-            None => {
-                let lookup = registry.lookup(key);
-                if let Lookup::Ready(schema) = &lookup
-                    && self.ready.len() < READY_SCHEMAS
-                {
-                    self.ready.push((key, schema.clone()));
-                }
-                lookup
-            }
-        };
-        Decoded::Order(match lookup {
+        Decoded::Order(match registry.lookup(key) {
             Lookup::Pending => return Decoded::NeedsSchema(key),
             Lookup::Failed(reason) => {
                 DecodedOrder::failed(DecodeFailure::UnknownSchema, format!("{key}: {reason}"))
