@@ -191,7 +191,7 @@ impl IngestLoop {
             let ctx = self.ctx();
             let mut st = ctx.lock();
             let marks = ctx.watermarks.lock().expect("watermarks lock");
-            let now = Instant::now();
+            let now = self.now;
             let resume: Vec<SourcePartition> = st
                 .positions
                 .iter_mut()
