@@ -13,8 +13,7 @@ use orderlake_telemetry::catalogue::{self, Kind};
 /// The repository; the manifest directory is read when the test runs (the binary may have been
 /// built in another checkout sharing the target directory).
 fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
         .join("../..")
 }
 

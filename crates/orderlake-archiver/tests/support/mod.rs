@@ -52,16 +52,15 @@ impl Services {
     }
 }
 
-/// A name no other test (or earlier run against the same broker) uses.
 /// A path in the repository. The manifest directory is read when the test runs (the test
 /// binary may have been built in another checkout of the tree that shares the target directory).
 pub fn repo(rel: &str) -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
         .join("../..")
         .join(rel)
 }
 
+/// A name no other test (or earlier run against the same broker) uses.
 pub fn unique(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()

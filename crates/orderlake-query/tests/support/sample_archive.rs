@@ -101,12 +101,10 @@ pub async fn engine_with(
     let mut settings = EngineSettings {
         views_dir: Some(
             // Read when the test runs: the binary may come from another checkout.
-            std::env::var_os("CARGO_MANIFEST_DIR")
-                .map_or_else(
-                    || Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(),
-                    Into::into,
-                )
-                .join("../../sql"),
+            Path::new(
+                &std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+            )
+            .join("../../sql"),
         ),
         target_partitions: 2,
         ..EngineSettings::default()
