@@ -31,7 +31,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
-use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig};
+use datafusion::prelude::{SQLOptions, SessionConfig};
 use futures::{Stream, StreamExt as _};
 use orderlake_archive::key_index::SegmentCache;
 use orderlake_archive::rollup::{DailyRollup, RollupTag};
@@ -41,6 +41,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument as _;
 
 use crate::activity::{Activity, CancelOutcome, FinishedQuery, RunningGuard, RunningQueryInfo};
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits, RunPermit};
@@ -81,6 +82,8 @@ pub struct EngineSettings {
     /// `datafusion.` prefix (`execution.parquet.pushdown_filters`); see
     /// [`check_datafusion_option`].
     pub datafusion_options: BTreeMap<String, String>,
+    /// Run big queries on a Ballista cluster (none: every query runs here).
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// Whether DataFusion knows the setting `key` (without the `datafusion.` prefix) and accepts
@@ -108,6 +111,7 @@ impl Default for EngineSettings {
             use_key_index: true,
             use_rollup: true,
             datafusion_options: BTreeMap::new(),
+            cluster: None,
         }
     }
 }
@@ -200,6 +204,7 @@ pub struct ColdQueryEngine {
     admission: Admission,
     activity: Arc<Activity>,
     ready: Mutex<VecDeque<(String, ReadyPlan)>>,
+    cluster: Option<Cluster>,
 }
 
 impl std::fmt::Debug for ColdQueryEngine {
@@ -231,6 +236,7 @@ impl ColdQueryEngine {
         )?
         .get_file_metadata_cache();
         let engine = Self {
+            cluster: settings.cluster.clone().map(Cluster::new),
             admission: Admission::new(&settings.limits),
             snapshot: RwLock::new(Arc::new(Snapshot {
                 version: None,
@@ -259,6 +265,12 @@ impl ColdQueryEngine {
             "archive opened for queries"
         );
         Ok(engine)
+    }
+
+    /// How many query plans were sent to the cluster, and how many of those the cluster failed
+    /// and the server answered itself; zeros without a cluster.
+    pub fn cluster_jobs(&self) -> (u64, u64) {
+        self.cluster.as_ref().map_or((0, 0), Cluster::jobs)
     }
 
     pub fn settings(&self) -> &EngineSettings {
@@ -498,16 +510,7 @@ impl ColdQueryEngine {
                 builder.with_optimizer_rule(Arc::new(KpisFromRollup::new(provider, activity)));
         }
         let mut base = builder.build();
-        // By name, over DataFusion's own: the archive's zoned UTC times truncate by arithmetic.
-        base.register_udf(Arc::new(UtcDateTrunc::udf()))?;
-        let (scalars, aggregates) = sketches::functions();
-        for f in scalars {
-            base.register_udf(Arc::new(f))?;
-        }
-        for f in aggregates {
-            base.register_udaf(Arc::new(f))?;
-        }
-        trino_functions::register(&mut base)?;
+        register_functions(&mut base)?;
 
         // Views may read other views: plan in rounds until a round plans nothing more.
         let mut descriptions = HashMap::new();
@@ -739,11 +742,26 @@ impl ColdQueryEngine {
     }
 
     /// Binds the parameter values and plans down to the physical plan.
-    async fn physical_plan(planned: PlannedQuery, params: Vec<ScalarValue>) -> Result<ReadyPlan> {
+    /// Big plans are handed to the cluster, when there is one.
+    async fn physical_plan(
+        &self,
+        planned: PlannedQuery,
+        params: Vec<ScalarValue>,
+    ) -> Result<ReadyPlan> {
         let plan = bind(planned.plan, &planned.parameters, params)?;
-        let df = DataFrame::new(planned.state, plan);
-        let task = Arc::new(df.task_ctx());
-        let physical = df.create_physical_plan().await?;
+        let state = planned.state;
+        let mut task = Arc::new(TaskContext::from(&state));
+        let mut physical = state.create_physical_plan(&plan).await?;
+        if let Some(cluster) = &self.cluster
+            && cluster.wants(&physical)
+        {
+            let state = cluster.planning_state(&state);
+            let placed = cluster.place(state.create_physical_plan(&plan).await?, state.config());
+            if let Some(placed) = placed {
+                physical = placed;
+                task = Arc::new(TaskContext::from(&state));
+            }
+        }
         Ok(ReadyPlan {
             physical,
             task,
@@ -768,7 +786,7 @@ impl ColdQueryEngine {
         if planned.parameters.len() != request.params.len() {
             return Ok(planned.schema);
         }
-        let ready = Self::physical_plan(planned, request.params.clone()).await?;
+        let ready = self.physical_plan(planned, request.params.clone()).await?;
         meters::planned(started.elapsed());
         let schema = Arc::clone(&ready.schema);
         let mut plans = self.ready.lock().expect("ready plans lock");
@@ -824,7 +842,7 @@ impl ColdQueryEngine {
                 None => {
                     let started = Instant::now();
                     let planned = self.plan_request(&request).await?;
-                    let ready = Self::physical_plan(planned, request.params.clone()).await?;
+                    let ready = self.physical_plan(planned, request.params.clone()).await?;
                     meters::planned(started.elapsed());
                     ready
                 }
@@ -861,6 +879,21 @@ impl ColdQueryEngine {
             span,
         })
     }
+}
+
+/// Registers orderlake's own functions in `state`: `date_trunc` over DataFusion's, the sketch
+/// functions and the Trino functions.
+pub(crate) fn register_functions(state: &mut SessionState) -> datafusion::error::Result<()> {
+    // By name, over DataFusion's own: the archive's zoned UTC times truncate by arithmetic.
+    state.register_udf(Arc::new(UtcDateTrunc::udf()))?;
+    let (scalars, aggregates) = sketches::functions();
+    for f in scalars {
+        state.register_udf(Arc::new(f))?;
+    }
+    for f in aggregates {
+        state.register_udaf(Arc::new(f))?;
+    }
+    trino_functions::register(state)
 }
 
 /// The span every log line of a query carries: its id and who asked.

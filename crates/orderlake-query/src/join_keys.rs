@@ -83,6 +83,11 @@ impl KeyJoinScan {
         }
     }
 
+    /// The plain Parquet scan this one narrows.
+    pub(crate) fn inner(&self) -> &FileScanConfig {
+        &self.inner
+    }
+
     fn with_inner(&self, inner: Arc<dyn DataSource>) -> Option<Arc<dyn DataSource>> {
         let inner = inner.downcast_ref::<FileScanConfig>()?.clone();
         Some(Arc::new(Self {

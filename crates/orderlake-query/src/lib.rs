@@ -4,10 +4,12 @@
 //! concurrency and result size. The Flight SQL server is a protocol layer over this crate.
 
 mod activity;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 mod join_keys;
 mod key_rewrite;
+mod leaf;
 pub mod limits;
 mod memory;
 mod meters;

@@ -39,6 +39,11 @@ pub enum Command {
     HashPassword,
     /// Run SQL against a server and print the results (a small Flight SQL client).
     Query(QueryArgs),
+    /// Run a Ballista scheduler for `[distributed]` queries.
+    Scheduler(SchedulerArgs),
+    /// Run a Ballista executor for `[distributed]` queries; it reads the archive with the
+    /// `[archive]` settings of `--config`.
+    Executor(ExecutorArgs),
     /// Print a new service token and the `[[auth.service_tokens]]` entry that accepts it.
     NewToken {
         /// Name of the service the token is for.
@@ -74,6 +79,10 @@ pub struct ServeArgs {
     /// Serve Trino's client protocol on this address (overrides trino.listen).
     #[arg(long, env = "ORDERLAKE_TRINO_LISTEN")]
     pub trino_listen: Option<SocketAddr>,
+    /// Run big queries on the Ballista scheduler at this address, `http://host:port` (overrides
+    /// distributed.scheduler; empty: none).
+    #[arg(long, env = "ORDERLAKE_SCHEDULER")]
+    pub scheduler: Option<String>,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -107,12 +116,103 @@ impl ServeArgs {
         if let Some(v) = self.trino_listen {
             c.trino.listen = Some(v);
         }
+        if let Some(v) = &self.scheduler {
+            c.distributed.scheduler = (!v.is_empty()).then(|| v.clone());
+        }
         let source = self
             .config
             .clone()
             .unwrap_or_else(|| PathBuf::from("<flags and environment>"));
         c.validate(&source)?;
         Ok(c)
+    }
+}
+
+/// The archive a cluster process reads: the server's configuration file (its `[archive]` block)
+/// and the table URI flag that overrides it.
+#[derive(Debug, Clone, Args)]
+pub struct ArchiveArgs {
+    /// The server's TOML configuration, for its `[archive]` block (see config/server.toml).
+    #[arg(long, env = "ORDERLAKE_SERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Archive table URI (overrides archive.table_uri).
+    #[arg(long, env = "ORDERLAKE_TABLE_URI")]
+    pub table_uri: Option<String>,
+}
+
+impl ArchiveArgs {
+    /// Where the archive is, with its storage options.
+    pub fn location(&self) -> Result<orderlake_archive::TableLocation, ServerError> {
+        let mut archive = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?.archive,
+            None => ServerConfig::default().archive,
+        };
+        if let Some(uri) = &self.table_uri {
+            archive.table_uri.clone_from(uri);
+        }
+        Ok(archive.location()?)
+    }
+}
+
+/// `orderlake-server scheduler`: where it listens and the archive its plans read.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    /// Address for the server and the executors (gRPC).
+    #[arg(
+        long,
+        env = "ORDERLAKE_SCHEDULER_LISTEN",
+        default_value = "127.0.0.1:50050"
+    )]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+}
+
+/// `orderlake-server executor`: its scheduler, its addresses, and the archive it reads.
+#[derive(Debug, Clone, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler's address, `http://host:port`.
+    #[arg(
+        long,
+        env = "ORDERLAKE_SCHEDULER",
+        default_value = "http://127.0.0.1:50050"
+    )]
+    pub scheduler: String,
+    /// Address results are fetched from (Arrow Flight); the host is the one announced.
+    #[arg(long, default_value = "127.0.0.1:50060")]
+    pub listen: SocketAddr,
+    /// The host name the scheduler and the server reach this executor at (default: the
+    /// `--listen` address's host).
+    #[arg(long)]
+    pub external_host: Option<String>,
+    /// The executor's gRPC port, on the same host.
+    #[arg(long, default_value_t = 50061)]
+    pub grpc_port: u16,
+    /// Tasks run at once (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub tasks: usize,
+    /// Directory for shuffle files (a temporary one when unset).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+}
+
+impl ExecutorArgs {
+    /// The executor's settings.
+    pub fn resolve(&self) -> Result<crate::cluster::ExecutorSettings, ServerError> {
+        Ok(crate::cluster::ExecutorSettings {
+            scheduler: self.scheduler.clone(),
+            listen: self.listen,
+            external_host: self
+                .external_host
+                .clone()
+                .unwrap_or_else(|| self.listen.ip().to_string()),
+            grpc_port: self.grpc_port,
+            tasks: self.tasks,
+            work_dir: self.work_dir.clone(),
+            table: self.archive.location()?,
+        })
     }
 }
 

@@ -189,6 +189,28 @@ impl Default for TrinoConfig {
     }
 }
 
+/// Big queries on an Apache DataFusion Ballista cluster: a scheduler and its executors
+/// (`orderlake-server scheduler`, `orderlake-server executor`). Off unless a scheduler is named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributedConfig {
+    /// The scheduler's gRPC address, `http://host:port`. Unset: every query runs on this server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Queries whose scans list fewer bytes of files run on this server (lookups, rollup-served
+    /// answers): the cluster's round trips would cost more than they save.
+    pub local_below_bytes: u64,
+}
+
+impl Default for DistributedConfig {
+    fn default() -> Self {
+        Self {
+            scheduler: None,
+            local_below_bytes: orderlake_query::cluster::DEFAULT_LOCAL_BELOW_BYTES,
+        }
+    }
+}
+
 /// The whole server configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -202,6 +224,7 @@ pub struct ServerConfig {
     pub metrics: orderlake_telemetry::MetricsConfig,
     pub status: crate::status_page::StatusConfig,
     pub trino: TrinoConfig,
+    pub distributed: DistributedConfig,
 }
 
 impl ServerConfig {
@@ -261,6 +284,20 @@ impl ServerConfig {
                 return Err(bad(key, "must be at least 1".into()));
             }
         }
+        if let Some(scheduler) = &self.distributed.scheduler {
+            let url = url::Url::parse(scheduler).map_err(|e| {
+                bad(
+                    "distributed.scheduler",
+                    format!("'{scheduler}' is not an address: {e}"),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.port().is_none() {
+                return Err(bad(
+                    "distributed.scheduler",
+                    format!("'{scheduler}' must be http://host:port"),
+                ));
+            }
+        }
         if self.auth.required && self.auth.users.is_empty() && self.auth.service_tokens.is_empty() {
             return Err(bad(
                 "auth.users",
@@ -306,6 +343,12 @@ impl ServerConfig {
             use_key_index: self.sql.use_key_index,
             use_rollup: self.sql.use_rollup,
             datafusion_options: self.sql.datafusion.clone(),
+            cluster: self.distributed.scheduler.as_ref().map(|scheduler| {
+                orderlake_query::cluster::ClusterSettings {
+                    scheduler: scheduler.clone(),
+                    local_below_bytes: self.distributed.local_below_bytes,
+                }
+            }),
             limits: QueryLimits {
                 memory_bytes: self.limits.query_memory(),
                 timeout: Duration::from_secs(self.limits.timeout_secs),
@@ -370,6 +413,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.tls_cert"), "{err}");
+        let err = parse("[auth]\nrequired = false\n[distributed]\nscheduler = \"sched:50050\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("distributed.scheduler"), "{err}");
         let err = parse("[[auth.users]]\nname = \"bi\"\npassword_hash = \"secret\"\n")
             .unwrap_err()
             .to_string();

@@ -35,6 +35,9 @@ pub enum ServerError {
     #[error(transparent)]
     Archive(#[from] orderlake_archive::ArchiveError),
 
+    #[error("cluster: {0}")]
+    Cluster(String),
+
     #[error(transparent)]
     Telemetry(#[from] orderlake_telemetry::TelemetryError),
 }

@@ -5,7 +5,7 @@ use std::io::BufRead as _;
 use anyhow::Context as _;
 use clap::Parser as _;
 use orderlake_server::cli::{Cli, Command};
-use orderlake_server::{RunningServer, auth, client};
+use orderlake_server::{RunningServer, auth, client, cluster};
 
 /// jemalloc rather than glibc malloc: a profile of a customer lookup spent 18% of its CPU in
 /// glibc's malloc and free; with jemalloc every query of the benchmark suite ran 5-37% faster
@@ -36,7 +36,8 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     orderlake_telemetry::init_logs(
         cli.log_format,
-        "warn,orderlake_server=info,orderlake_query=info,orderlake_archive=info",
+        "warn,orderlake_server=info,orderlake_query=info,orderlake_archive=info,\
+         ballista_scheduler=info,ballista_executor=info",
     );
     let serve = match cli.command {
         Some(Command::HashPassword) => {
@@ -68,6 +69,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}\n", client::run(&mut flight, sql).await?);
             }
             return Ok(());
+        }
+        Some(Command::Scheduler(args)) => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            return Ok(cluster::run_scheduler(listener, args.archive.location()?).await?);
+        }
+        Some(Command::Executor(args)) => {
+            return Ok(cluster::run_executor(args.resolve()?).await?);
         }
         Some(Command::Serve(args)) => args,
         None => cli.serve,

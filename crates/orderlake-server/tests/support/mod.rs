@@ -36,9 +36,12 @@ pub fn table_location(dir: &Path) -> TableLocation {
 
 /// Archives `records` into the table at `dir` (created on first use) in one commit.
 pub async fn archive(dir: &Path, records: &[SourceRecord]) {
-    let table = ArchiveTable::open_or_create(table_location(dir))
-        .await
-        .unwrap();
+    archive_at(table_location(dir), records).await;
+}
+
+/// Archives `records` into the table at `location` (created on first use) in one commit.
+pub async fn archive_at(location: TableLocation, records: &[SourceRecord]) {
+    let table = ArchiveTable::open_or_create(location).await.unwrap();
     let mut writer = ArchiveWriter::new(table, WriterSettings::default());
     let mappings = MappingSet::new(SourceMapping::defaults()).unwrap();
     orderlake_ingest::archive_records(&mut writer, &mappings, records)

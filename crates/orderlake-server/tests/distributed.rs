@@ -1,0 +1,412 @@
+//! Queries on a Ballista cluster (issue 16): a scheduler and executors built by this workspace,
+//! against the same engine running locally. Every query of the benchmark suite and every view
+//! returns the same rows either way, and queries that leave the server really run on the cluster.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::TryStreamExt as _;
+use orderlake_ingest::SourceRecord;
+use orderlake_query::cluster::ClusterSettings;
+use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
+use orderlake_samples::{OrderEventGenerator, RecordKind, SampleSettings};
+use orderlake_server::cluster;
+
+/// Sample events over a year (many dates and files), with a busy and a typical customer and an
+/// order id for the suite's placeholders.
+fn sample(events: u64) -> (Vec<SourceRecord>, HashMap<&'static str, String>) {
+    let settings = SampleSettings {
+        seed: 16,
+        start: chrono::Utc::now() - chrono::Duration::days(400),
+        span: chrono::Duration::days(365),
+        customers: 200,
+        expected_events: events,
+        malformed_share: 0.02,
+        ..SampleSettings::default()
+    };
+    let mut per_customer: HashMap<String, usize> = HashMap::new();
+    let mut order = None;
+    let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+    let records = OrderEventGenerator::new(settings)
+        .take(events as usize)
+        .map(|r| {
+            if let RecordKind::Valid(o) = &r.kind {
+                *per_customer.entry(o.customer_id.clone()).or_default() += 1;
+                order.get_or_insert_with(|| o.order_id.clone());
+            }
+            let partition = r.partition.unwrap_or(0);
+            let offset = offsets.entry((r.topic.clone(), partition)).or_default();
+            *offset += 1;
+            SourceRecord {
+                topic: r.topic,
+                partition,
+                offset: *offset - 1,
+                timestamp_ms: Some(r.timestamp_ms),
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            }
+        })
+        .collect();
+    let mut customers: Vec<_> = per_customer.into_iter().collect();
+    customers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let year = (chrono::Utc::now() - chrono::Duration::days(200))
+        .format("%Y")
+        .to_string();
+    let next_year = (year.parse::<i32>().unwrap() + 1).to_string();
+    let placeholders = HashMap::from([
+        ("order_id", order.expect("a valid order")),
+        ("customer_id", customers[0].0.clone()),
+        (
+            "typical_customer_id",
+            customers[customers.len() / 2].0.clone(),
+        ),
+        ("year", year),
+        ("next_year", next_year),
+    ]);
+    (records, placeholders)
+}
+
+/// The suite's queries (`bench/queries.toml`) with their placeholders filled, then one query per
+/// view.
+fn queries(placeholders: &HashMap<&str, String>, views: &[String]) -> Vec<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Suite {
+        query: Vec<Query>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Query {
+        name: String,
+        sql: String,
+    }
+    let text = std::fs::read_to_string(support::repo_path("bench/queries.toml")).unwrap();
+    let suite: Suite = toml::from_str(&text).unwrap();
+    let mut out: Vec<(String, String)> = suite
+        .query
+        .into_iter()
+        .map(|q| {
+            let mut sql = q.sql;
+            for (name, value) in placeholders {
+                sql = sql.replace(&format!("{{{name}}}"), value);
+            }
+            (q.name, sql)
+        })
+        .collect();
+    out.extend(
+        views
+            .iter()
+            .map(|v| (format!("view {v}"), format!("SELECT * FROM {v}"))),
+    );
+    out
+}
+
+/// The rows of `sql` as text, sorted (a cluster returns ties and unordered results in another
+/// order).
+async fn rows(engine: &Arc<ColdQueryEngine>, sql: &str) -> Result<Vec<String>, String> {
+    let stream = engine
+        .execute(QueryRequest {
+            id: orderlake_query::engine::new_query_id(),
+            sql: sql.to_owned(),
+            params: Vec::new(),
+            scope: engine.default_scope(),
+            user: "test".into(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let batches: Vec<_> = stream.try_collect().await.map_err(|e| e.to_string())?;
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in &batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+async fn engine(dir: &Path, cluster: Option<ClusterSettings>) -> Arc<ColdQueryEngine> {
+    let settings = EngineSettings {
+        views_dir: Some(support::repo_path("sql")),
+        target_partitions: 4,
+        cluster,
+        ..EngineSettings::default()
+    };
+    Arc::new(
+        ColdQueryEngine::open(support::table_location(dir), settings)
+            .await
+            .unwrap(),
+    )
+}
+
+/// A free loopback port (bound, then released for the executor to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let (records, placeholders) = sample(20_000);
+    support::archive(&archive, &records).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheduler = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(cluster::run_scheduler(
+        listener,
+        support::table_location(&archive),
+    ));
+    cluster::wait_for_scheduler(&scheduler, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let executor = cluster::ExecutorSettings {
+        scheduler: scheduler.clone(),
+        listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        external_host: "127.0.0.1".into(),
+        grpc_port: free_port(),
+        tasks: 2,
+        work_dir: Some(dir.path().join("shuffle")),
+        table: support::table_location(&archive),
+    };
+    tokio::spawn(cluster::run_executor(executor));
+
+    let local = engine(&archive, None).await;
+    let distributed = engine(
+        &archive,
+        Some(ClusterSettings {
+            scheduler,
+            local_below_bytes: 0,
+        }),
+    )
+    .await;
+    let views: Vec<String> = local.views().iter().map(|v| v.name.clone()).collect();
+    let mut on_cluster = Vec::new();
+    let mut answered_here = Vec::new();
+    let mut failures = Vec::new();
+    for (name, sql) in queries(&placeholders, &views) {
+        let expected = rows(&local, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("{name} (local): {e}"));
+        let (jobs, fallbacks) = distributed.cluster_jobs();
+        let got = tokio::time::timeout(Duration::from_secs(120), rows(&distributed, &sql))
+            .await
+            .unwrap_or_else(|_| Err("no answer within 120 s".into()));
+        let (jobs_after, fallbacks_after) = distributed.cluster_jobs();
+        if fallbacks_after > fallbacks {
+            answered_here.push(name.clone());
+        } else if jobs_after > jobs {
+            on_cluster.push(name.clone());
+        }
+        match got {
+            Ok(got) if got == expected => {}
+            Ok(got) => failures.push(format!(
+                "{name}: {} rows on the cluster, {} locally; first difference: {:?}",
+                got.len(),
+                expected.len(),
+                got.iter()
+                    .zip(&expected)
+                    .find(|(a, b)| a != b)
+                    .map(|(a, b)| format!("{a} / {b}"))
+            )),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("on the cluster: {on_cluster:?}\nfailed there, answered here: {answered_here:?}");
+    for name in [
+        "full-scan aggregate",
+        "monthly revenue",
+        "status funnel",
+        "top 3 SKUs per month",
+        "view orders",
+    ] {
+        assert!(
+            on_cluster.iter().any(|n| n == name),
+            "{name} ran on the cluster (on the cluster: {on_cluster:?})"
+        );
+    }
+}
+
+/// The test S3 server's settings (scripts/test.sh starts it), as storage options and as a child
+/// process's environment.
+fn s3_env() -> Vec<(&'static str, String)> {
+    let endpoint = std::env::var("ORDERLAKE_TEST_S3_ENDPOINT")
+        .expect("ORDERLAKE_TEST_S3_ENDPOINT names the test S3 server (scripts/test.sh sets it)");
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+    ]
+}
+
+/// A cluster process (`orderlake-server scheduler|executor …`), killed when dropped.
+struct Process(std::process::Child);
+
+impl Process {
+    fn start(args: &[&str], env: &[(&'static str, String)]) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_orderlake-server"))
+            .args(args)
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("ORDERLAKE_SERVER_CONFIG")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn executor_process(scheduler: &str, table_uri: &str, env: &[(&'static str, String)]) -> Process {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let grpc = free_port().to_string();
+    Process::start(
+        &[
+            "executor",
+            "--scheduler",
+            scheduler,
+            "--listen",
+            &listen,
+            "--grpc-port",
+            &grpc,
+            "--tasks",
+            "2",
+            "--table-uri",
+            table_uri,
+        ],
+        env,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scheduler_and_executor_processes_read_the_archive_on_s3_and_survive_a_lost_executor() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("orderlake_query=debug")
+        .try_init();
+    let env = s3_env();
+    let bucket = std::env::var("ORDERLAKE_TEST_S3_BUCKET").expect("ORDERLAKE_TEST_S3_BUCKET");
+    let table_uri = format!(
+        "s3://{bucket}/distributed-{}/order_events",
+        orderlake_query::engine::new_query_id()
+    );
+    let options: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let location = orderlake_archive::TableLocation::parse(&table_uri, options).unwrap();
+    let (records, _) = sample(20_000);
+    support::archive_at(location.clone(), &records).await;
+
+    let scheduler_addr = format!("127.0.0.1:{}", free_port());
+    let scheduler = format!("http://{scheduler_addr}");
+    let _scheduler = Process::start(
+        &[
+            "scheduler",
+            "--listen",
+            &scheduler_addr,
+            "--table-uri",
+            &table_uri,
+        ],
+        &env,
+    );
+    cluster::wait_for_scheduler(&scheduler, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let _first = executor_process(&scheduler, &table_uri, &env);
+    let mut second = executor_process(&scheduler, &table_uri, &env);
+
+    let open = |cluster| {
+        let location = location.clone();
+        async move {
+            let settings = EngineSettings {
+                target_partitions: 4,
+                cluster,
+                ..EngineSettings::default()
+            };
+            Arc::new(ColdQueryEngine::open(location, settings).await.unwrap())
+        }
+    };
+    let local = open(None).await;
+    let distributed = open(Some(ClusterSettings {
+        scheduler: scheduler.clone(),
+        local_below_bytes: 0,
+    }))
+    .await;
+    let checks = [
+        // Not the rollup's measures (a distinct count), so not answered from the rollup.
+        "SELECT event_date, count(DISTINCT order_id), sum(total_amount) FROM order_events \
+         GROUP BY event_date",
+        "SELECT status, count(DISTINCT order_id) FROM order_events GROUP BY status",
+        "SELECT customer_id, count(*) FROM order_events WHERE status IS NOT NULL \
+         GROUP BY customer_id ORDER BY 2 DESC, 1 LIMIT 10",
+    ];
+    for sql in checks {
+        let expected = rows(&local, sql).await.unwrap();
+        let (jobs, fallbacks) = distributed.cluster_jobs();
+        let got = tokio::time::timeout(Duration::from_secs(120), rows(&distributed, sql))
+            .await
+            .expect("an answer within 120 s")
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(
+            distributed.cluster_jobs(),
+            (jobs + 1, fallbacks),
+            "{sql} ran on the cluster"
+        );
+        assert_eq!(got, expected, "{sql}");
+    }
+
+    // A query long enough to lose an executor in the middle: Ballista runs the lost tasks again,
+    // or the job fails and the server answers it itself; either way the answer is right.
+    let heavy = "SELECT count(*) FROM order_events a JOIN order_events b \
+                 ON a.facility_id = b.facility_id AND a.event_id <> b.event_id";
+    let expected = rows(&local, heavy).await.unwrap();
+    let running = {
+        let distributed = Arc::clone(&distributed);
+        tokio::spawn(async move { rows(&distributed, heavy).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = second.0.kill();
+    let _ = second.0.wait();
+    match tokio::time::timeout(Duration::from_secs(120), running)
+        .await
+        .expect("the query ends within 120 s of losing an executor")
+        .unwrap()
+    {
+        Ok(got) => assert_eq!(got, expected),
+        Err(e) => assert!(e.contains("cluster"), "a clear error: {e}"),
+    }
+    // The next query runs on the executor left.
+    let sql = checks[0];
+    let expected = rows(&local, sql).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(120), rows(&distributed, sql))
+        .await
+        .expect("an answer within 120 s")
+        .unwrap();
+    assert_eq!(got, expected);
+}
