@@ -13,6 +13,8 @@
 #   BENCH_STORE=s3 BENCH_PHASES=after ./scripts/bench-queries.sh      the server reads a copy of the
 #     table on a local S3 server (moto); DuckDB reads the local files (it cannot install httpfs here)
 #   BENCH_PARTITIONING=daily ./scripts/bench-queries.sh          a table partitioned by date instead
+#   BENCH_PHASES="after cluster-1 cluster-2" ./scripts/bench-queries.sh  then the big queries on
+#                                     a Ballista cluster of 1 and of 2 executors on this machine
 #     of by month (the default, as the archiver's)
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
@@ -68,9 +70,31 @@ if [ "${BENCH_STORE:-local}" = s3 ]; then start_moto orderlake-bench "$work/moto
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 hash=$(printf '%s\n' "$password" | "$bin/orderlake-server" hash-password)
 
-# suite PHASE: DuckDB, then orderlake-server (started fresh over the table as it is now).
+# cluster N URI: a Ballista scheduler and N executors over the table at URI (N = 0: none); prints
+# the server's [distributed] block.
+cluster() {
+  local n=$1 uri=$2
+  [ "$n" -gt 0 ] || return 0
+  local port; port=$(free_port)
+  "$bin/orderlake-server" scheduler --listen "127.0.0.1:$port" --table-uri "$uri" \
+    >"$work/scheduler-$n.log" 2>&1 &
+  ORDERLAKE_PIDS+=("$!")
+  wait_for_port "$port" scheduler >&2
+  for i in $(seq "$n"); do
+    "$bin/orderlake-server" executor --scheduler "http://127.0.0.1:$port" \
+      --listen "127.0.0.1:$(free_port)" --grpc-port "$(free_port)" --table-uri "$uri" \
+      --work-dir "$work/executor-$n-$i" >"$work/executor-$n-$i.log" 2>&1 &
+    ORDERLAKE_PIDS+=("$!")
+  done
+  sleep 3
+  printf '[distributed]\nscheduler = "http://127.0.0.1:%s"\nlocal_below_bytes = %s\n' \
+    "$port" "${BENCH_LOCAL_BELOW:-268435456}"
+}
+
+# suite PHASE [EXECUTORS]: DuckDB, then orderlake-server (started fresh over the table as it is
+# now), its big queries on a Ballista cluster of EXECUTORS executors when that is above 0.
 suite() {
-  local phase=$1 dir="$out/$1"
+  local phase=$1 dir="$out/$1" executors=${2:-0} first=${#ORDERLAKE_PIDS[@]}
   log "[$phase] DuckDB over the same Parquet files ($reps runs each after a warm-up)"
   "$PYTHON" tests/python/bench_queries.py prepare bench/queries.toml "$table" "$reps" "$dir" \
     ${first_params:-}
@@ -78,6 +102,7 @@ suite() {
   local uri; uri=$(server_table)
   printf '[server]\nlisten = "127.0.0.1:%s"\n[archive]\ntable_uri = "%s"\n[sql]\nviews_dir = "sql"\n[[auth.users]]\nname = "bench"\npassword_hash = "%s"\n' \
     "$port" "$uri" "$hash" >"$work/server.toml"
+  cluster "$executors" "$uri" >>"$work/server.toml"
   ORDERLAKE_LOG=warn "$bin/orderlake-server" --config "$work/server.toml" >"$work/server-$phase.log" 2>&1 &
   local pid=$!
   ORDERLAKE_PIDS+=("$pid")
@@ -90,7 +115,11 @@ suite() {
   lookup=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["queries"][0]["sql"])' "$dir/orderlake.json")
   ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-server" query --uri "http://127.0.0.1:$port" \
     --user bench "EXPLAIN ANALYZE $lookup" >"$dir/explain-point-lookup.txt"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  # This phase's processes (the server, the cluster), not the S3 server.
+  local p
+  for p in "${ORDERLAKE_PIDS[@]:$first}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${ORDERLAKE_PIDS[@]:$first}"; do wait "$p" 2>/dev/null || true; done
+  ORDERLAKE_PIDS=("${ORDERLAKE_PIDS[@]:0:$first}")
 }
 
 # BENCH_PHASES picks what runs (default all three); with BENCH_OUT of an earlier run, "after"
@@ -112,9 +141,14 @@ for phase in $phases; do
       # The lookups of the "before" phase, when there was one.
       if [ -f "$out/before/orderlake.json" ]; then first_params="$out/before/orderlake.json"; fi
       suite after ;;
+    cluster-*)
+      # The suite with its big queries on a cluster of N executors (BENCH_PHASES="cluster-1
+      # cluster-2" after an "after" run in the same BENCH_OUT).
+      if [ -f "$out/after/orderlake.json" ]; then first_params="$out/after/orderlake.json"; fi
+      suite "$phase" "${phase#cluster-}" ;;
   esac
 done
-for phase in before after; do
+for phase in before after cluster-1 cluster-2 cluster-3; do
   if [ -d "$out/$phase" ]; then dirs+=("$out/$phase"); fi
 done
 

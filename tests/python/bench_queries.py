@@ -115,7 +115,15 @@ def phase(out_dir):
 
 def report(out_dirs):
     phases = [phase(d) for d in out_dirs]
-    names = ["before maintenance", "after maintenance"][: len(phases)] if len(phases) > 1 else [""]
+    labels = {"before": "before maintenance", "after": "after maintenance"}
+
+    def label(d):
+        base = os.path.basename(os.path.normpath(d))
+        if base.startswith("cluster-"):
+            return f"{base[len('cluster-'):]} executors"
+        return labels.get(base, base)
+
+    names = [label(d) for d in out_dirs] if len(phases) > 1 else [""]
     params = json.load(open(os.path.join(out_dirs[0], "orderlake.json")))["params"]
     print(f"parameters: {params}")
     head = "| query |"
