@@ -26,7 +26,9 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetFileReaderFactory,
 };
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfig, FileScanConfigBuilder, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result};
@@ -284,6 +286,19 @@ pub(crate) fn literal_disjuncts(filter: &Expr) -> Option<Vec<(&Column, Vec<Scala
         }
         _ => None,
     }
+}
+
+/// Whether `config` is a key lookup's scan: one that filters while decoding and prunes by page
+/// index, as [`ArchiveScanProvider::scan`] sets up a lookup by `order_id` or `customer_id` (the
+/// engine's defaults do neither). It reads a few pages of the files it lists, not the files.
+pub(crate) fn is_key_lookup_scan(config: &FileScanConfig) -> bool {
+    config
+        .file_source()
+        .downcast_ref::<ParquetSource>()
+        .is_some_and(|source| {
+            let options = &source.table_parquet_options().global;
+            options.pushdown_filters && options.enable_page_index
+        })
 }
 
 /// Spreads files over `groups` groups of about equal bytes (largest first, each to the lightest

@@ -193,7 +193,7 @@ async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
     let distributed = engine(
         &archive,
         Some(ClusterSettings {
-            scheduler,
+            scheduler: scheduler.clone(),
             local_below_bytes: 0,
         }),
     )
@@ -232,6 +232,32 @@ async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("on the cluster: {on_cluster:?}\nfailed there, answered here: {answered_here:?}");
+
+    // With any threshold above zero, key lookups stay here (they read pages, not the files they
+    // list) and scans of the whole table leave.
+    let placed = engine(
+        &archive,
+        Some(ClusterSettings {
+            scheduler: scheduler.clone(),
+            local_below_bytes: 1,
+        }),
+    )
+    .await;
+    let suite = queries(&placeholders, &[]);
+    for (name, to_cluster) in [
+        ("point lookup by order id", false),
+        ("lookup by customer id", false),
+        ("full-scan aggregate", true),
+    ] {
+        let sql = &suite
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("in the suite")
+            .1;
+        let (jobs, _) = placed.cluster_jobs();
+        rows(&placed, sql).await.unwrap();
+        assert_eq!(placed.cluster_jobs().0 > jobs, to_cluster, "{name}");
+    }
     for name in [
         "full-scan aggregate",
         "monthly revenue",
