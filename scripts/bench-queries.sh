@@ -13,9 +13,9 @@
 #   BENCH_STORE=s3 BENCH_PHASES=after ./scripts/bench-queries.sh      the server reads a copy of the
 #     table on a local S3 server (moto); DuckDB reads the local files (it cannot install httpfs here)
 #   BENCH_PARTITIONING=daily ./scripts/bench-queries.sh          a table partitioned by date instead
-#   BENCH_PHASES="after cluster-1 cluster-2" ./scripts/bench-queries.sh  then the big queries on
-#                                     a Ballista cluster of 1 and of 2 executors on this machine
 #     of by month (the default, as the archiver's)
+#   BENCH_PHASES="after cluster-1 cluster-2" ./scripts/bench-queries.sh  then the big queries on
+#     a Ballista cluster of 1 and of 2 executors on this machine
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
 events=${BENCH_EVENTS:-50000000}
