@@ -164,15 +164,16 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ServerError>
         Arc::new(move |_config: &SessionConfig| runtime(&stores, work_dir.as_ref()));
     let functions = cluster_session_state(SessionConfig::new())
         .map_err(|e| cluster_error("executor functions", e))?;
-    let scheduler = url::Url::parse(&settings.scheduler)
-        .map_err(|e| cluster_error(&format!("scheduler address '{}'", settings.scheduler), e))?;
+    let (scheduler_host, scheduler_port) =
+        orderlake_query::cluster::scheduler_host_port(&settings.scheduler)
+            .map_err(|reason| cluster_error("--scheduler", reason))?;
     let config = ExecutorProcessConfig {
         bind_host: settings.listen.ip().to_string(),
         external_host: Some(settings.external_host.clone()),
         port: settings.listen.port(),
         grpc_port: settings.grpc_port,
-        scheduler_host: scheduler.host_str().unwrap_or("127.0.0.1").to_owned(),
-        scheduler_port: scheduler.port().unwrap_or(50050),
+        scheduler_host,
+        scheduler_port,
         scheduler_connect_timeout_seconds: 30,
         vcores: settings.tasks,
         work_dir: settings.work_dir.as_ref().map(|d| d.display().to_string()),

@@ -285,18 +285,8 @@ impl ServerConfig {
             }
         }
         if let Some(scheduler) = &self.distributed.scheduler {
-            let url = url::Url::parse(scheduler).map_err(|e| {
-                bad(
-                    "distributed.scheduler",
-                    format!("'{scheduler}' is not an address: {e}"),
-                )
-            })?;
-            if !matches!(url.scheme(), "http" | "https") || url.port().is_none() {
-                return Err(bad(
-                    "distributed.scheduler",
-                    format!("'{scheduler}' must be http://host:port"),
-                ));
-            }
+            orderlake_query::cluster::scheduler_host_port(scheduler)
+                .map_err(|reason| bad("distributed.scheduler", reason))?;
         }
         if self.auth.required && self.auth.users.is_empty() && self.auth.service_tokens.is_empty() {
             return Err(bad(

@@ -46,6 +46,17 @@ pub struct ClusterSettings {
     pub local_below_bytes: u64,
 }
 
+/// The host and port of a scheduler address, `http://host:port` (`https` too), or why it is not
+/// one.
+pub fn scheduler_host_port(address: &str) -> std::result::Result<(String, u16), String> {
+    let url =
+        url::Url::parse(address).map_err(|e| format!("'{address}' is not an address: {e}"))?;
+    match (url.scheme(), url.host_str(), url.port()) {
+        ("http" | "https", Some(host), Some(port)) => Ok((host.to_owned(), port)),
+        _ => Err(format!("'{address}' must be http://host:port")),
+    }
+}
+
 /// Below this a plan runs locally by default: a lookup reads a few files' pages, and the
 /// cluster's scheduling round trips (tens of milliseconds) would be most of its time.
 pub const DEFAULT_LOCAL_BELOW_BYTES: u64 = 256 * 1024 * 1024;
@@ -196,4 +207,29 @@ pub fn cluster_session_state(config: SessionConfig) -> Result<SessionState> {
         .build();
     crate::engine::register_functions(&mut state)?;
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scheduler_host_port;
+
+    #[test]
+    fn scheduler_addresses_need_a_scheme_a_host_and_a_port() {
+        assert_eq!(
+            scheduler_host_port("http://scheduler:50050"),
+            Ok(("scheduler".to_owned(), 50050))
+        );
+        assert_eq!(
+            scheduler_host_port("https://10.0.0.5:8443"),
+            Ok(("10.0.0.5".to_owned(), 8443))
+        );
+        for bad in [
+            "sched:50050",
+            "http://scheduler",
+            "grpc://scheduler:50050",
+            "",
+        ] {
+            assert!(scheduler_host_port(bad).is_err(), "{bad}");
+        }
+    }
 }
