@@ -44,12 +44,11 @@ fn generate(events: u64) -> (Vec<SourceRecord>, ExpectedHistory) {
         expected_events: events,
         ..SampleSettings::default()
     });
-    let mut offsets: HashMap<String, i64> = HashMap::new();
+    let mut offsets = HashMap::new();
     let mut records = Vec::new();
     let mut expected = ExpectedHistory::default();
     for _ in 0..events {
         let r = generator.next().expect("the generator is endless");
-        let offset = offsets.entry(r.topic.clone()).or_insert(0);
         if let RecordKind::Valid(e) = &r.kind {
             expected
                 .journeys
@@ -63,16 +62,7 @@ fn generate(events: u64) -> (Vec<SourceRecord>, ExpectedHistory) {
                 );
             }
         }
-        records.push(SourceRecord {
-            topic: r.topic,
-            partition: 0,
-            offset: *offset,
-            timestamp_ms: Some(r.timestamp_ms),
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-        });
-        *offset += 1;
+        records.push(support::source_record(r, &mut offsets));
     }
     for journey in expected.journeys.values_mut() {
         journey.sort();

@@ -39,18 +39,7 @@ fn sample(events: u64) -> (Vec<SourceRecord>, HashMap<&'static str, String>) {
                 *per_customer.entry(o.customer_id.clone()).or_default() += 1;
                 order.get_or_insert_with(|| o.order_id.clone());
             }
-            let partition = r.partition.unwrap_or(0);
-            let offset = offsets.entry((r.topic.clone(), partition)).or_default();
-            *offset += 1;
-            SourceRecord {
-                topic: r.topic,
-                partition,
-                offset: *offset - 1,
-                timestamp_ms: Some(r.timestamp_ms),
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-            }
+            support::source_record(r, &mut offsets)
         })
         .collect();
     let mut customers: Vec<_> = per_customer.into_iter().collect();

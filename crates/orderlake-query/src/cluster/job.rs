@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
 use ballista_core::client::BallistaClient;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{
@@ -43,7 +42,6 @@ pub struct ClusterExec {
     local: Arc<dyn ExecutionPlan>,
     /// Incremented when `local` had to answer.
     fallbacks: Arc<AtomicU64>,
-    schema: SchemaRef,
     scheduler: String,
     session_id: String,
     settings: Vec<KeyValuePair>,
@@ -77,9 +75,8 @@ impl ClusterExec {
                 value: entry.value,
             })
             .collect();
-        let schema = local.schema();
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
+            EquivalenceProperties::new(local.schema()),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Final,
             Boundedness::Bounded,
@@ -88,7 +85,6 @@ impl ClusterExec {
             plan: plan.into(),
             local,
             fallbacks,
-            schema,
             scheduler: scheduler.to_owned(),
             session_id: session_id.to_owned(),
             settings,
@@ -150,7 +146,7 @@ impl ExecutionPlan for ClusterExec {
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
+            self.schema(),
             stream,
         )))
     }

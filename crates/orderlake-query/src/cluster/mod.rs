@@ -164,19 +164,27 @@ pub(crate) fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
 
 /// The file scan of a `DataSourceExec` node, plain or narrowed by join keys.
 fn file_scan(node: &dyn ExecutionPlan) -> Option<&FileScanConfig> {
-    let source = node.downcast_ref::<DataSourceExec>()?.data_source();
-    match source.downcast_ref::<FileScanConfig>() {
+    match node
+        .downcast_ref::<DataSourceExec>()?
+        .data_source()
+        .downcast_ref::<FileScanConfig>()
+    {
         Some(config) => Some(config),
-        None => source.downcast_ref::<KeyJoinScan>().map(KeyJoinScan::inner),
+        None => key_join_scan(node).map(KeyJoinScan::inner),
     }
+}
+
+/// The join-key scan of a `DataSourceExec` node.
+fn key_join_scan(node: &dyn ExecutionPlan) -> Option<&KeyJoinScan> {
+    node.downcast_ref::<DataSourceExec>()?
+        .data_source()
+        .downcast_ref::<KeyJoinScan>()
 }
 
 /// `plan` with every join-key scan replaced by the plain scan it wraps.
 fn without_key_join_scans(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
-        let plain = node
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| exec.data_source().downcast_ref::<KeyJoinScan>())
+        let plain = key_join_scan(node.as_ref())
             .map(|scan| DataSourceExec::from_data_source(scan.inner().clone()));
         Ok(match plain {
             Some(plain) => Transformed::yes(plain as Arc<dyn ExecutionPlan>),

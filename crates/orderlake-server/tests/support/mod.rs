@@ -30,6 +30,27 @@ pub fn fixture_records() -> Vec<SourceRecord> {
     orderlake_ingest::read_json_lines(&repo_path("sql/tests/fixture.jsonl")).unwrap()
 }
 
+/// A generated record as the archiver reads it from Kafka: on its partition (0 when the generator
+/// leaves it to the producer), at the next offset of that topic and partition in `offsets`.
+pub fn source_record(
+    r: orderlake_samples::SampleRecord,
+    offsets: &mut HashMap<(String, i32), i64>,
+) -> SourceRecord {
+    let partition = r.partition.unwrap_or(0);
+    let next = offsets.entry((r.topic.clone(), partition)).or_default();
+    let offset = *next;
+    *next += 1;
+    SourceRecord {
+        topic: r.topic,
+        partition,
+        offset,
+        timestamp_ms: Some(r.timestamp_ms),
+        key: r.key,
+        value: r.value,
+        headers: r.headers,
+    }
+}
+
 pub fn table_location(dir: &Path) -> TableLocation {
     TableLocation::parse(&dir.display().to_string(), HashMap::new()).unwrap()
 }
