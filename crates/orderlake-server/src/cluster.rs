@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballista_core::RuntimeProducer;
+use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
@@ -32,6 +33,12 @@ use crate::error::ServerError;
 /// 180 s, would hold a query on a dead executor for minutes).
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 pub const EXECUTOR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Executors ask the scheduler for tasks. With Ballista's default (the scheduler pushes tasks
+/// into the slots it books per executor), after a lost executor's job was failed the surviving
+/// executor's slots stayed booked in one run of six under load, and the next job waited for
+/// ever; pulled tasks need no booking.
+const SCHEDULING: TaskSchedulingPolicy = TaskSchedulingPolicy::PullStaged;
 
 fn cluster_error(what: &str, e: impl std::fmt::Display) -> ServerError {
     ServerError::Cluster(format!("{what}: {e}"))
@@ -82,6 +89,7 @@ pub async fn run_scheduler(
         expire_dead_executor_interval_seconds: 2,
         no_executors_grace_period_seconds: EXECUTOR_TIMEOUT.as_secs(),
         override_session_builder: Some(session),
+        scheduling_policy: SCHEDULING,
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config)
@@ -176,6 +184,7 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ServerError>
         scheduler_port,
         scheduler_connect_timeout_seconds: 30,
         vcores: settings.tasks,
+        task_scheduling_policy: SCHEDULING,
         work_dir: settings.work_dir.as_ref().map(|d| d.display().to_string()),
         executor_heartbeat_interval_seconds: HEARTBEAT.as_secs(),
         override_runtime_producer: Some(runtime),
