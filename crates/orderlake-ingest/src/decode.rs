@@ -2,15 +2,17 @@
 //! whatever cannot be read becomes a short reason in `decode_error`, the fields that did decode are
 //! kept, and the raw bytes are archived untouched either way.
 
-use orderlake_archive::schema::MONEY_SCALE;
 pub use orderlake_archive::time::parse_timestamp;
 use serde_json::Value;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::avro::SchemaKey;
+use crate::avro::{AvroSchema, SchemaKey};
+pub use crate::convert::parse_decimal;
+use crate::convert::{integer, money, text, timestamp};
 use crate::debezium::{Change, ChangeSource};
+use crate::document::{Document, View};
 use crate::registry::{Lookup, RegisteredSchema, SchemaRegistry};
 
 use crate::mapping::{CanonicalField, MappingSet, Paths, SourceMapping};
@@ -216,17 +218,7 @@ impl TopicDecoder {
                 ),
             ),
             Lookup::Ready(schema) => match &*schema {
-                RegisteredSchema::Avro(avro) => match avro.decode(framed.payload) {
-                    Ok(doc) if doc.is_object() => decode_document(&doc, mapping),
-                    Ok(doc) => DecodedOrder::failed(
-                        DecodeFailure::NotAnObject,
-                        format!("Avro ({key}): expected a record, got {}", json_kind(&doc)),
-                    ),
-                    Err(e) => DecodedOrder::failed(
-                        DecodeFailure::InvalidAvro,
-                        format!("Avro ({key}): {e}"),
-                    ),
-                },
+                RegisteredSchema::Avro(avro) => decode_avro(avro, framed.payload, key, mapping),
                 RegisteredSchema::Json => decode_json(framed.payload, mapping),
                 RegisteredSchema::Other(format) => DecodedOrder::failed(
                     DecodeFailure::UnsupportedFormat,
@@ -309,10 +301,34 @@ fn decode_json(bytes: &[u8], mapping: &SourceMapping) -> DecodedOrder {
     if !doc.is_object() {
         return DecodedOrder::failed(
             DecodeFailure::NotAnObject,
-            format!("expected a JSON object, got {}", json_kind(&doc)),
+            format!("expected a JSON object, got {}", doc.view().kind()),
         );
     }
     decode_document(&doc, mapping)
+}
+
+/// The canonical columns of an Avro datum: read in place and mapped as it is, or, for a schema
+/// that may be a Debezium envelope, as the JSON document it reads as.
+fn decode_avro(
+    avro: &AvroSchema,
+    payload: &[u8],
+    key: SchemaKey,
+    mapping: &SourceMapping,
+) -> DecodedOrder {
+    let datum = match avro.read(payload) {
+        Ok(datum) => datum,
+        Err(e) => {
+            return DecodedOrder::failed(DecodeFailure::InvalidAvro, format!("Avro ({key}): {e}"));
+        }
+    };
+    match datum.root().view() {
+        View::Object if avro.may_be_change_event() => decode_document(&datum.to_json(), mapping),
+        View::Object => decode_fields(datum.root(), mapping),
+        other => DecodedOrder::failed(
+            DecodeFailure::NotAnObject,
+            format!("Avro ({key}): expected a record, got {}", other.kind()),
+        ),
+    }
 }
 
 /// The canonical columns of a document: of a Debezium change event's row (`after`, `before` for a
@@ -332,12 +348,12 @@ fn decode_document(doc: &Value, m: &SourceMapping) -> DecodedOrder {
     order
 }
 
-fn decode_fields(doc: &Value, m: &SourceMapping) -> DecodedOrder {
+fn decode_fields<'v>(doc: impl Document<'v>, m: &SourceMapping) -> DecodedOrder {
     let mut problems = Vec::new();
     let f = &m.fields;
-    let mut field = |name: &str, paths: &Paths, conv: fn(&Value) -> Result<String, String>| {
+    let mut field = |name: &str, paths: &Paths, conv: fn(View<'_>) -> Result<String, String>| {
         paths.find(doc).and_then(|v| {
-            conv(v)
+            conv(v.view())
                 .map_err(|e| problems.push(format!("{name}: {e}")))
                 .ok()
         })
@@ -357,12 +373,12 @@ fn decode_fields(doc: &Value, m: &SourceMapping) -> DecodedOrder {
         out.event_type.clone_from(&m.event_type_default);
     }
     out.total_amount = f.total_amount.find(doc).and_then(|v| {
-        money(v)
+        money(v.view())
             .map_err(|e| problems.push(format!("total_amount: {e}")))
             .ok()
     });
     out.event_time = f.event_time.find(doc).and_then(|v| {
-        timestamp(v)
+        timestamp(v.view())
             .map_err(|e| problems.push(format!("event_time: {e}")))
             .ok()
     });
@@ -381,23 +397,25 @@ fn decode_fields(doc: &Value, m: &SourceMapping) -> DecodedOrder {
 
 /// The line items: the record itself as the one item (`row_is_item`), else the array at the
 /// mapping's `items` paths, each item read with its `item_fields`.
-fn items(doc: &Value, m: &SourceMapping, problems: &mut Vec<String>) -> Option<Vec<LineItem>> {
+fn items<'v>(
+    doc: impl Document<'v>,
+    m: &SourceMapping,
+    problems: &mut Vec<String>,
+) -> Option<Vec<LineItem>> {
     if m.row_is_item {
         return Some(vec![line_item(doc, m, 0, problems)]);
     }
-    match m.fields.items.find(doc)? {
-        Value::Array(items) => Some(
-            items
-                .iter()
+    let items = m.fields.items.find(doc)?;
+    match items.view() {
+        View::Array => Some(
+            (0..items.item_count())
+                .filter_map(|i| items.item(i))
                 .enumerate()
                 .map(|(i, item)| line_item(item, m, i, problems))
                 .collect(),
         ),
         other => {
-            problems.push(format!(
-                "items: expected an array, got {}",
-                json_kind(other)
-            ));
+            problems.push(format!("items: expected an array, got {}", other.kind()));
             None
         }
     }
@@ -419,165 +437,141 @@ fn is_missing(o: &DecodedOrder, f: CanonicalField) -> bool {
     }
 }
 
-fn line_item(v: &Value, m: &SourceMapping, i: usize, problems: &mut Vec<String>) -> LineItem {
+fn line_item<'v>(
+    v: impl Document<'v>,
+    m: &SourceMapping,
+    i: usize,
+    problems: &mut Vec<String>,
+) -> LineItem {
     let p = &m.item_fields;
     let mut report = |name: &str, e: String| problems.push(format!("items[{i}].{name}: {e}"));
     let mut item = LineItem::default();
-    if !v.is_object() {
-        report("", format!("expected an object, got {}", json_kind(v)));
+    if !matches!(v.view(), View::Object) {
+        report("", format!("expected an object, got {}", v.view().kind()));
         return item;
     }
     item.sku = p
         .sku
         .find(v)
-        .and_then(|x| text(x).map_err(|e| report("sku", e)).ok());
+        .and_then(|x| text(x.view()).map_err(|e| report("sku", e)).ok());
     item.quantity = p
         .quantity
         .find(v)
-        .and_then(|x| integer(x).map_err(|e| report("quantity", e)).ok());
+        .and_then(|x| integer(x.view()).map_err(|e| report("quantity", e)).ok());
     item.unit_price = p
         .unit_price
         .find(v)
-        .and_then(|x| money(x).map_err(|e| report("unit_price", e)).ok());
+        .and_then(|x| money(x.view()).map_err(|e| report("unit_price", e)).ok());
     item.sale_price = p
         .sale_price
         .find(v)
-        .and_then(|x| money(x).map_err(|e| report("sale_price", e)).ok());
+        .and_then(|x| money(x.view()).map_err(|e| report("sale_price", e)).ok());
     item
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Text fields accept strings and numbers (seed 004 sends numeric ids).
-fn text(v: &Value) -> Result<String, String> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        other => Err(format!("expected text, got {}", json_kind(other))),
-    }
-}
-
-fn integer(v: &Value) -> Result<i64, String> {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| format!("expected a whole number, got {n}")),
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("expected a whole number, got \"{s}\"")),
-        other => Err(format!("expected a whole number, got {}", json_kind(other))),
-    }
-}
-
-/// Money from a JSON number or a numeric string, exactly: JSON numbers are read back from their
-/// shortest decimal form, never through float arithmetic.
-fn money(v: &Value) -> Result<i128, String> {
-    let s: std::borrow::Cow<'_, str> = match v {
-        Value::Number(n) => n.to_string().into(),
-        Value::String(s) => s.trim().into(),
-        other => {
-            return Err(format!(
-                "expected a decimal amount, got {}",
-                json_kind(other)
-            ));
-        }
-    };
-    parse_decimal(&s, u32::from(MONEY_SCALE))
-}
-
-/// Parses a decimal literal (optional sign, fraction and exponent) into units of 10^-scale.
-/// Refuses more fractional digits than `scale` and values beyond 18 digits of precision.
-pub fn parse_decimal(s: &str, scale: u32) -> Result<i128, String> {
-    let bad = || format!("\"{s}\" is not a decimal amount");
-    let (mantissa, exp) = match s.find(['e', 'E']) {
-        Some(i) => (&s[..i], s[i + 1..].parse::<i32>().map_err(|_| bad())?),
-        None => (s, 0),
-    };
-    let (neg, digits) = match mantissa.as_bytes().first() {
-        Some(b'-') => (true, &mantissa[1..]),
-        Some(b'+') => (false, &mantissa[1..]),
-        _ => (false, mantissa),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let frac_digits = i64::try_from(frac.len()).map_err(|_| bad())? - i64::from(exp);
-    let shift = i64::from(scale) - frac_digits;
-    // The digits without leading zeros, at most 38 of them (they fit an i128).
-    let (mut value, mut significant) = (0i128, 0);
-    for b in int.bytes().chain(frac.bytes()) {
-        if significant == 0 && b == b'0' {
-            continue;
-        }
-        significant += 1;
-        if significant > 38 {
-            return Err(format!("\"{s}\" is too large for an amount"));
-        }
-        value = value * 10 + i128::from(b - b'0');
-    }
-    if shift < 0 {
-        let divisor = 10i128
-            .checked_pow(u32::try_from(-shift).map_err(|_| bad())?)
-            .ok_or_else(bad)?;
-        if value % divisor != 0 {
-            return Err(format!("\"{s}\" has more than {scale} decimal places"));
-        }
-        value /= divisor;
-    } else {
-        let factor = 10i128
-            .checked_pow(u32::try_from(shift).map_err(|_| bad())?)
-            .ok_or_else(|| format!("\"{s}\" is too large for an amount"))?;
-        value = value
-            .checked_mul(factor)
-            .ok_or_else(|| format!("\"{s}\" is too large for an amount"))?;
-    }
-    if value >= 10i128.pow(18) {
-        return Err(format!("\"{s}\" is too large for an amount"));
-    }
-    Ok(if neg { -value } else { value })
-}
-
-/// Event times: ISO-8601 with a zone, without one (taken as UTC), a bare date, or epoch
-/// milliseconds as a number or a digit string.
-fn timestamp(v: &Value) -> Result<i64, String> {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .and_then(|ms| ms.checked_mul(1000))
-            .ok_or_else(|| format!("{n} is not epoch milliseconds")),
-        Value::String(s) => parse_timestamp(s.trim()),
-        other => Err(format!("expected a timestamp, got {}", json_kind(other))),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::Pointer;
 
     fn snake() -> SourceMapping {
         SourceMapping::seed_snake_case_orders()
     }
 
+    /// Every path of a JSON document, its root included.
+    fn paths(doc: &Value, at: String, out: &mut Vec<String>) {
+        match doc {
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, v)| paths(v, format!("{at}/{k}"), out)),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| paths(v, format!("{at}/{i}"), out)),
+            _ => {}
+        }
+        out.push(at);
+    }
+
+    type Read = (
+        &'static str,
+        Result<String, String>,
+        Result<i64, String>,
+        Result<i128, String>,
+        Result<i64, String>,
+    );
+
+    fn read_as_each_column(v: View<'_>) -> Read {
+        (v.kind(), text(v), integer(v), money(v), timestamp(v))
+    }
+
+    /// Avro read in place maps exactly as the JSON document it reads as: every value of every
+    /// type, through every conversion (results and reasons), and whole records through mappings.
+    #[test]
+    fn avro_in_place_reads_as_its_json_document() {
+        let decimals = r#"{"type":"record","name":"D","fields":[
+            {"name":"s0","type":{"type":"bytes","logicalType":"decimal","precision":20,"scale":0}},
+            {"name":"s2","type":{"type":"bytes","logicalType":"decimal","precision":20,"scale":2}},
+            {"name":"s6","type":{"type":"bytes","logicalType":"decimal","precision":38,"scale":6}},
+            {"name":"s40","type":{"type":"bytes","logicalType":"decimal","precision":40,"scale":40}}
+        ]}"#;
+        let decimals = AvroSchema::parse(decimals, &[]).unwrap();
+        let mut samples = vec![crate::avro::every_type()];
+        for (s0, s2, s6, s40) in [
+            (42i128, 12_345i128, 1_500_000i128, 0i128),
+            (-7, -5, 1_234_567, 10i128.pow(30)),
+            (10i128.pow(18), 10i128.pow(20), -10i128.pow(24), -1),
+            (i128::MAX, i128::MIN, 120_000_000, 5),
+        ] {
+            let mut r = apache_avro::types::Record::new(&decimals.schema).unwrap();
+            for (name, v) in [("s0", s0), ("s2", s2), ("s6", s6), ("s40", s40)] {
+                let bytes = v.to_be_bytes();
+                // The shortest two's complement: one sign byte before the first other byte.
+                let sign = if v < 0 { 0xff } else { 0 };
+                let trimmed = bytes.iter().position(|b| *b != sign).unwrap_or(15);
+                r.put(
+                    name,
+                    apache_avro::types::Value::Decimal(apache_avro::Decimal::from(
+                        bytes[trimmed.saturating_sub(1)..].to_vec(),
+                    )),
+                );
+            }
+            let bytes = apache_avro::to_avro_datum(&decimals.schema, r).unwrap();
+            samples.push((decimals.clone(), bytes));
+        }
+        for (schema, bytes) in &samples {
+            let datum = schema.read(bytes).unwrap();
+            let json = datum.to_json();
+            let mut all = Vec::new();
+            paths(&json, String::new(), &mut all);
+            assert!(all.len() > 4);
+            for p in all
+                .iter()
+                .chain(&["/missing".to_owned(), "/nulls/9".to_owned()])
+            {
+                let pointer = Pointer::parse(p).unwrap();
+                let in_place = pointer
+                    .find(datum.root())
+                    .map(|v| read_as_each_column(v.view()));
+                let as_json = pointer.find(&json).map(|v| read_as_each_column(v.view()));
+                assert_eq!(in_place, as_json, "{p}");
+            }
+            for mapping in SourceMapping::defaults() {
+                assert_eq!(
+                    decode_fields(datum.root(), &mapping),
+                    decode_fields(&json, &mapping)
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_debezium_change_event_is_mapped_from_its_row() {
         let mut legacy = snake();
-        legacy.fields.order_id = Paths(vec!["/id".into()]);
-        legacy.fields.customer_id = Paths(vec!["/customer_ref".into()]);
-        legacy.fields.total_amount = Paths(vec!["/total".into()]);
-        legacy.fields.event_time = Paths(vec!["/created_at".into()]);
+        legacy.fields.order_id = Paths::new(vec!["/id".into()]);
+        legacy.fields.customer_id = Paths::new(vec!["/customer_ref".into()]);
+        legacy.fields.total_amount = Paths::new(vec!["/total".into()]);
+        legacy.fields.event_time = Paths::new(vec!["/created_at".into()]);
         let event = br#"{"schema":{"type":"struct","fields":[
             {"type":"struct","field":"after","fields":[
               {"type":"int32","field":"id"},

@@ -3,9 +3,11 @@
 //! exactly once, with each commit carrying its Kafka offsets.
 
 pub mod avro;
+mod convert;
 pub mod debezium;
 pub mod decode;
 pub mod direct;
+pub mod document;
 pub mod drain;
 pub mod error;
 pub mod import;

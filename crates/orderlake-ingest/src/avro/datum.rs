@@ -13,17 +13,17 @@
 //! and nesting is bounded, so a datum that lies about its sizes fails with a reason.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use apache_avro::Schema;
-use apache_avro::schema::{Name, RecordSchema};
+use apache_avro::schema::Name;
 use apache_avro::types::Value as Avro;
 use chrono::DateTime;
-use serde_json::{Map, Value};
+use serde_json::{Number, Value};
 
-use super::{bytes_text, date, decimal_text, number, timestamp};
-
-/// Debezium's variable-scale decimal record, read as the decimal it holds.
-const VARIABLE_SCALE_DECIMAL: &str = "io.debezium.data.VariableScaleDecimal";
+use super::compile::{self, Node, RecordNode, Unit};
+use super::tree::{Datum, Item};
+use super::{base64_text, date, decimal_unscaled, timestamp};
 
 /// Deeper nesting than this is refused (a recursive schema lets a datum nest without bound).
 const MAX_DEPTH: usize = 256;
@@ -37,77 +37,20 @@ pub(super) struct DatumReader {
     nodes: Vec<Node>,
     /// The node of the schema itself.
     root: usize,
+    /// The largest datum read so far (values, members), to size the next one's vectors.
+    sizes: Sizes,
 }
 
-#[derive(Debug, Clone)]
-enum Node {
-    Null,
-    Boolean,
-    Int,
-    Long,
-    Float,
-    Double,
-    Bytes,
-    String,
-    Fixed(usize),
-    Enum(Vec<String>),
-    Union(Vec<usize>),
-    Array(usize),
-    Map(usize),
-    Record(RecordNode),
-    /// A decimal over `bytes` or a `fixed` (the node at `inner`): exact decimal text.
-    Decimal {
-        scale: usize,
-        inner: usize,
-    },
-    Date,
-    /// `time-millis`, as the number it is.
-    TimeMillis,
-    /// `time-micros`, as the number it is.
-    TimeMicros,
-    /// `timestamp-millis`: epoch milliseconds, which the mappings read as such.
-    TimestampMillis,
-    /// The other timestamps: RFC 3339 text at their precision; local ones without a zone.
-    Timestamp {
-        unit: Unit,
-        utc: bool,
-    },
-    /// Read by apache-avro: `big-decimal`, `uuid`, `duration`.
-    Leaf(Schema),
-    /// A named type being compiled (replaced before compiling ends).
-    Pending,
+#[derive(Debug, Default)]
+struct Sizes {
+    values: AtomicUsize,
+    members: AtomicUsize,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Unit {
-    Millis,
-    Micros,
-    Nanos,
-}
-
-#[derive(Debug, Clone)]
-struct RecordNode {
-    fields: Vec<FieldNode>,
-    /// The fields' positions in the order of their names.
-    by_name: Vec<usize>,
-    /// Debezium's `VariableScaleDecimal`: read as decimal text when it holds `scale` and `value`.
-    variable_scale_decimal: bool,
-}
-
-#[derive(Debug, Clone)]
-struct FieldNode {
-    name: String,
-    node: usize,
-    /// The Kafka Connect time type (`io.debezium.time.*`) of an integer field.
-    connect_time: Option<String>,
-}
-
-/// What compiling needs: the named types and the Connect time fields by record full name.
-struct Compiler<'a> {
-    names: &'a HashMap<Name, Schema>,
-    connect_times: &'a HashMap<String, HashMap<String, String>>,
-    nodes: Vec<Node>,
-    named: HashMap<Name, usize>,
+impl Clone for Sizes {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 impl DatumReader {
@@ -117,38 +60,60 @@ impl DatumReader {
         names: &HashMap<Name, Schema>,
         connect_times: &HashMap<String, HashMap<String, String>>,
     ) -> Result<Self, String> {
-        let mut compiler = Compiler {
-            names,
-            connect_times,
-            nodes: Vec::new(),
-            named: HashMap::new(),
-        };
-        let root = compiler.node(schema)?;
+        let (nodes, root) = compile::compile(schema, names, connect_times)?;
         Ok(Self {
-            nodes: compiler.nodes,
+            nodes,
             root,
+            sizes: Sizes::default(),
         })
     }
 
     /// Reads one datum from the front of `buf`, leaving the bytes after it.
-    pub(super) fn read(&self, buf: &mut &[u8]) -> Result<Value, String> {
-        self.value(self.root, buf, 0)
+    pub(super) fn read<'a>(&'a self, buf: &mut &'a [u8]) -> Result<Datum<'a>, String> {
+        // Never more than the bytes could hold, whatever an earlier datum held.
+        let cap = |seen: &AtomicUsize| seen.load(Ordering::Relaxed).min(buf.len() + 1);
+        let mut datum = Datum::with_capacity(cap(&self.sizes.values), cap(&self.sizes.members));
+        self.value(self.root, buf, 0, &mut datum)?;
+        let (values, members) = datum.sizes();
+        self.sizes.values.fetch_max(values, Ordering::Relaxed);
+        self.sizes.members.fetch_max(members, Ordering::Relaxed);
+        Ok(datum)
     }
 
-    fn value(&self, node: usize, buf: &mut &[u8], depth: usize) -> Result<Value, String> {
+    /// Whether the root may be a Debezium change envelope (a record with `op` and `source`, or
+    /// with `schema` and `payload`): such datums are read as JSON documents by the envelope's
+    /// reader. Any other record is mapped as it is.
+    pub(super) fn may_be_change_event(&self) -> bool {
+        let Node::Record(record) = &self.nodes[self.root] else {
+            return true;
+        };
+        let has = |name: &str| record.fields.iter().any(|f| f.name == name);
+        has("op") && has("source") || has("schema") && has("payload")
+    }
+
+    /// Reads a value of `node` into `out`; its index there.
+    fn value<'a>(
+        &'a self,
+        node: usize,
+        buf: &mut &'a [u8],
+        depth: usize,
+        out: &mut Datum<'a>,
+    ) -> Result<u32, String> {
         if depth > MAX_DEPTH {
             return Err(format!("nested deeper than {MAX_DEPTH} levels"));
         }
-        Ok(match &self.nodes[node] {
-            Node::Null => Value::Null,
+        let item = match &self.nodes[node] {
+            Node::Null => Item::Null,
             Node::Boolean => match take(buf, 1, "boolean")? {
-                [0] => Value::Bool(false),
-                [1] => Value::Bool(true),
+                [0] => Item::Bool(false),
+                [1] => Item::Bool(true),
                 [b] => return Err(format!("boolean byte {b} is neither 0 nor 1")),
                 _ => unreachable!("one byte taken"),
             },
-            Node::Int | Node::TimeMillis => Value::from(int(buf)?),
-            Node::Long | Node::TimeMicros | Node::TimestampMillis => Value::from(long(buf)?),
+            Node::Int | Node::TimeMillis => Item::Number(int(buf)?.into()),
+            Node::Long | Node::TimeMicros | Node::TimestampMillis => {
+                Item::Number(long(buf)?.into())
+            }
             Node::Float => {
                 let f = f32::from_le_bytes(take(buf, 4, "float")?.try_into().expect("4 bytes"));
                 // The float's shortest decimal form, not its binary expansion: 9.99f32 stays 9.99.
@@ -157,54 +122,55 @@ impl DatumReader {
             Node::Double => number(f64::from_le_bytes(
                 take(buf, 8, "double")?.try_into().expect("8 bytes"),
             )),
-            Node::Bytes => Value::String(bytes_text(bytes(buf)?)),
-            Node::String => Value::String(string(buf)?.to_owned()),
-            Node::Fixed(size) => Value::String(bytes_text(take(buf, *size, "fixed")?)),
+            Node::Bytes => bytes_item(bytes(buf)?),
+            Node::String => Item::Str(string(buf)?),
+            Node::Fixed(size) => bytes_item(take(buf, *size, "fixed")?),
             Node::Enum(symbols) => {
                 let i = long(buf)?;
                 let symbol = usize::try_from(i).ok().and_then(|i| symbols.get(i));
-                Value::String(
-                    symbol
-                        .ok_or_else(|| format!("enum index {i} out of range"))?
-                        .clone(),
-                )
+                Item::Str(symbol.ok_or_else(|| format!("enum index {i} out of range"))?)
             }
             Node::Union(variants) => {
                 let i = long(buf)?;
                 let variant = usize::try_from(i).ok().and_then(|i| variants.get(i));
                 let variant = *variant.ok_or_else(|| format!("union branch {i} out of range"))?;
-                self.value(variant, buf, depth + 1)?
+                return self.value(variant, buf, depth + 1, out);
             }
             Node::Array(item) => {
-                let mut out = Vec::new();
+                let base = out.open();
                 let mut empty_items = 0;
                 while let Some(count) = self.block(buf, Some(*item), &mut empty_items, depth)? {
-                    out.reserve(count);
                     for _ in 0..count {
-                        out.push(self.value(*item, buf, depth + 1)?);
+                        let value = self.value(*item, buf, depth + 1, out)?;
+                        out.member("", value);
                     }
                 }
-                Value::Array(out)
+                Item::Array(out.close(base))
             }
             Node::Map(values) => {
-                let mut out = Map::new();
+                let base = out.open();
                 while let Some(count) = self.block(buf, None, &mut 0, depth)? {
                     for _ in 0..count {
-                        let key = string(buf)?.to_owned();
-                        out.insert(key, self.value(*values, buf, depth + 1)?);
+                        let key = string(buf)?;
+                        let value = self.value(*values, buf, depth + 1, out)?;
+                        out.member(key, value);
                     }
                 }
-                Value::Object(out)
+                Item::Map(out.close(base))
             }
-            Node::Record(record) => self.record(record, buf, depth)?,
+            Node::Record(record) => return self.record(record, buf, depth, out),
             Node::Decimal { scale, inner } => {
                 let unscaled = match &self.nodes[*inner] {
                     Node::Fixed(size) => take(buf, *size, "decimal")?,
                     _ => bytes(buf)?,
                 };
-                Value::String(decimal_text(unscaled, *scale)?)
+                decimal_unscaled(unscaled)?; // refuses more than 16 bytes
+                Item::Decimal {
+                    unscaled,
+                    scale: *scale,
+                }
             }
-            Node::Date => date(int(buf)?)?,
+            Node::Date => Item::Json(date(int(buf)?)?),
             Node::Timestamp { unit, utc } => {
                 let v = long(buf)?;
                 let t = match unit {
@@ -212,65 +178,59 @@ impl DatumReader {
                     Unit::Micros => DateTime::from_timestamp_micros(v),
                     Unit::Nanos => Some(DateTime::from_timestamp_nanos(v)),
                 };
-                timestamp(t, *utc)?
+                Item::Json(timestamp(t, *utc)?)
             }
-            Node::Leaf(schema) => {
+            Node::Leaf(schema) => Item::Json(
                 match apache_avro::from_avro_datum(schema, buf, None).map_err(|e| e.to_string())? {
                     Avro::BigDecimal(d) => Value::String(d.to_string()),
                     Avro::Uuid(u) => Value::String(u.to_string()),
                     Avro::Duration(d) => Value::String(format!("{d:?}")),
                     other => return Err(format!("unexpected {other:?} for {schema:?}")),
-                }
-            }
+                },
+            ),
             Node::Pending => unreachable!("compiling replaces every pending node"),
-        })
+        };
+        Ok(out.push(item))
     }
 
-    fn record(&self, record: &RecordNode, buf: &mut &[u8], depth: usize) -> Result<Value, String> {
-        let mut values = Vec::with_capacity(record.fields.len());
+    fn record<'a>(
+        &'a self,
+        record: &'a RecordNode,
+        buf: &mut &'a [u8],
+        depth: usize,
+        out: &mut Datum<'a>,
+    ) -> Result<u32, String> {
+        let base = out.open();
         let (mut scale, mut unscaled) = (None, None);
         for field in &record.fields {
-            let node = &self.nodes[field.node];
-            let value = if record.variable_scale_decimal {
-                match (field.name.as_str(), node) {
-                    ("scale", Node::Int) => {
-                        let s = int(buf)?;
-                        scale = usize::try_from(s).ok();
-                        Value::from(s)
-                    }
-                    ("value", Node::Bytes) => {
-                        let b = bytes(buf)?;
-                        unscaled = Some(b);
-                        Value::String(bytes_text(b))
-                    }
-                    _ => self.value(field.node, buf, depth + 1)?,
+            let value = match (record.variable_scale_decimal, field.name.as_str()) {
+                (true, "scale") if matches!(self.nodes[field.node], Node::Int) => {
+                    let s = int(buf)?;
+                    scale = usize::try_from(s).ok();
+                    out.push(Item::Number(s.into()))
                 }
-            } else {
-                self.value(field.node, buf, depth + 1)?
-            };
-            let value = match &field.connect_time {
-                Some(logical) => {
-                    crate::debezium::connect_value(&value, logical, || None).unwrap_or(value)
+                (true, "value") if matches!(self.nodes[field.node], Node::Bytes) => {
+                    let b = bytes(buf)?;
+                    unscaled = Some(b);
+                    out.push(bytes_item(b))
                 }
-                None => value,
+                _ => self.value(field.node, buf, depth + 1, out)?,
             };
-            values.push(Some(value));
+            if let Some(logical) = &field.connect_time {
+                let read = out.json(value);
+                if let Some(converted) = crate::debezium::connect_value(&read, logical, || None) {
+                    out.replace(value, Item::Json(converted));
+                }
+            }
+            out.member(&field.name, value);
         }
+        let run = out.close(base);
         if let (Some(scale), Some(unscaled)) = (scale, unscaled)
-            && let Ok(text) = decimal_text(unscaled, scale)
+            && unscaled.len() <= 16
         {
-            return Ok(Value::String(text));
+            return Ok(out.push(Item::Decimal { unscaled, scale }));
         }
-        // In name order, the map is built without comparing keys to place them.
-        let out: Map<String, Value> = record
-            .by_name
-            .iter()
-            .map(|&i| {
-                let value = values[i].take().expect("each field read once");
-                (record.fields[i].name.clone(), value)
-            })
-            .collect();
-        Ok(Value::Object(out))
+        Ok(out.push(Item::Record(run, record)))
     }
 
     /// The item count of the next block of an array of `item`s (`None`: of a map, whose entries
@@ -323,105 +283,6 @@ impl DatumReader {
     }
 }
 
-impl Compiler<'_> {
-    fn push(&mut self, node: Node) -> usize {
-        self.nodes.push(node);
-        self.nodes.len() - 1
-    }
-
-    /// The node index of `schema`, compiled on first sight of a named type.
-    fn node(&mut self, schema: &Schema) -> Result<usize, String> {
-        let node = match schema {
-            Schema::Ref { name } => {
-                if let Some(i) = self.named.get(name) {
-                    return Ok(*i);
-                }
-                let named = self
-                    .names
-                    .get(name)
-                    .ok_or_else(|| format!("the schema names an unknown type {name}"))?;
-                return self.node(named);
-            }
-            Schema::Record(record) => return self.record(record),
-            Schema::Enum(e) => {
-                let i = self.push(Node::Enum(e.symbols.clone()));
-                self.named.insert(e.name.clone(), i);
-                return Ok(i);
-            }
-            Schema::Fixed(f) => {
-                let i = self.push(Node::Fixed(f.size));
-                self.named.insert(f.name.clone(), i);
-                return Ok(i);
-            }
-            Schema::Union(union) => {
-                let variants = union
-                    .variants()
-                    .iter()
-                    .map(|v| self.node(v))
-                    .collect::<Result<_, _>>()?;
-                Node::Union(variants)
-            }
-            Schema::Array(a) => Node::Array(self.node(&a.items)?),
-            Schema::Map(m) => Node::Map(self.node(&m.types)?),
-            Schema::Decimal(d) => Node::Decimal {
-                scale: d.scale,
-                inner: self.node(&d.inner)?,
-            },
-            Schema::Null => Node::Null,
-            Schema::Boolean => Node::Boolean,
-            Schema::Int => Node::Int,
-            Schema::Long => Node::Long,
-            Schema::Float => Node::Float,
-            Schema::Double => Node::Double,
-            Schema::Bytes => Node::Bytes,
-            Schema::String => Node::String,
-            Schema::Date => Node::Date,
-            Schema::TimeMillis => Node::TimeMillis,
-            Schema::TimeMicros => Node::TimeMicros,
-            Schema::TimestampMillis => Node::TimestampMillis,
-            Schema::TimestampMicros => timestamp_node(Unit::Micros, true),
-            Schema::TimestampNanos => timestamp_node(Unit::Nanos, true),
-            Schema::LocalTimestampMillis => timestamp_node(Unit::Millis, false),
-            Schema::LocalTimestampMicros => timestamp_node(Unit::Micros, false),
-            Schema::LocalTimestampNanos => timestamp_node(Unit::Nanos, false),
-            Schema::BigDecimal | Schema::Uuid | Schema::Duration => Node::Leaf(schema.clone()),
-        };
-        Ok(self.push(node))
-    }
-
-    fn record(&mut self, record: &RecordSchema) -> Result<usize, String> {
-        // Registered before its fields, which may name it.
-        let i = self.push(Node::Pending);
-        self.named.insert(record.name.clone(), i);
-        let times = self.connect_times.get(&record.name.fullname(None));
-        let fields = record
-            .fields
-            .iter()
-            .map(|f| {
-                Ok(FieldNode {
-                    name: f.name.clone(),
-                    node: self.node(&f.schema)?,
-                    connect_time: times.and_then(|t| t.get(&f.name)).cloned(),
-                })
-            })
-            .collect::<Result<_, String>>()?;
-        let connect_name = record.attributes.get("connect.name");
-        let mut by_name: Vec<usize> = (0..record.fields.len()).collect();
-        by_name.sort_by(|a, b| record.fields[*a].name.cmp(&record.fields[*b].name));
-        self.nodes[i] = Node::Record(RecordNode {
-            fields,
-            by_name,
-            variable_scale_decimal: connect_name.and_then(Value::as_str)
-                == Some(VARIABLE_SCALE_DECIMAL),
-        });
-        Ok(i)
-    }
-}
-
-fn timestamp_node(unit: Unit, utc: bool) -> Node {
-    Node::Timestamp { unit, utc }
-}
-
 /// The next `n` bytes, for a value of `what`.
 fn take<'a>(buf: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
     if buf.len() < n {
@@ -433,6 +294,19 @@ fn take<'a>(buf: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String
     let (head, rest) = buf.split_at(n);
     *buf = rest;
     Ok(head)
+}
+
+/// Bytes as their text when they are UTF-8, else as base64 text.
+fn bytes_item(b: &[u8]) -> Item<'_> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Item::Str(s),
+        Err(_) => Item::Json(Value::String(base64_text(b))),
+    }
+}
+
+/// A double as a JSON number (NaN and infinities, which JSON has none of, as null).
+fn number<'a>(f: f64) -> Item<'a> {
+    Number::from_f64(f).map_or(Item::Null, Item::Number)
 }
 
 /// A zigzag varint `long`.
@@ -468,83 +342,6 @@ fn bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], String> {
 /// A length-prefixed UTF-8 string.
 fn string<'a>(buf: &mut &'a [u8]) -> Result<&'a str, String> {
     std::str::from_utf8(bytes(buf)?).map_err(|e| format!("a string that is not UTF-8: {e}"))
-}
-
-/// Collects into `out` the integer fields of the records in the schema JSON `node` whose type
-/// carries a `connect.name` the Debezium converter decodes, by record full name. `namespace` is
-/// the enclosing one. (apache-avro drops the properties of primitive types, so the schema text
-/// is walked for them.)
-pub(super) fn connect_time_fields(
-    node: &Value,
-    namespace: Option<&str>,
-    out: &mut HashMap<String, HashMap<String, String>>,
-) {
-    match node {
-        Value::Array(branches) => {
-            for branch in branches {
-                connect_time_fields(branch, namespace, out);
-            }
-        }
-        Value::Object(object) => match object.get("type") {
-            Some(Value::String(kind)) if kind == "record" || kind == "error" => {
-                let Some(name) = object.get("name").and_then(Value::as_str) else {
-                    return;
-                };
-                let (full, inner) = match name.rsplit_once('.') {
-                    Some((ns, _)) => (name.to_owned(), Some(ns.to_owned())),
-                    None => {
-                        let ns = object
-                            .get("namespace")
-                            .and_then(Value::as_str)
-                            .or(namespace)
-                            .filter(|ns| !ns.is_empty());
-                        (
-                            ns.map_or_else(|| name.to_owned(), |ns| format!("{ns}.{name}")),
-                            ns.map(str::to_owned),
-                        )
-                    }
-                };
-                let fields = object.get("fields").and_then(Value::as_array);
-                for field in fields.into_iter().flatten() {
-                    let (Some(field_name), Some(kind)) =
-                        (field.get("name").and_then(Value::as_str), field.get("type"))
-                    else {
-                        continue;
-                    };
-                    let branches = match kind {
-                        Value::Array(b) => b.as_slice(),
-                        other => std::slice::from_ref(other),
-                    };
-                    let logical = branches.iter().find_map(|b| {
-                        b.get("connect.name")
-                            .and_then(Value::as_str)
-                            .filter(|n| crate::debezium::is_integer_time(n))
-                    });
-                    if let Some(logical) = logical {
-                        out.entry(full.clone())
-                            .or_default()
-                            .insert(field_name.to_owned(), logical.to_owned());
-                    }
-                    connect_time_fields(kind, inner.as_deref(), out);
-                }
-            }
-            Some(Value::String(kind)) if kind == "array" => {
-                if let Some(items) = object.get("items") {
-                    connect_time_fields(items, namespace, out);
-                }
-            }
-            Some(Value::String(kind)) if kind == "map" => {
-                if let Some(values) = object.get("values") {
-                    connect_time_fields(values, namespace, out);
-                }
-            }
-            Some(nested @ (Value::Object(_) | Value::Array(_))) => {
-                connect_time_fields(nested, namespace, out);
-            }
-            _ => {}
-        },
-        _ => {}
-    }
 }
 
 #[cfg(test)]
@@ -704,7 +501,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod types {
+pub(crate) mod types {
     use super::super::AvroSchema;
     use super::*;
     use apache_avro::types::Record;
@@ -739,7 +536,8 @@ mod types {
         {"name":"again","type":"Two"}
     ]}"#;
 
-    fn every_type() -> (AvroSchema, Vec<u8>) {
+    /// A record with a field of every type, and a datum of it.
+    pub(crate) fn every_type() -> (AvroSchema, Vec<u8>) {
         let schema = AvroSchema::parse(EVERY_TYPE, &[]).unwrap();
         let mut r = Record::new(&schema.schema).unwrap();
         r.put("b", true);

@@ -8,7 +8,9 @@
 //! their own precision, dates `YYYY-MM-DD`, UUIDs text; unions are their branch's value, enums
 //! their symbol.
 
+mod compile;
 mod datum;
+mod tree;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +19,13 @@ use apache_avro::Schema;
 use apache_avro::schema::Name;
 use base64::Engine as _;
 use chrono::DateTime;
-use serde_json::{Number, Value};
+use serde_json::Value;
 
 use datum::DatumReader;
+pub use tree::{Datum, Node};
+
+#[cfg(test)]
+pub(crate) use datum::types::every_type;
 
 /// The header Confluent's serializers write a value's schema id into (instead of the prefix).
 pub const VALUE_SCHEMA_ID_HEADER: &str = "__value_schema_id";
@@ -114,7 +120,7 @@ impl AvroSchema {
         let mut connect_times = HashMap::new();
         for text in references.iter().map(String::as_str).chain([text]) {
             if let Ok(json) = serde_json::from_str::<Value>(text) {
-                datum::connect_time_fields(&json, None, &mut connect_times);
+                compile::connect_time_fields(&json, None, &mut connect_times);
             }
         }
         let (schema, references) = if references.is_empty() {
@@ -134,20 +140,31 @@ impl AvroSchema {
         })
     }
 
-    /// Decodes one datum written with this schema into a JSON document.
-    pub fn decode(&self, payload: &[u8]) -> Result<Value, String> {
-        let mut reader = payload;
-        let value = self
+    /// Reads one datum written with this schema, in place.
+    pub fn read<'a>(&'a self, payload: &'a [u8]) -> Result<Datum<'a>, String> {
+        let mut rest = payload;
+        let datum = self
             .reader
-            .read(&mut reader)
+            .read(&mut rest)
             .map_err(|e| format!("not valid for its schema: {e}"))?;
-        if !reader.is_empty() {
+        if !rest.is_empty() {
             return Err(format!(
                 "not valid for its schema: {} bytes left over after the record",
-                reader.len()
+                rest.len()
             ));
         }
-        Ok(value)
+        Ok(datum)
+    }
+
+    /// Decodes one datum written with this schema into a JSON document.
+    pub fn decode(&self, payload: &[u8]) -> Result<Value, String> {
+        self.read(payload).map(|datum| datum.to_json())
+    }
+
+    /// Whether this schema's datums may be Debezium change envelopes, which are read as JSON
+    /// documents; the datums of any other record schema are mapped in place.
+    pub fn may_be_change_event(&self) -> bool {
+        self.reader.may_be_change_event()
     }
 }
 
@@ -163,16 +180,9 @@ fn named_types(schema: &Schema, references: &[Schema]) -> Result<HashMap<Name, S
         .collect())
 }
 
-fn number(f: f64) -> Value {
-    Number::from_f64(f).map_or(Value::Null, Value::Number)
-}
-
-/// Bytes as text: UTF-8 as it is, anything else in base64.
-fn bytes_text(b: &[u8]) -> String {
-    match std::str::from_utf8(b) {
-        Ok(s) => s.to_owned(),
-        Err(_) => base64::engine::general_purpose::STANDARD.encode(b),
-    }
+/// Bytes that are not UTF-8, as the text the mappings read: base64.
+fn base64_text(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// Days since 1970-01-01 as `YYYY-MM-DD` text.
@@ -192,16 +202,9 @@ pub(crate) fn timestamp(t: Option<DateTime<chrono::Utc>>, utc: bool) -> Result<V
 
 /// A decimal's big-endian two's-complement unscaled value, written with `scale` fraction digits.
 pub fn decimal_text(unscaled: &[u8], scale: usize) -> Result<String, String> {
-    if unscaled.len() > 16 {
-        return Err(format!(
-            "a decimal of {} bytes is beyond 38 digits",
-            unscaled.len()
-        ));
-    }
-    let negative = unscaled.first().is_some_and(|b| b & 0x80 != 0);
-    let mut buf = [if negative { 0xff } else { 0 }; 16];
-    buf[16 - unscaled.len()..].copy_from_slice(unscaled);
-    let mut v = i128::from_be_bytes(buf).unsigned_abs();
+    let v = decimal_unscaled(unscaled)?;
+    let negative = v < 0;
+    let mut v = v.unsigned_abs();
     // The digits, least significant first, at least one more than the scale (a leading 0).
     let mut digits = Vec::with_capacity(40.max(scale + 1));
     while v > 0 || digits.len() <= scale {
@@ -219,6 +222,20 @@ pub fn decimal_text(unscaled: &[u8], scale: usize) -> Result<String, String> {
         }
     }
     Ok(text)
+}
+
+/// A decimal's big-endian two's-complement unscaled value; more than 16 bytes are refused.
+pub fn decimal_unscaled(unscaled: &[u8]) -> Result<i128, String> {
+    if unscaled.len() > 16 {
+        return Err(format!(
+            "a decimal of {} bytes is beyond 38 digits",
+            unscaled.len()
+        ));
+    }
+    let negative = unscaled.first().is_some_and(|b| b & 0x80 != 0);
+    let mut buf = [if negative { 0xff } else { 0 }; 16];
+    buf[16 - unscaled.len()..].copy_from_slice(unscaled);
+    Ok(i128::from_be_bytes(buf))
 }
 
 #[cfg(test)]
