@@ -151,6 +151,14 @@ impl TopicDecoder {
         self
     }
 
+    /// Waits up to `wait` for the registry's first answer about `key`
+    /// ([`SchemaRegistry::await_first_answer`]); `false` without a registry.
+    pub fn await_first_answer(&self, key: SchemaKey, wait: std::time::Duration) -> bool {
+        self.registry
+            .as_ref()
+            .is_some_and(|r| r.await_first_answer(key, wait))
+    }
+
     /// Decodes a record without a schema header; a record whose schema is still being fetched
     /// is archived raw with the reason (paths that cannot wait for the registry).
     pub fn decode(&mut self, topic: &str, value: Option<&[u8]>) -> DecodedOrder {

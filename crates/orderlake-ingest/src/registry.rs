@@ -3,15 +3,16 @@
 //! A schema id or GUID names one schema forever, so every schema fetched is kept for the life of
 //! the process. Fetching never happens on the drain's thread: [`SchemaRegistry::lookup`] answers
 //! at once from what is known, and starts a background fetch for an unknown key that retries
-//! with backoff, trying each configured URL in turn, until the registry answers. Meanwhile the
-//! drain pauses only the partitions whose records need that key. A registry that answers "not
+//! with backoff, trying each configured URL in turn, until the registry answers. The drain
+//! waits a moment for the first answer ([`SchemaRegistry::await_first_answer`]); past that it
+//! pauses only the partitions whose records need that key. A registry that answers "not
 //! found" ends the wait for good (the records are archived raw, with that reason); one that does
 //! not answer within `unavailable_wait_secs` lets the waiting records through raw, with a reason
 //! `maintain --redecode` acts on later, while the fetch goes on for the records after them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -138,7 +139,18 @@ enum Entry {
     },
 }
 
-type Entries = Mutex<HashMap<SchemaKey, Entry>>;
+/// The schemas known, and a signal each time a fetch records what it found.
+#[derive(Debug, Default)]
+struct Entries {
+    map: Mutex<HashMap<SchemaKey, Entry>>,
+    changed: Condvar,
+}
+
+impl Entries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SchemaKey, Entry>> {
+        self.map.lock().expect("registry lock")
+    }
+}
 
 /// A registry client with the schemas it has fetched.
 #[derive(Debug)]
@@ -196,7 +208,7 @@ impl SchemaRegistry {
 
     /// What is known of `key`; an unknown key starts being fetched (and is `Pending`).
     pub fn lookup(&self, key: SchemaKey) -> Lookup {
-        let mut entries = self.entries.lock().expect("registry lock");
+        let mut entries = self.entries.lock();
         match entries.get(&key) {
             Some(Entry::Ready(schema)) => Lookup::Ready(schema.clone()),
             Some(Entry::Failed(reason)) => Lookup::Failed(reason.clone()),
@@ -224,11 +236,39 @@ impl SchemaRegistry {
         }
     }
 
+    /// Waits up to `wait` for the first answer about `key`, whose fetch has started: `true` when
+    /// the registry has answered (the schema, or that it has none), `false` when the wait ran
+    /// out or the registry failed to answer (the records then wait with their partition paused
+    /// while the fetch retries). A registry nearby answers in a millisecond or two, far sooner
+    /// than a paused partition's records are fetched again.
+    pub fn await_first_answer(&self, key: SchemaKey, wait: Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        let mut entries = self.entries.lock();
+        loop {
+            match entries.get(&key) {
+                Some(Entry::Ready(_) | Entry::Failed(_)) => return true,
+                Some(Entry::Fetching {
+                    last_error: None,
+                    given_up: false,
+                }) => {}
+                Some(Entry::Fetching { .. }) | None => return false,
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            entries = self
+                .entries
+                .changed
+                .wait_timeout(entries, left)
+                .expect("registry lock")
+                .0;
+        }
+    }
+
     /// Stops holding records back for `key`: they go through raw until it arrives.
     pub fn give_up(&self, key: SchemaKey) {
-        if let Some(Entry::Fetching { given_up, .. }) =
-            self.entries.lock().expect("registry lock").get_mut(&key)
-        {
+        if let Some(Entry::Fetching { given_up, .. }) = self.entries.lock().get_mut(&key) {
             *given_up = true;
         }
     }
@@ -264,29 +304,32 @@ fn record(
     outcome: Result<RegisteredSchema, FetchError>,
     backoff: Duration,
 ) -> bool {
-    let mut entries = entries.lock().expect("registry lock");
-    match outcome {
+    let mut map = entries.lock();
+    let again = match outcome {
         Ok(schema) => {
             tracing::info!(%key, "schema fetched from the registry");
             fetched("ok");
-            entries.insert(key, Entry::Ready(Arc::new(schema)));
+            map.insert(key, Entry::Ready(Arc::new(schema)));
             false
         }
         Err(FetchError::Permanent(reason)) => {
             tracing::warn!(%key, %reason, "the registry has no usable schema; its records are archived raw");
             fetched("not_found");
-            entries.insert(key, Entry::Failed(reason));
+            map.insert(key, Entry::Failed(reason));
             false
         }
         Err(FetchError::Transient(reason)) => {
             tracing::warn!(%key, %reason, retry_in = ?backoff, "schema registry unavailable");
             fetched("unavailable");
-            if let Some(Entry::Fetching { last_error, .. }) = entries.get_mut(&key) {
+            if let Some(Entry::Fetching { last_error, .. }) = map.get_mut(&key) {
                 *last_error = Some(reason);
             }
             true
         }
-    }
+    };
+    drop(map);
+    entries.changed.notify_all();
+    again
 }
 
 fn fetched(outcome: &'static str) {

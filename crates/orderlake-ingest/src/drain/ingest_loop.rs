@@ -587,6 +587,13 @@ impl IngestLoop {
 /// Appends one Kafka record to the buffer, unless it was already buffered or archived, or the
 /// broker skipped records before it (then the partition must be re-read from further back).
 /// `clock`: the loop's instant and the wall clock in microseconds, the record's archive time.
+/// How long the drain waits for the registry's first answer about a schema it has not seen
+/// before pausing the record's partition. Pausing means re-fetching the partition from the
+/// record (its prefetched records are dropped): on a broker serving megabytes a fetch, each new
+/// schema cost a third of a second that way, against the millisecond or two a registry nearby
+/// takes to answer (docs/benchmarks.md, "Avro through a schema registry").
+const FIRST_ANSWER_WAIT: Duration = Duration::from_millis(100);
+
 fn append(
     ctx: &DrainContext,
     decoder: &mut TopicDecoder,
@@ -621,7 +628,13 @@ fn append(
             .find(|h| h.key == crate::avro::VALUE_SCHEMA_ID_HEADER)
             .and_then(|h| h.value)
     });
-    let order = match decoder.decode_record(msg.topic(), msg.payload(), schema_header) {
+    let mut decoded = decoder.decode_record(msg.topic(), msg.payload(), schema_header);
+    if let Decoded::NeedsSchema(key) = decoded
+        && decoder.await_first_answer(key, FIRST_ANSWER_WAIT)
+    {
+        decoded = decoder.decode_record(msg.topic(), msg.payload(), schema_header);
+    }
+    let order = match decoded {
         Decoded::Order(order) => order,
         Decoded::NeedsSchema(key) => return AfterRecord::WaitForSchema(sp, offset, key),
     };
