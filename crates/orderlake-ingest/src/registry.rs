@@ -469,3 +469,66 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 fn percent_encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A registry on loopback that answers every request with `schema`, once per connection.
+    fn answering(schema: &'static str) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).unwrap();
+                let body = serde_json::json!({ "schema": schema }).to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        url
+    }
+
+    fn registry(url: String, runtime: &tokio::runtime::Runtime) -> SchemaRegistry {
+        let config = SchemaRegistryConfig {
+            urls: vec![url],
+            ..Default::default()
+        };
+        SchemaRegistry::new(config, runtime.handle().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_first_answer_is_awaited_and_a_failing_registry_is_not() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let key = SchemaKey::Id(7);
+
+        let up = registry(answering(r#""string""#), &runtime);
+        assert!(matches!(up.lookup(key), Lookup::Pending));
+        assert!(up.await_first_answer(key, Duration::from_secs(30)));
+        assert!(matches!(up.lookup(key), Lookup::Ready(_)));
+
+        // Nothing listens there: the first fetch fails at once, and the wait ends with it (the
+        // records then wait with their partition paused while the fetch retries).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let down = registry(format!("http://127.0.0.1:{port}"), &runtime);
+        assert!(matches!(down.lookup(key), Lookup::Pending));
+        let started = std::time::Instant::now();
+        assert!(!down.await_first_answer(key, Duration::from_secs(30)));
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(matches!(down.lookup(key), Lookup::Pending));
+        // A key nobody asked for has no fetch to wait for.
+        assert!(!down.await_first_answer(SchemaKey::Id(8), Duration::from_secs(30)));
+    }
+}
