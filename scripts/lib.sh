@@ -119,6 +119,19 @@ start_tansu() {
   export ORDERLAKE_BROKERS="127.0.0.1:$port" TANSU_PID
 }
 
+# bench_prepare BIN...: tansu and the Python tools installed, a release build of the binaries BIN...,
+# $bin their directory and $work a scratch directory, removed with the services on exit.
+bench_prepare() {
+  ensure_tansu
+  ensure_venv
+  local targets=()
+  for b in "$@"; do targets+=(--bin "$b"); done
+  cargo build --release --locked "${targets[@]}"
+  bin="$CARGO_TARGET_DIR/release"
+  work=$(mktemp -d)
+  trap 'stop_services; rm -rf "$work"' EXIT
+}
+
 # start_moto BUCKET LOGFILE -> exports AWS_* for the S3 server and ORDERLAKE_S3_BUCKET, MOTO_PID
 start_moto() {
   local bucket=${1:-orderlake} logfile=${2:-/dev/null}
