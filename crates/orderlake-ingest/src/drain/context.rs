@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orderlake_archive::{OffsetLedger, SourcePartition};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
@@ -36,6 +37,14 @@ pub(super) struct DrainContext {
 }
 
 impl ClientContext for DrainContext {
+    /// librdkafka's own log lines (its `debug` contexts, `[kafka.properties] debug = "cgrp"`
+    /// for the group protocol) as debug events of the `librdkafka` target:
+    /// `ORDERLAKE_LOG=info,librdkafka=debug` shows them. What it reports as errors arrives
+    /// through [`ClientContext::error`] as well.
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, facility, "{message}");
+    }
+
     /// Reaching the end of a partition is expected (that is how `--until-caught-up` works), not an
     /// error; everything else librdkafka reports is logged for the operator.
     fn error(&self, error: KafkaError, reason: &str) {
