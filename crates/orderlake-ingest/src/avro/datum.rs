@@ -32,7 +32,7 @@ const MAX_DEPTH: usize = 256;
 const MAX_EMPTY_ITEMS: u64 = 1 << 16;
 
 /// A writer schema compiled for reading its datums.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct DatumReader {
     nodes: Vec<Node>,
     /// The node of the schema itself.
@@ -45,12 +45,6 @@ pub(super) struct DatumReader {
 struct Sizes {
     values: AtomicUsize,
     members: AtomicUsize,
-}
-
-impl Clone for Sizes {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
 }
 
 impl DatumReader {
