@@ -136,6 +136,8 @@ enum Entry {
     Fetching {
         last_error: Option<String>,
         given_up: bool,
+        /// Someone has already waited for the first answer (the wait is spent once per key).
+        awaited: bool,
     },
 }
 
@@ -215,6 +217,7 @@ impl SchemaRegistry {
             Some(Entry::Fetching {
                 given_up: true,
                 last_error,
+                ..
             }) => Lookup::Unavailable(
                 last_error
                     .clone()
@@ -227,6 +230,7 @@ impl SchemaRegistry {
                     Entry::Fetching {
                         last_error: None,
                         given_up: false,
+                        awaited: false,
                     },
                 );
                 drop(entries);
@@ -240,16 +244,23 @@ impl SchemaRegistry {
     /// the registry has answered (the schema, or that it has none), `false` when the wait ran
     /// out or the registry failed to answer (the records then wait with their partition paused
     /// while the fetch retries). A registry nearby answers in a millisecond or two, far sooner
-    /// than a paused partition's records are fetched again.
+    /// than a paused partition's records are fetched again. Only the first caller for a key
+    /// waits: the records of other partitions that need it do not add waits of their own.
     pub fn await_first_answer(&self, key: SchemaKey, wait: Duration) -> bool {
         let deadline = std::time::Instant::now() + wait;
         let mut entries = self.entries.lock();
+        match entries.get_mut(&key) {
+            Some(Entry::Fetching { awaited, .. }) if *awaited => return false,
+            Some(Entry::Fetching { awaited, .. }) => *awaited = true,
+            _ => {}
+        }
         loop {
             match entries.get(&key) {
                 Some(Entry::Ready(_) | Entry::Failed(_)) => return true,
                 Some(Entry::Fetching {
                     last_error: None,
                     given_up: false,
+                    ..
                 }) => {}
                 Some(Entry::Fetching { .. }) | None => return false,
             }
@@ -500,6 +511,8 @@ mod tests {
     fn registry(url: String, runtime: &tokio::runtime::Runtime) -> SchemaRegistry {
         let config = SchemaRegistryConfig {
             urls: vec![url],
+            // Longer than any wait below: a silent registry stays unanswered throughout.
+            request_timeout_ms: 60_000,
             ..Default::default()
         };
         SchemaRegistry::new(config, runtime.handle().clone()).unwrap()
@@ -530,5 +543,18 @@ mod tests {
         assert!(matches!(down.lookup(key), Lookup::Pending));
         // A key nobody asked for has no fetch to wait for.
         assert!(!down.await_first_answer(SchemaKey::Id(8), Duration::from_secs(30)));
+
+        // A registry that takes the request and never answers: the first caller waits out its
+        // wait; later callers for the same key (other partitions' records) do not wait again.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_url = format!("http://{}", silent.local_addr().unwrap());
+        let slow = registry(silent_url, &runtime);
+        assert!(matches!(slow.lookup(key), Lookup::Pending));
+        assert!(!slow.await_first_answer(key, Duration::from_millis(200)));
+        let started = std::time::Instant::now();
+        assert!(!slow.await_first_answer(key, Duration::from_secs(10)));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(matches!(slow.lookup(key), Lookup::Pending));
+        drop(silent);
     }
 }
