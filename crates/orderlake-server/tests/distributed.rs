@@ -179,14 +179,17 @@ async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
     tokio::spawn(cluster::run_executor(executor));
 
     let local = engine(&archive, None).await;
-    let distributed = engine(
-        &archive,
-        Some(ClusterSettings {
-            scheduler: scheduler.clone(),
-            local_below_bytes: 0,
-        }),
-    )
-    .await;
+    // The same archive through the cluster, for plans listing at least `local_below_bytes`.
+    let on_cluster_from = |local_below_bytes| {
+        engine(
+            &archive,
+            Some(ClusterSettings {
+                scheduler: scheduler.clone(),
+                local_below_bytes,
+            }),
+        )
+    };
+    let distributed = on_cluster_from(0).await;
     let views: Vec<String> = local.views().iter().map(|v| v.name.clone()).collect();
     let mut on_cluster = Vec::new();
     let mut answered_here = Vec::new();
@@ -224,14 +227,7 @@ async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
 
     // With any threshold above zero, key lookups stay here (they read pages, not the files they
     // list) and scans of the whole table leave.
-    let placed = engine(
-        &archive,
-        Some(ClusterSettings {
-            scheduler: scheduler.clone(),
-            local_below_bytes: 1,
-        }),
-    )
-    .await;
+    let placed = on_cluster_from(1).await;
     let suite = queries(&placeholders, &[]);
     for (name, to_cluster) in [
         ("point lookup by order id", false),
