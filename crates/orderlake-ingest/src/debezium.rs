@@ -11,6 +11,7 @@ use chrono::DateTime;
 use serde_json::{Map, Value};
 
 use crate::avro::{date, decimal_text, timestamp};
+use crate::document::Document;
 
 /// A change event: its row and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,12 +73,9 @@ pub fn change(doc: &Value) -> Option<Change> {
     })
 }
 
+/// A string or a number as text, as the mappings read text fields.
 fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    crate::convert::text(v.view()).ok()
 }
 
 /// Postgres: the LSN, zero-padded; MySQL: binlog file, position and row, zero-padded.
