@@ -111,10 +111,14 @@ suite() {
   ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-bench" query-suite \
     --uri "http://127.0.0.1:$port" --user bench --queries "$dir/orderlake.json" --reps "$reps" \
     >"$dir/orderlake.jsonl"
-  local lookup
-  lookup=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["queries"][0]["sql"])' "$dir/orderlake.json")
-  ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-server" query --uri "http://127.0.0.1:$port" \
-    --user bench "EXPLAIN ANALYZE $lookup" >"$dir/explain-point-lookup.txt"
+  # EXPLAIN ANALYZE of the suite's first two queries: the lookups by order id and by customer id.
+  local i lookup name
+  for i in 0 1; do
+    lookup=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["queries"][int(sys.argv[2])]["sql"])' "$dir/orderlake.json" "$i")
+    name=$([ "$i" = 0 ] && echo point-lookup || echo customer-lookup)
+    ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-server" query --uri "http://127.0.0.1:$port" \
+      --user bench "EXPLAIN ANALYZE $lookup" >"$dir/explain-$name.txt"
+  done
   # This phase's processes (the server, the cluster), not the S3 server.
   local p
   for p in "${ORDERLAKE_PIDS[@]:$first}"; do kill "$p" 2>/dev/null || true; done
@@ -154,7 +158,9 @@ done
 
 "$PYTHON" tests/python/bench_queries.py report "${dirs[@]}"
 for d in "${dirs[@]}"; do
-  echo; echo "EXPLAIN ANALYZE of the point lookup ($(basename "$d") maintenance):"
-  grep -o -E '(files_pruned_by_(statistics|index)|files_ranges_pruned_statistics|row_groups_pruned_(statistics|bloom_filter)|page_index_rows_pruned|pushdown_rows_pruned|bytes_scanned|output_rows)=[^,]*' \
-    "$d/explain-point-lookup.txt" | sort | uniq -c | head -20 || true
+  for name in point-lookup customer-lookup; do
+    echo; echo "EXPLAIN ANALYZE of the $name ($(basename "$d") maintenance):"
+    grep -o -E '(files_pruned_by_(statistics|index)|files_ranges_pruned_statistics|row_groups_pruned_(statistics|bloom_filter)|page_index_rows_pruned|pushdown_rows_pruned|bytes_scanned|output_rows)=[^,]*' \
+      "$d/explain-$name.txt" | sort | uniq -c | head -20 || true
+  done
 done

@@ -3,6 +3,7 @@
 //! schema users write SQL against, where the table lives, and the per-partition offset ledger that
 //! makes ingestion exactly once.
 
+pub mod compaction;
 pub mod config_file;
 pub mod error;
 pub mod files;

@@ -76,8 +76,10 @@ pub const BLOOM_FILTER_COLUMNS: [&str; 2] = [ORDER_ID, CUSTOMER_ID];
 /// compaction rewrites a closed partition held by one such file (or by one written with other
 /// settings), and leaves one it wrote as it would now alone.
 pub const SORT_ORDER_KEY: &str = "orderlake.sort_order";
-/// The order compaction writes rows in.
-pub const COMPACTED_SORT_ORDER: &str = "zorder(order_id,customer_id)";
+/// The order compaction writes rows in (ascending, nulls last), as [`SORT_ORDER_KEY`] names it.
+pub const COMPACTED_SORT_ORDER: &str = "customer_id,order_id,event_time";
+/// The columns of [`COMPACTED_SORT_ORDER`].
+pub const COMPACTION_SORT: [&str; 3] = [CUSTOMER_ID, ORDER_ID, EVENT_TIME];
 
 /// Bytes per data page of the key columns in the files compaction writes: a page of about a
 /// thousand keys (the writer cuts pages per write batch of 1,024 rows), so a lookup reads

@@ -40,7 +40,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Produce realistic sample OMS order events to Kafka.
     Generate(GenerateArgs),
-    /// Compact closed dates (z-ordered by order and customer id), checkpoint the log and vacuum
+    /// Compact closed partitions (sorted by customer and order id), checkpoint the log and vacuum
     /// unreferenced files; each step alone with its flag, all three without one.
     Maintain(MaintainArgs),
     /// Send archived records back into Kafka, byte for byte, resumably.
@@ -245,7 +245,7 @@ pub struct MaintainArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
 
-    /// Rewrite the files of each closed event date into few large z-ordered files.
+    /// Rewrite the files of each closed partition into few large files sorted by customer and order.
     #[arg(long)]
     pub compact: bool,
 

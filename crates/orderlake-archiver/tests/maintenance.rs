@@ -302,6 +302,58 @@ fn marked_sorted(path: &Path) -> bool {
         })
 }
 
+/// Whether the rows of the Parquet file at `path` come in compaction's order: by customer, then
+/// order, then event time, ascending, nulls last.
+fn rows_in_compaction_order(path: &Path) -> bool {
+    use arrow::compute::SortOptions;
+    use arrow::row::{RowConverter, SortField};
+    let file = std::fs::File::open(path).unwrap();
+    let builder =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let columns = orderlake_archive::schema::COMPACTION_SORT;
+    let indices: Vec<usize> = columns
+        .iter()
+        .map(|c| builder.schema().index_of(c).unwrap())
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
+    let batches: Vec<_> = builder
+        .with_projection(mask)
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let options = SortOptions {
+        descending: false,
+        nulls_first: false,
+    };
+    let schema = batches[0].schema();
+    let fields = columns
+        .iter()
+        .map(|c| {
+            SortField::new_with_options(
+                schema.field_with_name(c).unwrap().data_type().clone(),
+                options,
+            )
+        })
+        .collect();
+    let converter = RowConverter::new(fields).unwrap();
+    let mut previous: Option<arrow::row::OwnedRow> = None;
+    for batch in &batches {
+        let keys: Vec<_> = columns
+            .iter()
+            .map(|c| batch.column_by_name(c).unwrap().clone())
+            .collect();
+        let rows = converter.convert_columns(&keys).unwrap();
+        for row in rows.iter() {
+            if previous.as_ref().is_some_and(|p| p.row() > row) {
+                return false;
+            }
+            previous = Some(row.owned());
+        }
+    }
+    true
+}
+
 /// A closed partition held by one file the archiver wrote is sorted too, once: the next
 /// compaction finds nothing to do. Both layouts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,6 +381,13 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
             closed.len()
         );
 
+        assert!(
+            closed
+                .iter()
+                .any(|f| !rows_in_compaction_order(&dir.path().join(&f.relative_path))),
+            "the archiver writes in arrival order"
+        );
+
         let out = compact(&uri);
         assert!(out.status.success());
         assert!(
@@ -354,6 +413,13 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
             let local = dir.path().join(&file.relative_path);
             let is_closed = partitioning.dates_of(file.partition.unwrap()).1 < closed_before;
             assert_eq!(marked_sorted(&local), is_closed, "{}", file.relative_path);
+            if is_closed {
+                assert!(
+                    rows_in_compaction_order(&local),
+                    "{}: rows out of order",
+                    file.relative_path
+                );
+            }
         }
         assert_eq!(
             compacted(&compact(&uri)),

@@ -408,14 +408,17 @@ impl TableProvider for ArchiveScanProvider {
             ..TableParquetOptions::default()
         };
         // A key lookup keeps few rows of each file it reads: filter while decoding, and read
-        // only the pages whose statistics admit its keys (page indexes kept in the cache). Its bloom
-        // filters pay only where the index cannot choose files (files it does not cover; a
-        // covered file of a key's date holds the key). The session's settings stand otherwise
-        // (the engine's defaults: neither, measured in docs/benchmarks.md).
-        if filters.iter().any(|f| key_lookup(f).is_some()) {
+        // only the pages whose statistics admit its keys (page indexes kept in the cache).
+        // Compaction sorts by customer, so row-group statistics choose a customer's row groups
+        // but not an order's: an order lookup asks the bloom filters, as does any lookup reading
+        // files the index does not cover (in arrival order). The session's settings stand
+        // otherwise (the engine's defaults: none of the three, measured in docs/benchmarks.md).
+        let lookups: Vec<_> = filters.iter().filter_map(key_lookup).flatten().collect();
+        if !lookups.is_empty() {
             options.global.pushdown_filters = true;
             options.global.enable_page_index = true;
-            options.global.bloom_filter_on_read |= reads_uncovered;
+            options.global.bloom_filter_on_read |=
+                reads_uncovered || lookups.iter().any(|(c, _)| *c == KeyColumn::OrderId);
         }
         // Footers (and page indexes, if enabled) come from the session's metadata cache, which outlives queries
         // and versions (a file's footer never changes). DataFusion's own default factory reads
