@@ -24,7 +24,7 @@ use deltalake::kernel::Action;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::ObjectStore;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
@@ -144,35 +144,51 @@ impl ArchiveTable {
             uri: uri.clone(),
             source: Box::new(e.into()),
         };
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(settings.sort_memory_bytes)))
-            .build_arc()
-            .map_err(df_err)?;
-        // One sort per partition, not one per core merged afterwards: the merge of wide rows
-        // (raw values) could not spill and ran out of the pool on a month of 400k events. Plain
-        // strings, as the table's files and its writer have them (not views to cast back).
-        let mut config = SessionConfig::new().with_target_partitions(1);
-        config
-            .options_mut()
-            .execution
-            .parquet
-            .schema_force_view_types = false;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = sort_session(settings.sort_memory_bytes).map_err(df_err)?;
         let provider = self.provider(&ctx.state(), None).await?;
         let column = self.partitioning().column();
-        // One partition at a time: the pool is the sort's alone.
-        let mut actions = Vec::new();
-        for &partition in partitions {
-            let writer = RecordBatchWriter::for_table(self.delta())
-                .map_err(ArchiveError::delta(&uri))?
-                .with_writer_properties(schema::compacted_parquet_properties(
-                    settings.zstd_level,
-                    settings.row_group_rows,
-                ))
-                .with_target_file_size(settings.target_file_bytes);
-            let provider = Arc::clone(&provider);
-            actions.extend(write_sorted(&ctx, provider, writer, column, partition, &uri).await?);
-        }
+        // Partitions are sorted and encoded at the same time, a task per core, each with its own
+        // pool (the encoding is most of the work, and one partition's writer uses one core; two
+        // sorts sharing one pool ran out of it on a 50M-event month).
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Built before they are run: futures that borrow nothing (the stream's type must not
+        // name this function's borrows to be sent between threads).
+        let tasks: Vec<_> = partitions
+            .iter()
+            .map(|&partition| {
+                let writer = RecordBatchWriter::for_table(self.delta()).map(|w| {
+                    w.with_writer_properties(schema::compacted_parquet_properties(
+                        settings.zstd_level,
+                        settings.row_group_rows,
+                    ))
+                    .with_target_file_size(settings.target_file_bytes)
+                });
+                let ctx = sort_session(settings.sort_memory_bytes);
+                let (provider, uri) = (Arc::clone(&provider), uri.clone());
+                async move {
+                    let writer = writer.map_err(ArchiveError::delta(&uri))?;
+                    let ctx = ctx.map_err(|e| ArchiveError::Delta {
+                        uri: uri.clone(),
+                        source: Box::new(e.into()),
+                    })?;
+                    let task_uri = uri.clone();
+                    let task = async move {
+                        write_sorted(&ctx, provider, writer, column, partition, &task_uri).await
+                    };
+                    tokio::spawn(task).await.map_err(|e| ArchiveError::Delta {
+                        uri,
+                        source: Box::new(deltalake::DeltaTableError::Generic(format!(
+                            "compaction task failed: {e}"
+                        ))),
+                    })?
+                }
+            })
+            .collect();
+        let written: Vec<Vec<Action>> = futures::stream::iter(tasks)
+            .buffer_unordered(cores)
+            .try_collect()
+            .await?;
+        let mut actions: Vec<Action> = written.into_iter().flatten().collect();
         let snapshot = self.delta().snapshot().map_err(ArchiveError::delta(&uri))?;
         for view in snapshot.log_data().iter() {
             let partition = view
@@ -201,6 +217,24 @@ impl ArchiveTable {
         );
         self.refresh().await
     }
+}
+
+/// A DataFusion session for one partition's sort: `memory_bytes` of pool, past which the sort
+/// spills to disk. One target partition: a sort per core merged afterwards could not spill its
+/// merge of wide rows (raw values) and ran out of the pool on a month of 400k events, and was no
+/// faster (the writer is the bottleneck). Plain strings, as the table's files and its writer have
+/// them (not views to cast back).
+fn sort_session(memory_bytes: usize) -> datafusion::error::Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_bytes)))
+        .build_arc()?;
+    let mut config = SessionConfig::new().with_target_partitions(1);
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
 /// Writes the rows `partition` holds in `provider`'s version as new files in compaction's order

@@ -25,7 +25,8 @@ pub struct MaintenanceSettings {
     pub partitions_per_commit: usize,
     pub zstd_level: i32,
     pub row_group_rows: usize,
-    /// Memory the sort of one commit's partitions may hold before it spills to disk.
+    /// Memory the sort of one partition may hold before it spills to disk (one partition is
+    /// sorted per core at a time).
     pub sort_memory_bytes: usize,
     /// Vacuum deletes unreferenced files older than this.
     pub retention: Duration,
