@@ -91,6 +91,10 @@ cluster() {
     "$port" "${BENCH_LOCAL_BELOW:-268435456}"
 }
 
+# EXPLAIN ANALYZE is kept of the suite's first queries, the lookups by order id and by customer
+# id, under these names.
+explained=(point-lookup customer-lookup)
+
 # suite PHASE [EXECUTORS]: DuckDB, then orderlake-server (started fresh over the table as it is
 # now), its big queries on a Ballista cluster of EXECUTORS executors when that is above 0.
 suite() {
@@ -111,13 +115,11 @@ suite() {
   ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-bench" query-suite \
     --uri "http://127.0.0.1:$port" --user bench --queries "$dir/orderlake.json" --reps "$reps" \
     >"$dir/orderlake.jsonl"
-  # EXPLAIN ANALYZE of the suite's first two queries: the lookups by order id and by customer id.
-  local i lookup name
-  for i in 0 1; do
+  local i lookup
+  for i in "${!explained[@]}"; do
     lookup=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["queries"][int(sys.argv[2])]["sql"])' "$dir/orderlake.json" "$i")
-    name=$([ "$i" = 0 ] && echo point-lookup || echo customer-lookup)
     ORDERLAKE_SERVER_PASSWORD="$password" "$bin/orderlake-server" query --uri "http://127.0.0.1:$port" \
-      --user bench "EXPLAIN ANALYZE $lookup" >"$dir/explain-$name.txt"
+      --user bench "EXPLAIN ANALYZE $lookup" >"$dir/explain-${explained[$i]}.txt"
   done
   # This phase's processes (the server, the cluster), not the S3 server.
   local p
@@ -158,7 +160,7 @@ done
 
 "$PYTHON" tests/python/bench_queries.py report "${dirs[@]}"
 for d in "${dirs[@]}"; do
-  for name in point-lookup customer-lookup; do
+  for name in "${explained[@]}"; do
     echo; echo "EXPLAIN ANALYZE of the $name ($(basename "$d") maintenance):"
     grep -o -E '(files_pruned_by_(statistics|index)|files_ranges_pruned_statistics|row_groups_pruned_(statistics|bloom_filter)|page_index_rows_pruned|pushdown_rows_pruned|bytes_scanned|output_rows)=[^,]*' \
       "$d/explain-$name.txt" | sort | uniq -c | head -20 || true

@@ -140,11 +140,8 @@ impl ArchiveTable {
         settings: &MaintenanceSettings,
     ) -> Result<()> {
         let uri = self.location().to_string();
-        let df_err = |e: datafusion::error::DataFusionError| ArchiveError::Delta {
-            uri: uri.clone(),
-            source: Box::new(e.into()),
-        };
-        let ctx = sort_session(settings.sort_memory_bytes).map_err(df_err)?;
+        let ctx =
+            sort_session(settings.sort_memory_bytes).map_err(ArchiveError::datafusion(&uri))?;
         let provider = self.provider(&ctx.state(), None).await?;
         let column = self.partitioning().column();
         // Partitions are sorted and encoded at the same time, a task per core, each with its own
@@ -163,18 +160,12 @@ impl ArchiveTable {
                     ))
                     .with_target_file_size(settings.target_file_bytes)
                 });
-                let ctx = sort_session(settings.sort_memory_bytes);
                 let (provider, uri) = (Arc::clone(&provider), uri.clone());
+                let memory = settings.sort_memory_bytes;
                 async move {
                     let writer = writer.map_err(ArchiveError::delta(&uri))?;
-                    let ctx = ctx.map_err(|e| ArchiveError::Delta {
-                        uri: uri.clone(),
-                        source: Box::new(e.into()),
-                    })?;
-                    let task_uri = uri.clone();
-                    let task = async move {
-                        write_sorted(&ctx, provider, writer, column, partition, &task_uri).await
-                    };
+                    let task =
+                        write_sorted(provider, writer, column, partition, memory, uri.clone());
                     tokio::spawn(task).await.map_err(|e| ArchiveError::Delta {
                         uri,
                         source: Box::new(deltalake::DeltaTableError::Generic(format!(
@@ -238,19 +229,18 @@ fn sort_session(memory_bytes: usize) -> datafusion::error::Result<SessionContext
 }
 
 /// Writes the rows `partition` holds in `provider`'s version as new files in compaction's order
-/// (uncommitted); their `add` actions.
+/// (uncommitted), sorting in a session of its own with `memory_bytes` of pool; their `add`
+/// actions.
 async fn write_sorted(
-    ctx: &SessionContext,
     provider: Arc<dyn TableProvider>,
     mut writer: RecordBatchWriter,
-    column: &str,
+    column: &'static str,
     partition: i32,
-    uri: &str,
+    memory_bytes: usize,
+    uri: String,
 ) -> Result<Vec<Action>> {
-    let df_err = |e: datafusion::error::DataFusionError| ArchiveError::Delta {
-        uri: uri.to_owned(),
-        source: Box::new(e.into()),
-    };
+    let df_err = ArchiveError::datafusion(&uri);
+    let ctx = sort_session(memory_bytes).map_err(df_err)?;
     let order: Vec<_> = schema::COMPACTION_SORT
         .iter()
         .map(|c| col(*c).sort(true, false))
@@ -267,9 +257,9 @@ async fn write_sorted(
         writer
             .write(batch.map_err(df_err)?)
             .await
-            .map_err(ArchiveError::delta(uri))?;
+            .map_err(ArchiveError::delta(&uri))?;
     }
-    let adds = writer.flush().await.map_err(ArchiveError::delta(uri))?;
+    let adds = writer.flush().await.map_err(ArchiveError::delta(&uri))?;
     Ok(adds
         .into_iter()
         .map(|mut add| {

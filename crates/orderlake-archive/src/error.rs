@@ -69,6 +69,16 @@ impl ArchiveError {
             },
         }
     }
+
+    /// A query over the table (DataFusion, through delta-rs' provider) failed.
+    pub(crate) fn datafusion(
+        uri: &str,
+    ) -> impl Fn(datafusion::error::DataFusionError) -> Self + Copy + '_ {
+        move |source| Self::Delta {
+            uri: uri.to_owned(),
+            source: Box::new(source.into()),
+        }
+    }
 }
 
 /// An error and its causes on one line, each cause once: our messages often already quote their

@@ -76,9 +76,7 @@ pub const BLOOM_FILTER_COLUMNS: [&str; 2] = [ORDER_ID, CUSTOMER_ID];
 /// compaction rewrites a closed partition held by one such file (or by one written with other
 /// settings), and leaves one it wrote as it would now alone.
 pub const SORT_ORDER_KEY: &str = "orderlake.sort_order";
-/// The order compaction writes rows in (ascending, nulls last), as [`SORT_ORDER_KEY`] names it.
-pub const COMPACTED_SORT_ORDER: &str = "customer_id,order_id,event_time";
-/// The columns of [`COMPACTED_SORT_ORDER`].
+/// The columns compaction sorts rows by (ascending, nulls last); [`SORT_ORDER_KEY`] names them.
 pub const COMPACTION_SORT: [&str; 3] = [CUSTOMER_ID, ORDER_ID, EVENT_TIME];
 
 /// Bytes per data page of the key columns in the files compaction writes: a page of about a
@@ -90,7 +88,8 @@ pub const COMPACTED_KEY_PAGE_BYTES: usize = 1024;
 /// The value of [`SORT_ORDER_KEY`] in files compaction writes with `row_group_rows`.
 pub fn compacted_layout(row_group_rows: usize) -> String {
     format!(
-        "{COMPACTED_SORT_ORDER}; row_group_rows={row_group_rows}; key_page_bytes={COMPACTED_KEY_PAGE_BYTES}"
+        "{}; row_group_rows={row_group_rows}; key_page_bytes={COMPACTED_KEY_PAGE_BYTES}",
+        COMPACTION_SORT.join(",")
     )
 }
 

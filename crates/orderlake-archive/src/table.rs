@@ -265,10 +265,7 @@ impl ArchiveTable {
     /// rows, offset range and files.
     pub async fn status(&self) -> Result<TableStatus> {
         let uri = self.location.to_string();
-        let df_err = |e: datafusion::error::DataFusionError| ArchiveError::Delta {
-            uri: uri.clone(),
-            source: Box::new(e.into()),
-        };
+        let df_err = ArchiveError::datafusion(&uri);
         let ctx = self.session_with("archive").await?;
         let batches = ctx
             .sql(&format!(

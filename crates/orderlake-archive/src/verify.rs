@@ -111,10 +111,7 @@ impl ArchiveTable {
     /// Checks every source partition for gaps and duplicates, and against the ledger.
     pub async fn verify(&self) -> Result<VerifyReport> {
         let uri = self.location().to_string();
-        let fail = |e: datafusion::error::DataFusionError| ArchiveError::Delta {
-            uri: uri.clone(),
-            source: Box::new(e.into()),
-        };
+        let fail = ArchiveError::datafusion(&uri);
         let ctx = self.session_with("archive").await?;
         let run = |sql: String| {
             let ctx = ctx.clone();
