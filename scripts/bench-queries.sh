@@ -9,6 +9,7 @@
 #   ./scripts/bench-queries.sh                                   50M events over 10 years (about 2 hours on 2 cores)
 #   BENCH_EVENTS=2000000 BENCH_REPS=3 ./scripts/bench-queries.sh  a quick run
 #   BENCH_TABLE=/path/to/table BENCH_MAINTAIN=0 ./scripts/bench-queries.sh
+#   BENCH_MATCH='lookup|journey' ./scripts/bench-queries.sh       only the queries whose name matches
 #   BENCH_OUT=dir BENCH_PHASES=after ./scripts/bench-queries.sh      the second half of a run
 #   BENCH_STORE=s3 BENCH_PHASES=after ./scripts/bench-queries.sh      the server reads a copy of the
 #     table on a local S3 server (moto); DuckDB reads the local files (it cannot install httpfs here)
