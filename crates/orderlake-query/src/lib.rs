@@ -13,7 +13,7 @@ mod leaf;
 pub mod limits;
 mod memory;
 mod meters;
-mod page_index;
+mod lookup_reader;
 pub mod rollup;
 mod rollup_rewrite;
 pub mod scan;

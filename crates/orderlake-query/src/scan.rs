@@ -45,7 +45,7 @@ use orderlake_archive::schema::EVENT_DATE;
 use orderlake_archive::{ArchiveFile, ArchiveFiles};
 
 use crate::join_keys::KeyJoinScan;
-use crate::page_index::PageIndexReaderFactory;
+use crate::lookup_reader::LookupReaderFactory;
 
 /// `order_events` over one version of the archive.
 #[derive(Debug)]
@@ -420,14 +420,14 @@ impl TableProvider for ArchiveScanProvider {
             options.global.bloom_filter_on_read |=
                 reads_uncovered || lookups.iter().any(|(c, _)| *c == KeyColumn::OrderId);
         }
-        // Footers (and page indexes, if enabled) come from the session's metadata cache, which outlives queries
-        // and versions (a file's footer never changes). DataFusion's own default factory reads
-        // every footer again: 0.4 s of a scan over 2,900 files.
+        // Footers (and a lookup's page indexes and bloom filters) come from the session's metadata
+        // cache, which outlives queries and versions (a file's footer never changes). DataFusion's
+        // own default factory reads every footer again: 0.4 s of a scan over 2,900 files.
         let store = state.runtime_env().object_store(&self.files.store_url)?;
         let metadata_cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-        let cached = CachedParquetFileReaderFactory::new(store, metadata_cache);
+        let cached = CachedParquetFileReaderFactory::new(store, Arc::clone(&metadata_cache));
         let factory: Arc<dyn ParquetFileReaderFactory> = if options.global.enable_page_index {
-            Arc::new(PageIndexReaderFactory(cached))
+            Arc::new(LookupReaderFactory::new(cached, metadata_cache))
         } else {
             Arc::new(cached)
         };

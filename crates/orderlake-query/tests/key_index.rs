@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::common::ScalarValue;
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStoreExt as _;
 use orderlake_archive::key_index::{self, IndexEntry, KeyColumn};
@@ -447,4 +448,66 @@ async fn lookups_stay_exact_while_the_archiver_and_maintenance_run() {
     writer.await.unwrap();
     assert!(maintenance.await.unwrap() > 0, "maintenance ran alongside");
     assert!(rounds >= 3);
+}
+
+/// The sum of the metric `name` over every node of `plan`.
+fn plan_metric(plan: &Arc<dyn ExecutionPlan>, name: &str) -> usize {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name(name))
+        .map_or(0, |v| v.as_usize());
+    own + plan
+        .children()
+        .into_iter()
+        .map(|child| plan_metric(child, name))
+        .sum::<usize>()
+}
+
+/// An order lookup reads each bloom filter it asks about from the file once (they stay in the
+/// session's metadata cache with the footers): the same lookup again reads fewer bytes, then the
+/// same, and answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_reads_each_bloom_filter_from_the_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (records, orders, _) = records(3_000);
+    archive(dir.path(), &records, true).await;
+    let table = ArchiveTable::open(location(dir.path())).await.unwrap();
+    let index = table
+        .key_index(&mut key_index::SegmentCache::default())
+        .await
+        .unwrap();
+    let provider = ArchiveScanProvider::new(
+        Arc::new(table.files().unwrap()),
+        Some((index, table.index_store())),
+    )
+    .unwrap();
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    ctx.register_table("order_events", Arc::new(provider))
+        .unwrap();
+    let sql = format!(
+        "SELECT kafka_offset, status FROM order_events WHERE order_id = '{}' ORDER BY 1",
+        orders[orders.len() / 2]
+    );
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let plan = ctx
+            .sql(&sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let batches = collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+        let rows = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        runs.push((rows, plan_metric(&plan, "bytes_scanned")));
+    }
+    assert!(runs[0].0.lines().count() > 4, "the order has rows");
+    assert!(runs.iter().all(|(rows, _)| *rows == runs[0].0));
+    let bytes: Vec<usize> = runs.iter().map(|(_, bytes)| *bytes).collect();
+    assert!(
+        bytes[1] < bytes[0] && bytes[2] == bytes[1],
+        "bytes read from the files, run by run: {bytes:?}"
+    );
 }
