@@ -19,10 +19,12 @@ pub mod schema;
 pub mod storage;
 pub mod table;
 pub mod time;
+pub mod unreachable;
 pub mod verify;
 
 pub use config_file::ConfigError;
 pub use error::{ArchiveError, Result, exit_code, one_line};
+pub use unreachable::{store_unreachable, until_reachable};
 pub use files::{ArchiveFile, ArchiveFiles, ColumnStatistics};
 pub use growth::{DaySize, Growth};
 pub use history::CommitSummary;

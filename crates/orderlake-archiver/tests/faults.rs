@@ -256,6 +256,64 @@ async fn s3_refusing_connections_for_30s_loses_and_doubles_nothing() {
     .await;
 }
 
+/// An archiver started while S3 refuses connections waits for it, saying so, instead of exiting
+/// after the store's own retries, and archives every record once S3 answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archiver_started_while_s3_refuses_connections_waits_for_it() {
+    let services = Services::from_env();
+    let s3 = PrivateS3::start(&services);
+    let proxy = Proxy::start(s3.port).await;
+    proxy.down();
+    let via = s3.services_via(&services, proxy.port);
+    let backend = Backend::s3(&via, "late");
+    let prefix = format!("{}.", support::unique("s3late"));
+    let settings = settings(&prefix, 23, 2_000);
+    let produced = support::produce_stream(&services, &settings, 0, 2_000).await;
+    let topics_owned = settings.topics.clone();
+    let topics = topics_owned.all();
+    let dir = tempfile::tempdir().unwrap();
+    // One retry inside the store: each attempt to open the table fails within seconds, so what
+    // bridges the outage is the archiver's own waiting.
+    let mut archiver = Archiver::start(
+        &backend,
+        &via,
+        &topics,
+        &support::unique("g"),
+        "[archive.storage_options]\nmax_retries = \"1\"\n",
+        dir.path(),
+        &["--until-caught-up"],
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        archiver.child.try_wait().unwrap().is_none(),
+        "the archiver waits for S3 instead of exiting:\n{}",
+        archiver.log()
+    );
+    assert!(
+        archiver
+            .log()
+            .contains("the object store cannot be reached; waiting for it"),
+        "the wait is logged:\n{}",
+        archiver.log()
+    );
+    proxy.up().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = archiver.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "caught up within 120 s of S3 answering:\n{}",
+            archiver.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let log = archiver.log();
+    assert!(status.success(), "{status}\n{log}");
+    support::assert_exactly_once(&backend, &produced, &log).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_stopped_for_30s_loses_and_doubles_nothing() {
     let shared = Services::from_env();

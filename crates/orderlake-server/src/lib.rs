@@ -22,7 +22,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use orderlake_query::ColdQueryEngine;
+use orderlake_archive::TableLocation;
+use orderlake_query::{ColdQueryEngine, EngineSettings};
 use orderlake_telemetry::{BeforeScrape, OpsListener, Readiness};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -82,7 +83,7 @@ impl RunningServer {
             );
         }
         let location = config.archive.location()?;
-        let engine = Arc::new(ColdQueryEngine::open(location, config.engine_settings()).await?);
+        let engine = Arc::new(open_waiting(location, config.engine_settings(), &readiness).await?);
         let _ = opened.set(Arc::clone(&engine));
         readiness.set("snapshot", Ok(()));
         let refresh = engine.spawn_refresh(Duration::from_secs(config.sql.refresh_interval_secs));
@@ -211,4 +212,25 @@ impl RunningServer {
             },
         }
     }
+}
+
+/// Opens the archive, waiting while its object store cannot be reached: a server started before
+/// S3 (or during an outage) logs why, shows it on the readiness probe and serves once the store
+/// answers. Any other failure (no table there, an incompatible one, refused credentials) ends
+/// the start, as waiting would not mend it.
+async fn open_waiting(
+    location: TableLocation,
+    settings: EngineSettings,
+    readiness: &Readiness,
+) -> Result<ColdQueryEngine, ServerError> {
+    let what = location.to_string();
+    let waiting = |reason: &str| {
+        readiness.set(
+            "snapshot",
+            Err(format!("waiting for the archive's object store: {reason}")),
+        );
+        true
+    };
+    let open = || ColdQueryEngine::open(location.clone(), settings.clone());
+    Ok(orderlake_archive::until_reachable(&what, waiting, open).await?)
 }

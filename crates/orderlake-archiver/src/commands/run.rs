@@ -29,7 +29,19 @@ pub async fn run(
         None => None,
     };
     let location = super::table_location(&config)?;
-    let table = ArchiveTable::open_or_create_with(location, config.parquet.partitioning).await?;
+    // An S3 server that does not answer yet is waited for, as the drain waits for its broker.
+    let table = orderlake_archive::until_reachable(
+        &location.to_string(),
+        |reason| {
+            readiness.set(
+                "table",
+                Err(format!("waiting for the object store: {reason}")),
+            );
+            !stop.is_stopped()
+        },
+        || ArchiveTable::open_or_create_with(location.clone(), config.parquet.partitioning),
+    )
+    .await?;
     readiness.set("table", Ok(()));
     tracing::info!(table = %table.location(), version = ?table.version(), "archive table ready");
     let mappings = MappingSet::new(config.all_mappings())?;
