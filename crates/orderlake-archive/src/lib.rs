@@ -24,7 +24,6 @@ pub mod verify;
 
 pub use config_file::ConfigError;
 pub use error::{ArchiveError, Result, exit_code, one_line};
-pub use unreachable::{store_unreachable, until_reachable};
 pub use files::{ArchiveFile, ArchiveFiles, ColumnStatistics};
 pub use growth::{DaySize, Growth};
 pub use history::CommitSummary;
@@ -33,4 +32,5 @@ pub use ledger::{ImportSource, OffsetLedger, SourcePartition};
 pub use maintenance::{CompactReport, MaintenanceSettings};
 pub use storage::{ArchiveConfig, TableLocation};
 pub use table::{ArchiveTable, TABLE_NAME, TableStatus};
+pub use unreachable::{store_unreachable, until_reachable};
 pub use verify::{PartitionCheck, VerifyReport};
