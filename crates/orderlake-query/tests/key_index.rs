@@ -351,11 +351,17 @@ async fn a_streaming_writer_merges_its_small_segments_and_lookups_stay_exact() {
     assert_lookups_exact(dir.path(), &orders, &customers, 8).await;
 }
 
-/// Every row of `sql` over one provider, as sorted lines.
-async fn provider_rows(provider: ArchiveScanProvider, sql: &str) -> Vec<String> {
+/// A session whose `order_events` is `provider`.
+fn session_over(provider: ArchiveScanProvider) -> SessionContext {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
     ctx.register_table("order_events", Arc::new(provider))
         .unwrap();
+    ctx
+}
+
+/// Every row of `sql` over one provider, as sorted lines.
+async fn provider_rows(provider: ArchiveScanProvider, sql: &str) -> Vec<String> {
+    let ctx = session_over(provider);
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     let text = arrow::util::pretty::pretty_format_batches(&batches)
         .unwrap()
@@ -481,9 +487,7 @@ async fn a_lookup_reads_each_bloom_filter_from_the_file_once() {
         Some((index, table.index_store())),
     )
     .unwrap();
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
-    ctx.register_table("order_events", Arc::new(provider))
-        .unwrap();
+    let ctx = session_over(provider);
     let sql = format!(
         "SELECT kafka_offset, status FROM order_events WHERE order_id = '{}' ORDER BY 1",
         orders[orders.len() / 2]
