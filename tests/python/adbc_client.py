@@ -2,11 +2,13 @@
 
 Usage: adbc_client.py URI USER PASSWORD
 
-Runs a query, a parameterized query, adbc_get_objects, adbc_get_info, the current catalog and
-schema, a cancel, a refused DDL and a bad password; asserts each; prints one JSON line per check
-and exits non-zero on the first failure.
+Runs a query, parameterized queries with a value of every type the archive has, adbc_get_objects,
+adbc_get_info, the current catalog and schema, a cancel, a refused DDL and a bad password; asserts
+each; prints one JSON line per check and exits non-zero on the first failure.
 """
 
+import datetime
+import decimal
 import json
 import sys
 import time
@@ -27,6 +29,45 @@ def connect(uri, user, password):
     return flightsql.connect(uri, db_kwargs={"username": user, "password": password})
 
 
+def count(cur, sql, parameters=None):
+    cur.execute(sql, parameters=parameters)
+    return cur.fetchall()[0][0]
+
+
+def check_parameter_types(cur):
+    """A bound value of each type the archive has selects what the same value written into the
+    SQL selects (and something)."""
+    events = "SELECT count(*) FROM order_events WHERE "
+    utc = datetime.timezone.utc
+    cases = [
+        ("string", "order_id = ?", "A-1", "order_id = 'A-1'"),
+        ("int", "kafka_offset = ?", 3, "kafka_offset = 3"),
+        ("decimal", "total_amount = ?", decimal.Decimal("30.00"), "total_amount = 30.00"),
+        (
+            "timestamp",
+            "kafka_timestamp >= ?",
+            datetime.datetime(2024, 3, 2, tzinfo=utc),
+            "kafka_timestamp >= TIMESTAMP '2024-03-02 00:00:00 UTC'",
+        ),
+        ("date", "event_date = ?", datetime.date(2024, 3, 1), "event_date = DATE '2024-03-01'"),
+        ("list", "array_has(?, order_id)", ["A-1", "A-2"], "order_id IN ('A-1', 'A-2')"),
+    ]
+    for name, bound, value, literal in cases:
+        got = count(cur, events + bound, (value,))
+        want = count(cur, events + literal)
+        check(f"{name} parameter", got == want and want > 0, f"bound {got}, literal {want}")
+
+    cur.execute("SELECT kafka_value FROM order_events WHERE decode_error IS NOT NULL LIMIT 1")
+    raw = cur.fetchall()[0][0]
+    got = count(cur, events + "kafka_value = ?", (raw,))
+    check("binary parameter", isinstance(raw, bytes) and got >= 1, f"{got} rows for {raw[:40]!r}")
+
+    got = count(cur, events + "order_id = ?", (None,))
+    check("null parameter compares to nothing", got == 0, got)
+    got = count(cur, events + "? IS NULL", (None,))
+    check("null parameter is null", got == count(cur, "SELECT count(*) FROM order_events"), got)
+
+
 def main():
     uri, user, password = sys.argv[1:4]
     conn = connect(uri, user, password)
@@ -39,6 +80,8 @@ def main():
     cur.execute("SELECT status, item_count FROM orders WHERE order_id = ?", parameters=("A-1",))
     rows = cur.fetchall()
     check("parameterized query", rows == [("DELIVERED", 2)], rows)
+
+    check_parameter_types(cur)
 
     objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
     catalogs = {c["catalog_name"] for c in objects}

@@ -28,7 +28,8 @@ pub struct FinishedQuery {
     pub sql: String,
     #[serde(serialize_with = "as_millis")]
     pub elapsed: Duration,
-    /// finished, failed, cancelled, timeout, result too large, abandoned by the client.
+    /// finished, failed, cancelled, timeout, storage unavailable, result too large, abandoned
+    /// by the client.
     pub outcome: String,
     pub rows: u64,
     /// Unix milliseconds.

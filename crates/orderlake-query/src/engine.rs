@@ -8,13 +8,11 @@
 //! limit; dropping its stream stops it and frees everything it held.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::pin::Pin;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider,
@@ -28,23 +26,24 @@ use datafusion::execution::cache::cache_manager::{
 use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry as _};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionConfig};
-use futures::{Stream, StreamExt as _};
+use futures::FutureExt as _;
 use orderlake_archive::key_index::SegmentCache;
 use orderlake_archive::rollup::{DailyRollup, RollupTag};
 use orderlake_archive::{ArchiveTable, TABLE_NAME, TableLocation};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::activity::{Activity, CancelOutcome, FinishedQuery, RunningGuard, RunningQueryInfo};
+use crate::bounded_topk::BoundedTopKAggregates;
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
-use crate::limits::{Admission, QueryLimits, RunPermit};
+use crate::limits::{Admission, QueryLimits};
 use crate::memory::QueryMemoryPool;
 use crate::meters;
 use crate::rollup::{DAILY_ACTIVITY, DailyActivityProvider};
@@ -52,6 +51,8 @@ use crate::rollup_rewrite::KpisFromRollup;
 use crate::scan::ArchiveScanProvider;
 use crate::sketches;
 use crate::statement;
+use crate::storage_watch::{StorageWatch, WatchedStore};
+use crate::stream::{QueryStream, out_of_time, outcome, plain_schema};
 use crate::trino_functions;
 use crate::utc_date_trunc::UtcDateTrunc;
 use crate::views::{ViewDefinition, load_views};
@@ -196,6 +197,8 @@ pub struct ColdQueryEngine {
     snapshot: RwLock<Arc<Snapshot>>,
     views: Vec<ViewDefinition>,
     object_stores: Arc<DefaultObjectStoreRegistry>,
+    /// Follows every read queries make of the archive's storage.
+    storage: Arc<StorageWatch>,
     /// Parquet footers and page indexes, shared by every query's runtime (each query has its
     /// own memory pool); data files never change, so entries stay valid across versions.
     metadata_cache: Arc<FileMetadataCache>,
@@ -248,6 +251,7 @@ impl ColdQueryEngine {
             table: tokio::sync::Mutex::new(table),
             views,
             object_stores,
+            storage: Arc::default(),
             metadata_cache,
             index_segments: tokio::sync::Mutex::new(SegmentCache::new()),
             settings,
@@ -458,8 +462,9 @@ impl ColdQueryEngine {
             );
         }
         let files = Arc::new(table.files()?);
+        let watched = WatchedStore::new(Arc::clone(&files.store), Arc::clone(&self.storage));
         self.object_stores
-            .register_store(files.store_url.as_ref(), Arc::clone(&files.store));
+            .register_store(files.store_url.as_ref(), Arc::new(watched));
         let index = if self.settings.use_key_index {
             let mut cache = self.index_segments.lock().await;
             match table.key_index(&mut cache).await {
@@ -501,7 +506,8 @@ impl ColdQueryEngine {
             .with_config(self.session_config(&scope))
             .with_runtime_env(self.runtime(None)?)
             .with_catalog_list(catalogs as Arc<dyn CatalogProviderList>)
-            .with_default_features();
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(BoundedTopKAggregates));
         if self.settings.use_key_index {
             builder = builder.with_optimizer_rule(Arc::new(KeysThroughAggregates));
         }
@@ -702,13 +708,8 @@ impl ColdQueryEngine {
             .with_runtime_env(self.runtime(memory_bytes)?)
             .build();
         let dialect = state.config().options().sql_parser.dialect;
-        let mut parsed = state.sql_to_statement(sql, &dialect)?;
-        statement::vet(&parsed)?;
-        if let Some(rewritten) = statement::trino_show(&parsed, scope) {
-            parsed = state.sql_to_statement(&rewritten, &dialect)?;
-        }
-        statement::trino_information_schema(&mut parsed);
-        statement::number_placeholders(&mut parsed)?;
+        let parsed =
+            statement::prepare(sql, scope, |sql| Ok(state.sql_to_statement(sql, &dialect)?))?;
         let plan = state.statement_to_plan(parsed).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
@@ -773,11 +774,17 @@ impl ColdQueryEngine {
     /// Plans a query that will be executed under `request.id` soon (a Flight SQL GetFlightInfo
     /// before its DoGet): the physical plan is kept, so the execution runs it instead of planning
     /// again. A statement whose parameters are not all bound yet is only checked. Returns the
-    /// schema clients receive.
+    /// schema clients receive. Planning is held to the query's time limit too: it may read
+    /// storage (footers not cached yet).
     pub async fn plan_for_execution(&self, request: &QueryRequest) -> Result<SchemaRef> {
-        self.plan_for_execution_in(request)
+        let limits = &self.settings.limits;
+        let planning = AssertUnwindSafe(self.plan_for_execution_in(request))
+            .catch_unwind()
+            .map(|r| r.unwrap_or_else(|panic| Err(QueryError::panicked(panic.as_ref()))));
+        tokio::time::timeout(limits.timeout, planning)
             .instrument(query_span(request))
             .await
+            .unwrap_or_else(|_| Err(out_of_time(limits, &self.storage)))
     }
 
     async fn plan_for_execution_in(&self, request: &QueryRequest) -> Result<SchemaRef> {
@@ -836,7 +843,7 @@ impl ColdQueryEngine {
         let mut guard = RunningGuard::register(&self.activity, &request, cancel.clone());
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let ready = self.take_ready(&request.id);
-        let prepare = async {
+        let prepare = AssertUnwindSafe(async {
             let ready = match ready {
                 Some(ready) => ready,
                 None => {
@@ -849,21 +856,16 @@ impl ColdQueryEngine {
             };
             let stream = execute_stream(ready.physical, ready.task)?;
             Ok::<_, QueryError>((stream, ready.schema))
-        };
+        })
+        .catch_unwind()
+        .map(|r| r.unwrap_or_else(|panic| Err(QueryError::panicked(panic.as_ref()))));
         let prepared = tokio::select! {
-            r = tokio::time::timeout(remaining, prepare) => r.unwrap_or(Err(QueryError::Timeout { timeout: limits.timeout })),
+            r = tokio::time::timeout(remaining, prepare) => {
+                r.unwrap_or_else(|_| Err(out_of_time(limits, &self.storage)))
+            }
             () = cancel.cancelled() => Err(QueryError::Cancelled { query_id: request.id }),
         };
-        let (inner, schema) = prepared.inspect_err(|e| {
-            guard.ended(
-                match e {
-                    QueryError::Cancelled { .. } => "cancelled",
-                    QueryError::Timeout { .. } => "timeout",
-                    _ => "failed",
-                },
-                0,
-            );
-        })?;
+        let (inner, schema) = prepared.inspect_err(|e| guard.ended(outcome(e), 0))?;
         Ok(QueryStream {
             needs_cast: inner.schema() != schema,
             schema,
@@ -871,6 +873,7 @@ impl ColdQueryEngine {
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             cancelled: Box::pin(cancel.cancelled_owned()),
             limits: limits.clone(),
+            storage: Arc::clone(&self.storage),
             rows: 0,
             bytes: 0,
             started,
@@ -934,168 +937,6 @@ fn bind(
         });
     }
     Ok(plan.with_param_values(cast)?)
-}
-
-/// A running query's batches, stopped by its deadline, its cancellation or its result limit.
-pub struct QueryStream {
-    schema: SchemaRef,
-    needs_cast: bool,
-    inner: Option<SendableRecordBatchStream>,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-    limits: QueryLimits,
-    rows: u64,
-    bytes: u64,
-    started: Instant,
-    // The slot is freed before the query leaves the running list: whoever sees the list empty
-    // can run again.
-    _permit: RunPermit,
-    guard: RunningGuard,
-    /// The query's span (its id and user), entered while its batches are computed.
-    span: tracing::Span,
-}
-
-impl std::fmt::Debug for QueryStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryStream")
-            .field("query_id", &self.guard.id)
-            .field("rows", &self.rows)
-            .finish_non_exhaustive()
-    }
-}
-
-impl QueryStream {
-    pub fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn stop(&mut self, outcome: &'static str) {
-        if self.inner.take().is_some() {
-            self.guard.ended(outcome, self.rows);
-            let _entered = self.span.clone().entered();
-            tracing::info!(
-                rows = self.rows,
-                bytes = self.bytes,
-                elapsed_ms = self.started.elapsed().as_millis() as u64,
-                outcome,
-                "query ended"
-            );
-        }
-    }
-
-    fn over_limit(&self) -> Option<QueryError> {
-        let l = &self.limits;
-        (self.rows > l.max_result_rows || self.bytes > l.max_result_bytes).then(|| {
-            QueryError::ResourcesExhausted {
-                message: format!(
-                    "the result exceeds the server's limit of {} rows or {} bytes; add a LIMIT \
-                     or narrow the query",
-                    l.max_result_rows, l.max_result_bytes
-                ),
-            }
-        })
-    }
-}
-
-impl Stream for QueryStream {
-    type Item = Result<RecordBatch>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.inner.is_none() {
-            return Poll::Ready(None);
-        }
-        let span = self.span.clone();
-        let _entered = span.enter();
-        if self.cancelled.as_mut().poll(cx).is_ready() {
-            self.stop("cancelled");
-            let query_id = self.guard.id.clone();
-            return Poll::Ready(Some(Err(QueryError::Cancelled { query_id })));
-        }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            self.stop("timeout");
-            let timeout = self.limits.timeout;
-            return Poll::Ready(Some(Err(QueryError::Timeout { timeout })));
-        }
-        let next = match self.inner.as_mut() {
-            Some(inner) => inner.poll_next_unpin(cx),
-            None => return Poll::Ready(None),
-        };
-        match next {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                self.stop("finished");
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => {
-                self.stop("failed");
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(Some(Ok(batch))) => {
-                let batch = if self.needs_cast {
-                    match cast_batch(&batch, &self.schema) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            self.stop("failed");
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                } else {
-                    batch
-                };
-                self.rows += batch.num_rows() as u64;
-                self.bytes += batch.get_array_memory_size() as u64;
-                if let Some(e) = self.over_limit() {
-                    self.stop("result too large");
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(Some(Ok(batch)))
-            }
-        }
-    }
-}
-
-impl Drop for QueryStream {
-    fn drop(&mut self) {
-        self.stop("abandoned by the client");
-    }
-}
-
-/// Replaces Arrow's view types (`Utf8View`, `BinaryView`) by their plain forms, at any depth:
-/// not every client reads views.
-pub fn plain_schema(schema: &SchemaRef) -> SchemaRef {
-    let fields: Fields = schema.fields().iter().map(plain_field).collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-fn plain_field(f: &FieldRef) -> FieldRef {
-    Arc::new(
-        Field::new(f.name(), plain_type(f.data_type()), f.is_nullable())
-            .with_metadata(f.metadata().clone()),
-    )
-}
-
-fn plain_type(t: &DataType) -> DataType {
-    match t {
-        DataType::Utf8View => DataType::Utf8,
-        DataType::BinaryView => DataType::Binary,
-        DataType::List(f) => DataType::List(plain_field(f)),
-        DataType::LargeList(f) => DataType::LargeList(plain_field(f)),
-        DataType::ListView(f) => DataType::List(plain_field(f)),
-        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(plain_field(f), *n),
-        DataType::Struct(fields) => DataType::Struct(fields.iter().map(plain_field).collect()),
-        DataType::Map(f, sorted) => DataType::Map(plain_field(f), *sorted),
-        other => other.clone(),
-    }
-}
-
-fn cast_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// A fresh random id for a query.

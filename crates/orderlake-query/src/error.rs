@@ -33,6 +33,11 @@ pub enum QueryError {
     #[error("query exceeded its {}s time limit and was stopped", timeout.as_secs_f64())]
     Timeout { timeout: Duration },
 
+    /// The archive's storage failed under the query or stopped answering; the same query can
+    /// succeed once storage is back.
+    #[error("{message}")]
+    Unavailable { message: String },
+
     /// A client cancelled the query.
     #[error("query {query_id} was cancelled")]
     Cancelled { query_id: String },
@@ -70,11 +75,29 @@ impl QueryError {
     }
 }
 
+impl QueryError {
+    /// The engine panicked on this query (a bug in it, or in DataFusion): the query fails with
+    /// what the panic said, and the server goes on.
+    pub fn panicked(payload: &(dyn std::any::Any + Send)) -> Self {
+        let said = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        tracing::error!(panic = %said, "the engine panicked on a query");
+        Self::Engine {
+            message: format!("the engine failed on this query: {said}"),
+        }
+    }
+}
+
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
-        classify(&e).unwrap_or_else(|| Self::Engine {
-            message: e.strip_backtrace(),
-        })
+        classify(&e)
+            .or_else(|| storage_failure(&e))
+            .unwrap_or_else(|| Self::Engine {
+                message: e.strip_backtrace(),
+            })
     }
 }
 
@@ -88,6 +111,14 @@ impl From<arrow::error::ArrowError> for QueryError {
 fn classify(e: &DataFusionError) -> Option<QueryError> {
     let message = |m: &str| m.trim().to_owned();
     Some(match e {
+        // The analyzer fitting the query's types together: whatever it cannot fit (a function
+        // given arguments it takes no signature for) is the query's error, even where DataFusion
+        // files it as internal.
+        DataFusionError::Context(rule, inner) if rule == "type_coercion" => {
+            return Some(classify(inner).unwrap_or_else(|| QueryError::Invalid {
+                message: format!("type error: {}", without_bug_report_hint(inner)),
+            }));
+        }
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
             return classify(inner);
         }
@@ -134,11 +165,12 @@ fn classify(e: &DataFusionError) -> Option<QueryError> {
         | DataFusionError::Configuration(m) => QueryError::Invalid {
             message: message(m),
         },
-        DataFusionError::Execution(m) if m.contains("placeholder") || m.contains("parameter") => {
-            QueryError::Invalid {
-                message: message(m),
-            }
-        }
+        // What the engine cannot compute for this query's values and types (a function given
+        // arguments it takes no signature for, an aggregate over NULL): the query's error.
+        // DataFusion files its own defects as `Internal`, storage and I/O failures apart.
+        DataFusionError::Execution(m) => QueryError::Invalid {
+            message: message(m),
+        },
         DataFusionError::ArrowError(a, _)
             if matches!(
                 **a,
@@ -147,6 +179,7 @@ fn classify(e: &DataFusionError) -> Option<QueryError> {
                     | arrow::error::ArrowError::DivideByZero
                     | arrow::error::ArrowError::ArithmeticOverflow(_)
                     | arrow::error::ArrowError::InvalidArgumentError(_)
+                    | arrow::error::ArrowError::ComputeError(_)
             ) =>
         {
             QueryError::Invalid {
@@ -155,6 +188,30 @@ fn classify(e: &DataFusionError) -> Option<QueryError> {
         }
         _ => return None,
     })
+}
+
+/// A read of the archive's storage that failed (after the store's own retries), anywhere in
+/// the error's causes.
+fn storage_failure(e: &DataFusionError) -> Option<QueryError> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(store) = c.downcast_ref::<object_store::Error>() {
+            return Some(QueryError::Unavailable {
+                message: format!("the archive's storage failed: {store}"),
+            });
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The error's text without DataFusion's request to report internal errors as its bugs.
+fn without_bug_report_hint(e: &DataFusionError) -> String {
+    let text = e.strip_backtrace();
+    match text.find("\nThis issue was likely caused by a bug") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
 fn is_not_found(m: &str) -> bool {
@@ -193,6 +250,47 @@ mod tests {
         assert!(matches!(
             QueryError::from(oom),
             QueryError::ResourcesExhausted { .. }
+        ));
+    }
+
+    #[test]
+    fn what_type_coercion_cannot_fit_is_the_query_s_error() {
+        let internal = DataFusionError::Context(
+            "type_coercion".into(),
+            Box::new(DataFusionError::Internal(
+                "Function 'substr' failed to match any signature".into(),
+            )),
+        );
+        match QueryError::from(internal) {
+            QueryError::Invalid { message } => {
+                assert!(message.contains("substr"), "{message}");
+                assert!(!message.contains("bug in DataFusion"), "{message}");
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_storage_read_under_any_wrapper_is_unavailable() {
+        let store = object_store::Error::Generic {
+            store: "S3",
+            source: "error sending request: connection refused".into(),
+        };
+        let parquet = parquet::errors::ParquetError::External(Box::new(store));
+        let wrapped = DataFusionError::Context(
+            "reading part-0.parquet".into(),
+            Box::new(DataFusionError::External(Box::new(parquet))),
+        );
+        match QueryError::from(wrapped) {
+            QueryError::Unavailable { message } => {
+                assert!(message.contains("connection refused"), "{message}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        let engine = DataFusionError::Internal("oops".into());
+        assert!(matches!(
+            QueryError::from(engine),
+            QueryError::Engine { .. }
         ));
     }
 }

@@ -4,6 +4,7 @@
 //! concurrency and result size. The Flight SQL server is a protocol layer over this crate.
 
 mod activity;
+mod bounded_topk;
 pub mod cluster;
 pub mod engine;
 pub mod error;
@@ -19,6 +20,8 @@ mod rollup_rewrite;
 pub mod scan;
 mod sketches;
 pub mod statement;
+mod storage_watch;
+mod stream;
 pub mod system;
 mod system_metadata;
 mod trino_functions;
@@ -28,10 +31,11 @@ pub mod views;
 
 pub use activity::{CancelOutcome, FinishedQuery, RunningQueryInfo};
 pub use engine::{
-    ColdQueryEngine, EngineSettings, PlannedQuery, QueryRequest, QueryScope, QueryStream,
-    TableEntry, TableReport, new_query_id,
+    ColdQueryEngine, EngineSettings, PlannedQuery, QueryRequest, QueryScope, TableEntry,
+    TableReport, new_query_id,
 };
 pub use error::{QueryError, Result};
 pub use limits::QueryLimits;
 pub use memory::default_query_memory;
+pub use stream::{QueryStream, plain_schema};
 pub use views::ViewDefinition;

@@ -12,10 +12,42 @@ use datafusion::sql::sqlparser::ast::{self, Expr, Statement, Value};
 use crate::engine::QueryScope;
 use crate::error::{QueryError, Result};
 
+/// Everything done to a statement's text before it is planned: parsed (by `parse`), vetted,
+/// Trino's `SHOW` forms rewritten, information_schema names and placeholders made DataFusion's.
+pub fn prepare(
+    sql: &str,
+    scope: &QueryScope,
+    parse: impl Fn(&str) -> Result<DfStatement>,
+) -> Result<DfStatement> {
+    if sql.len() > MAX_STATEMENT_CHARS {
+        let chars = sql.chars().count();
+        if chars > MAX_STATEMENT_CHARS {
+            return Err(QueryError::invalid(format!(
+                "the statement is {chars} characters long; the server accepts at most \
+                 {MAX_STATEMENT_CHARS}"
+            )));
+        }
+    }
+    let mut parsed = parse(sql)?;
+    if let Err(e) = vet_depth(&parsed) {
+        drop_deep(parsed);
+        return Err(e);
+    }
+    vet(&parsed)?;
+    if let Some(rewritten) = trino_show(&parsed, scope) {
+        parsed = parse(&rewritten)?;
+    }
+    trino_information_schema(&mut parsed);
+    number_placeholders(&mut parsed)?;
+    Ok(parsed)
+}
+
 /// Checks that `statement` only reads, and only tables; the error names the statement (or the
 /// file) and the reason.
 pub fn vet(statement: &DfStatement) -> Result<()> {
     vet_kind(statement)?;
+    // Before anything else walks the statement: a deeper one would overflow the walk's stack.
+    vet_depth(statement)?;
     // A path or URL where a table name belongs is an attempt to read a file directly.
     let (tables, _) =
         datafusion::sql::resolve::resolve_table_references(statement, true).unwrap_or_default();
@@ -30,6 +62,78 @@ pub fn vet(statement: &DfStatement) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The deepest nesting of expressions a statement may have. DataFusion plans expressions
+/// recursively, and the parser reads a chain of infix operators (`1 + 1 + …`, `a = 1 OR a = 2
+/// OR …`) without recursing, so a long enough chain would overflow the planning thread's stack and
+/// take the whole server down (a 10,000-term sum did in the random-SQL test, and a 1,000-term one inside the engine in a debug
+/// build).
+pub const MAX_EXPRESSION_DEPTH: usize = 256;
+
+/// The longest statement accepted, in characters (Trino's `query.max-length`). It also bounds
+/// how deep a statement can be nested at all, and so the stack [`drop_deep`] needs.
+pub const MAX_STATEMENT_CHARS: usize = 1_000_000;
+
+/// Stack for dropping a statement refused for its depth: dropping an expression recurses as
+/// deep as it is nested, up to `MAX_STATEMENT_CHARS / 2` levels (`1+1+…`), measured at under
+/// 200 bytes a level in a debug build. Reserved address space; only what is used is touched.
+const DEEP_DROP_STACK: usize = 256 << 20;
+
+/// Drops a statement nested too deep to be dropped on a worker's stack, on a short-lived thread
+/// of its own (milliseconds, even for the longest statement).
+fn drop_deep(statement: DfStatement) {
+    let spawned = std::thread::Builder::new()
+        .name("deep-statement-drop".into())
+        .stack_size(DEEP_DROP_STACK)
+        .spawn(move || drop(statement));
+    match spawned {
+        Ok(thread) => {
+            let _ = thread.join();
+        }
+        Err(e) => tracing::error!(error = %e, "no thread to drop a refused statement on"),
+    }
+}
+
+/// Counts expression nesting while the statement is walked, stopping the walk past the limit.
+struct Depth {
+    now: usize,
+}
+
+impl ast::Visitor for Depth {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        self.now += 1;
+        if self.now > MAX_EXPRESSION_DEPTH {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
+        self.now -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+fn vet_depth(statement: &DfStatement) -> Result<()> {
+    let statement = match statement {
+        DfStatement::Statement(s) => s.as_ref(),
+        DfStatement::Explain(e) => match e.statement.as_ref() {
+            DfStatement::Statement(s) => s.as_ref(),
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    match ast::Visit::visit(statement, &mut Depth { now: 0 }) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(QueryError::invalid(format!(
+            "an expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep (a chain of \
+             operators counts a level each); write long OR chains as IN lists"
+        ))),
+    }
 }
 
 fn looks_like_a_file(name: &str) -> bool {
@@ -297,5 +401,38 @@ mod tests {
         );
         let mut mixed = parse("SELECT * FROM t WHERE a = ? AND b = $2");
         assert!(number_placeholders(&mut mixed).is_err());
+    }
+
+    #[test]
+    fn expressions_nested_past_the_limit_are_refused_before_anything_recurses_into_them() {
+        let scope = QueryScope {
+            catalog: "archive".into(),
+            schema: "oms".into(),
+        };
+        let run = |sql: &str| {
+            prepare(sql, &scope, |sql| {
+                Ok(DFParser::parse_sql(sql)?.pop_front().unwrap())
+            })
+        };
+        let chain = |n: usize, op: &str| format!("SELECT {} FROM orders", vec!["1"; n].join(op));
+        assert!(run(&chain(MAX_EXPRESSION_DEPTH / 2, " + ")).is_ok());
+        // The longest statement accepted, as deep as it can be: refused, and dropped without
+        // overflowing this thread's stack.
+        let deepest = chain((MAX_STATEMENT_CHARS - 30) / 2, "+");
+        assert!(deepest.len() <= MAX_STATEMENT_CHARS);
+        for deep in [
+            chain(MAX_EXPRESSION_DEPTH + 1, " + "),
+            deepest,
+            format!(
+                "EXPLAIN SELECT * FROM orders WHERE {}",
+                vec!["a = 1"; 5_000].join(" OR ")
+            ),
+        ] {
+            let message = run(&deep).unwrap_err().to_string();
+            assert!(message.contains("nested more than"), "{message}");
+        }
+        let too_long = chain(MAX_STATEMENT_CHARS / 2 + 10, "+");
+        let message = run(&too_long).unwrap_err().to_string();
+        assert!(message.contains("characters long"), "{message}");
     }
 }

@@ -72,6 +72,11 @@ fn ending(outcome: &str) -> (&'static str, Option<&'static str>, Option<&'static
             Some("INSUFFICIENT_RESOURCES"),
             Some("EXCEEDED_TIME_LIMIT"),
         ),
+        "storage unavailable" => (
+            "FAILED",
+            Some("EXTERNAL"),
+            Some("ARCHIVE_STORAGE_UNAVAILABLE"),
+        ),
         "result too large" => (
             "FAILED",
             Some("INSUFFICIENT_RESOURCES"),

@@ -11,7 +11,9 @@ use argon2::password_hash::PasswordHash;
 use argon2::{Argon2, PasswordVerifier as _};
 use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{
+    GeneralPurpose, GeneralPurposeConfig, STANDARD, URL_SAFE_NO_PAD,
+};
 use sha2::{Digest as _, Sha256};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -308,6 +310,33 @@ fn authorization(metadata: &MetadataMap) -> Result<Option<Credentials>, Status> 
     }
 }
 
+/// Parses `metadata`'s authorization header and checks what parsing promises (the fuzz
+/// target's invariant): Basic credentials, encoded again, parse to the same user and password.
+pub(crate) fn check_authorization_header(metadata: &MetadataMap) {
+    let Ok(Some(Credentials::Basic { user, password })) = authorization(metadata) else {
+        return;
+    };
+    assert!(!user.contains(':'), "a user name never holds ':'");
+    let encoded = STANDARD.encode(format!("{user}:{password}"));
+    let mut again = MetadataMap::new();
+    again.insert(
+        "authorization",
+        format!("Basic {encoded}")
+            .parse()
+            .expect("base64 is a valid header value"),
+    );
+    match authorization(&again) {
+        Ok(Some(Credentials::Basic {
+            user: u,
+            password: p,
+        })) => assert!(
+            u == user && p == password,
+            "credentials change in a round trip"
+        ),
+        _ => panic!("credentials encoded again do not parse"),
+    }
+}
+
 /// An argon2id PHC string for `password` (for `orderlake-server hash-password`).
 pub fn hash_password(password: &str) -> String {
     use argon2::password_hash::{PasswordHasher as _, SaltString};
@@ -330,7 +359,7 @@ pub fn new_service_token() -> (String, String) {
 mod tests {
     use super::*;
     use crate::config::{ServiceTokenConfig, UserConfig};
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
 
     fn metadata(header: &str) -> MetadataMap {
         let mut m = MetadataMap::new();

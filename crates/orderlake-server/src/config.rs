@@ -88,7 +88,8 @@ pub struct LimitsConfig {
     /// Unset: three quarters of the machine's memory shared by `max_running` queries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<usize>,
-    /// Longest a query may take, queueing included; then DEADLINE_EXCEEDED.
+    /// Longest a query may take, queueing included; then DEADLINE_EXCEEDED (UNAVAILABLE when
+    /// the archive's storage stopped answering under it).
     pub timeout_secs: u64,
     /// Queries running at once.
     pub max_running: usize,

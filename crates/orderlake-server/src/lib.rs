@@ -8,6 +8,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod observe;
 pub mod service;
 pub mod session;

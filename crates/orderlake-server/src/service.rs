@@ -22,8 +22,10 @@ use arrow_flight::sql::{
     ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
     CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
     CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
-    CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandStatementQuery,
-    DoPutPreparedStatementResult, ProstMessageExt as _, SqlInfo, TicketStatementQuery,
+    CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
+    CommandStatementSubstraitPlan, CommandStatementUpdate, DoPutPreparedStatementResult,
+    ProstMessageExt as _, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
@@ -151,6 +153,16 @@ impl ColdQueryService {
     }
 
     /// The handle's own parameters, else those `user` bound to it with DoPut.
+    /// The refusal of a DoPut that would write (`what`), once its caller is known: every
+    /// writing command is refused alike, the archive being read-only through the server.
+    fn refuse_write<T>(&self, request: &Request<T>, what: &str) -> Result<Status, Status> {
+        self.who(request)?;
+        Ok(Status::permission_denied(format!(
+            "{what} are refused: the archive is read-only through this server; the archiver is \
+             its only writer"
+        )))
+    }
+
     fn handle_params(&self, handle: &QueryHandle, user: &str) -> Option<String> {
         handle.params.clone().or_else(|| {
             self.bound
@@ -409,6 +421,38 @@ impl FlightSqlService for ColdQueryService {
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.encode().into()),
         })
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        _: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(self.refuse_write(&request, "updates")?)
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        _: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(self.refuse_write(&request, "updates")?)
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        _: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(self.refuse_write(&request, "bulk ingestion")?)
+    }
+
+    async fn do_put_substrait_plan(
+        &self,
+        _: CommandStatementSubstraitPlan,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        Err(self.refuse_write(&request, "Substrait plans")?)
     }
 
     async fn do_action_close_prepared_statement(

@@ -60,6 +60,12 @@ impl QueryHandle {
         for batch in reader {
             let batch = batch
                 .map_err(|e| Status::invalid_argument(format!("malformed parameters: {e}")))?;
+            if batch.num_rows() != 1 {
+                return Err(Status::invalid_argument(format!(
+                    "malformed parameters: {} rows where one row of values belongs",
+                    batch.num_rows()
+                )));
+            }
             for column in batch.columns() {
                 values.push(
                     ScalarValue::try_from_array(column, 0)

@@ -1,6 +1,8 @@
 //! Python ADBC (`adbc_driver_flightsql`, a client nobody here wrote) against the server: query,
-//! parameterized query, adbc_get_objects, adbc_get_info, current catalog and schema, cancel, a
-//! refused DDL and a bad password. The script asserts each step; this test runs it.
+//! parameterized queries with a value of every type the archive has (string, int, decimal,
+//! timestamp, date, list, binary, null), adbc_get_objects, adbc_get_info, current catalog and
+//! schema, cancel, a refused DDL and a bad password. The script asserts each step; this test
+//! runs it.
 
 mod support;
 

@@ -1,8 +1,8 @@
 //! The server through arrow-flight's own Flight SQL client, on port 0, over an archive written by
 //! the archiver's decoding and writer: statements stream, prepared statements bind `?` and `$n`,
 //! metadata commands describe the archive, errors carry precise codes, the JDBC driver's call
-//! sequence works, new commits become visible without a restart, and malformed or another
-//! user's tickets and handles are refused or kept apart.
+//! sequence works, and new commits become visible without a restart. Malformed and foreign
+//! requests are in `hostile_requests.rs`.
 
 mod support;
 
@@ -24,7 +24,7 @@ use orderlake_server::session::{
     SetSessionOptionsRequest, SetSessionOptionsResult,
 };
 use prost::Message as _;
-use support::{TestServer, fetch, fixture_records, query, rows};
+use support::{TestServer, fetch, fetch_code, fixture_records, query, rows, signed};
 use tonic::Code;
 
 /// The status code of running `sql` as a statement, through the raw Flight client (the Flight
@@ -50,32 +50,6 @@ async fn code_of(server: &TestServer, token: Option<&str>, sql: &str) -> (Code, 
         }
         Err(s) => (s.code(), s.message().to_owned()),
     }
-}
-
-/// The status code of fetching `ticket` to its end as the holder of `token`.
-async fn fetch_code(
-    raw: &mut arrow_flight::flight_service_client::FlightServiceClient<tonic::transport::Channel>,
-    ticket: arrow_flight::Ticket,
-    token: Option<&str>,
-) -> (Code, String) {
-    match raw.do_get(signed(ticket, token)).await {
-        Err(s) => (s.code(), s.message().to_owned()),
-        Ok(stream) => match stream.into_inner().try_collect::<Vec<_>>().await {
-            Err(s) => (s.code(), s.message().to_owned()),
-            Ok(_) => (Code::Ok, String::new()),
-        },
-    }
-}
-
-/// `message` with `token` (if any) as its bearer credentials.
-fn signed<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -548,165 +522,4 @@ async fn new_commits_become_visible_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Runs prepared statement `handle` as the holder of `token` through the raw Flight client:
-/// its rows, or the status that refused it.
-async fn run_prepared(
-    server: &TestServer,
-    token: &str,
-    handle: &[u8],
-) -> Result<Vec<String>, Code> {
-    let mut raw =
-        arrow_flight::flight_service_client::FlightServiceClient::new(server.channel().await);
-    let cmd = arrow_flight::sql::CommandPreparedStatementQuery {
-        prepared_statement_handle: handle.to_vec().into(),
-    };
-    let descriptor = FlightDescriptor::new_cmd(cmd.as_any().encode_to_vec());
-    let info = raw
-        .get_flight_info(signed(descriptor, Some(token)))
-        .await
-        .map_err(|s| s.code())?
-        .into_inner();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let stream = raw
-        .do_get(signed(ticket, Some(token)))
-        .await
-        .map_err(|s| s.code())?
-        .into_inner()
-        .map_err(arrow_flight::error::FlightError::from);
-    let batches: Vec<RecordBatch> =
-        arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-            .try_collect()
-            .await
-            .map_err(|e| match e {
-                arrow_flight::error::FlightError::Tonic(s) => s.code(),
-                _ => Code::Unknown,
-            })?;
-    Ok(rows(&batches))
-}
-
-/// Malformed and foreign requests: a garbage ticket or handle is INVALID_ARGUMENT, a handle
-/// forged around a refused statement is refused when it runs, and the parameters one user bound
-/// to a prepared statement are never used or cleared by another user holding its handle.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_and_foreign_requests_are_refused() {
-    let server = TestServer::start(&fixture_records(), |c| {
-        c.auth.users.push(orderlake_server::config::UserConfig {
-            name: "other".into(),
-            password_hash: orderlake_server::auth::hash_password("other password"),
-        });
-    })
-    .await;
-    let mine = server.client().await;
-    let my_token = mine.token().unwrap().clone();
-    let mut theirs = arrow_flight::sql::client::FlightSqlServiceClient::new(server.channel().await);
-    theirs.handshake("other", "other password").await.unwrap();
-    let their_token = theirs.token().unwrap().clone();
-    let mut raw =
-        arrow_flight::flight_service_client::FlightServiceClient::new(server.channel().await);
-
-    // Garbage.
-    for ticket in [
-        b"\xff\x00 not a ticket".to_vec(),
-        TicketStatementQuery {
-            statement_handle: b"{not json".to_vec().into(),
-        }
-        .as_any()
-        .encode_to_vec(),
-    ] {
-        let (code, message) =
-            fetch_code(&mut raw, arrow_flight::Ticket::new(ticket), Some(&my_token)).await;
-        assert_eq!(code, Code::InvalidArgument, "{message}");
-    }
-    assert_eq!(
-        run_prepared(&server, &my_token, b"\x00garbage").await,
-        Err(Code::InvalidArgument)
-    );
-
-    // A handle forged around a statement the server refuses: refused when it runs.
-    let forged = serde_json::json!({
-        "id": "forged", "sql": "COPY (SELECT 1) TO '/tmp/orderlake-forged.csv'",
-        "scope": {"catalog": "archive", "schema": "oms"},
-    });
-    let forged = serde_json::to_vec(&forged).unwrap();
-    assert_eq!(
-        run_prepared(&server, &my_token, &forged).await,
-        Err(Code::PermissionDenied)
-    );
-    assert!(!std::path::Path::new("/tmp/orderlake-forged.csv").exists());
-
-    // Parameters bound with DoPut to the original handle (as older JDBC drivers use it).
-    let create = arrow_flight::sql::ActionCreatePreparedStatementRequest {
-        query: "SELECT order_id FROM orders WHERE order_id = ?".into(),
-        transaction_id: None,
-    };
-    let mut results = raw
-        .do_action(signed(
-            Action {
-                r#type: "CreatePreparedStatement".into(),
-                body: create.as_any().encode_to_vec().into(),
-            },
-            Some(&my_token),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let created = results.message().await.unwrap().unwrap();
-    let created: arrow_flight::sql::ActionCreatePreparedStatementResult = Any::decode(created.body)
-        .unwrap()
-        .unpack()
-        .unwrap()
-        .unwrap();
-    let handle = created.prepared_statement_handle.to_vec();
-    let params = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("0", DataType::Utf8, false)])),
-        vec![Arc::new(StringArray::from(vec!["A-1"]))],
-    )
-    .unwrap();
-    let descriptor = FlightDescriptor::new_cmd(
-        arrow_flight::sql::CommandPreparedStatementQuery {
-            prepared_statement_handle: handle.clone().into(),
-        }
-        .as_any()
-        .encode_to_vec(),
-    );
-    let data: Vec<arrow_flight::FlightData> = arrow_flight::encode::FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(descriptor))
-        .build(futures::stream::iter([Ok(params)]))
-        .try_collect()
-        .await
-        .unwrap();
-    raw.do_put(signed(futures::stream::iter(data), Some(&my_token)))
-        .await
-        .unwrap()
-        .into_inner()
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap();
-    assert_eq!(
-        run_prepared(&server, &my_token, &handle).await,
-        Ok(vec!["A-1".to_owned()])
-    );
-    // Another user holding the handle runs it without my parameters, and cannot clear them.
-    assert_ne!(
-        run_prepared(&server, &their_token, &handle).await,
-        Ok(vec!["A-1".to_owned()])
-    );
-    let close = arrow_flight::sql::ActionClosePreparedStatementRequest {
-        prepared_statement_handle: handle.clone().into(),
-    };
-    raw.do_action(signed(
-        Action {
-            r#type: "ClosePreparedStatement".into(),
-            body: close.as_any().encode_to_vec().into(),
-        },
-        Some(&their_token),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(
-        run_prepared(&server, &my_token, &handle).await,
-        Ok(vec!["A-1".to_owned()])
-    );
 }

@@ -10,21 +10,9 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::{CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo};
 use futures::TryStreamExt as _;
 use prost::Message as _;
-use support::{TestServer, fixture_records, query, rows};
+use support::{TestServer, fixture_records, has_code, query, rows, run};
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// Runs `sql` to its end; the error text (which names the gRPC code) if it fails.
-async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<usize, String> {
-    let info = client
-        .execute(sql.to_owned(), None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let stream = client.do_get(ticket).await.map_err(|e| e.to_string())?;
-    let batches: Vec<_> = stream.try_collect().await.map_err(|e| e.to_string())?;
-    Ok(batches.iter().map(|b| b.num_rows()).sum())
-}
 
 async fn still_healthy(client: &mut FlightSqlServiceClient<Channel>) {
     assert_eq!(
@@ -43,10 +31,6 @@ async fn wait_until(what: &str, done: impl Fn() -> bool) {
 }
 
 /// The Flight SQL client folds the gRPC status into its error text as the code's description.
-fn has_code(err: &str, code: Code) -> bool {
-    err.contains(&format!("code: '{code}'"))
-}
-
 /// A query that computes for a long time and returns one row.
 const SLOW: &str = "SELECT count(*) FROM generate_series(1, 20000000000) AS t(x) WHERE x % 7 = 3";
 
@@ -230,5 +214,44 @@ async fn cancel_flight_info_stops_a_running_query() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(server.server.engine().running().is_empty());
+    still_healthy(&mut client).await;
+}
+
+/// The resident memory of this process (server and client), from /proc.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_million_row_result_streams_in_bounded_memory() {
+    let server = TestServer::start(&fixture_records(), |_| {}).await;
+    let mut client = server.client().await;
+    // About 600 MB of Arrow data in all (5M rows of a number and 100 characters).
+    let sql = "SELECT x, concat(CAST(x AS VARCHAR), repeat('-', 92)) AS padding \
+               FROM generate_series(1, 5000000) AS t(x)";
+    let info = client.execute(sql.into(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = client.do_get(ticket).await.unwrap();
+    let before = resident_bytes();
+    let (mut rows, mut bytes, mut peak) = (0u64, 0u64, before);
+    while let Some(batch) = stream.try_next().await.unwrap() {
+        rows += batch.num_rows() as u64;
+        bytes += batch.get_array_memory_size() as u64;
+        peak = peak.max(resident_bytes());
+    }
+    assert_eq!(rows, 5_000_000);
+    let grew = peak.saturating_sub(before);
+    assert!(
+        bytes > 500 << 20 && grew < 200 << 20,
+        "{} MiB streamed; the process grew {} MiB while it did: results are not held whole",
+        bytes >> 20,
+        grew >> 20
+    );
     still_healthy(&mut client).await;
 }

@@ -10,7 +10,7 @@
 
 mod protocol;
 mod query;
-mod statement;
+pub(crate) mod statement;
 mod values;
 
 use std::net::SocketAddr;

@@ -109,6 +109,7 @@ pub enum ErrorType {
     UserError,
     InternalError,
     InsufficientResources,
+    External,
 }
 
 /// Where in the statement an error is (1-based).
@@ -171,6 +172,7 @@ pub enum Code {
     ExceededTimeLimit,
     ExceededLocalMemoryLimit,
     GenericInsufficientResources,
+    StorageUnavailable,
 }
 
 impl Code {
@@ -199,6 +201,7 @@ impl Code {
             Code::ExceededTimeLimit => "EXCEEDED_TIME_LIMIT",
             Code::ExceededLocalMemoryLimit => "EXCEEDED_LOCAL_MEMORY_LIMIT",
             Code::GenericInsufficientResources => "GENERIC_INSUFFICIENT_RESOURCES",
+            Code::StorageUnavailable => "ARCHIVE_STORAGE_UNAVAILABLE",
         }
     }
 
@@ -227,6 +230,9 @@ impl Code {
             Code::ExceededTimeLimit => 131_075,
             Code::ExceededLocalMemoryLimit => 131_079,
             Code::GenericInsufficientResources => 131_072,
+            // The first code of the EXTERNAL range, where Trino's connectors put their own
+            // storage errors.
+            Code::StorageUnavailable => 16_777_216,
         }
     }
 
@@ -234,7 +240,8 @@ impl Code {
         match self.number() {
             0..65536 => ErrorType::UserError,
             65536..131_072 => ErrorType::InternalError,
-            _ => ErrorType::InsufficientResources,
+            131_072..16_777_216 => ErrorType::InsufficientResources,
+            _ => ErrorType::External,
         }
     }
 }
@@ -248,6 +255,7 @@ impl TrinoError {
                     ErrorType::UserError => "io.trino.spi.TrinoException",
                     ErrorType::InternalError => "java.lang.RuntimeException",
                     ErrorType::InsufficientResources => "io.trino.ExceededLimitException",
+                    ErrorType::External => "io.trino.spi.TrinoException",
                 },
                 message: message.clone(),
                 suppressed: [],
@@ -291,6 +299,7 @@ impl TrinoError {
             QueryError::ResourcesExhausted { .. } => Code::GenericInsufficientResources,
             QueryError::Timeout { .. } => Code::ExceededTimeLimit,
             QueryError::Cancelled { .. } => Code::UserCanceled,
+            QueryError::Unavailable { .. } => Code::StorageUnavailable,
             QueryError::Archive(_) | QueryError::View { .. } | QueryError::Engine { .. } => {
                 Code::GenericInternalError
             }
@@ -377,6 +386,12 @@ mod tests {
             TrinoError::from_query(&cancelled).error_name,
             "USER_CANCELED"
         );
+        let storage = QueryError::Unavailable {
+            message: "the archive's storage has not answered for 5.0 s".into(),
+        };
+        let e = TrinoError::from_query(&storage);
+        assert_eq!(e.error_name, "ARCHIVE_STORAGE_UNAVAILABLE");
+        assert_eq!(e.error_type, ErrorType::External);
         let refused = QueryError::forbidden("the archive is read-only: DML not supported");
         assert_eq!(
             TrinoError::from_query(&refused).error_name,

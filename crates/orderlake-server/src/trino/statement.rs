@@ -436,6 +436,7 @@ fn kill_query(rest: &str) -> Result<Command, TrinoError> {
 pub async fn evaluate(using: &str) -> Result<Vec<ScalarValue>, TrinoError> {
     let ctx = SessionContext::new();
     let sql = format!("SELECT {}", rewrite_zoned_literals(using));
+    only_literals(&sql)?;
     let invalid = |e: datafusion::error::DataFusionError| {
         TrinoError::new(
             Code::InvalidParameterUsage,
@@ -468,6 +469,54 @@ pub async fn evaluate(using: &str) -> Result<Vec<ScalarValue>, TrinoError> {
         .iter()
         .map(|c| ScalarValue::try_from_array(c, 0).map_err(invalid))
         .collect()
+}
+
+/// Refuses `SELECT …` parameter values that are more than literals: a subquery, a function call
+/// (`repeat('x', 2000000000)`) or any clause would run outside the query's limits.
+fn only_literals(sql: &str) -> Result<(), TrinoError> {
+    use datafusion::sql::sqlparser::ast::{Expr, SetExpr, Statement, visit_expressions};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+
+    let refused = |what: &str| {
+        TrinoError::new(
+            Code::InvalidParameterUsage,
+            format!("USING: parameter values must be literals, not {what}"),
+            None,
+        )
+    };
+    let statements = Parser::parse_sql(&GenericDialect {}, sql)
+        .map_err(|e| syntax(format!("USING: the parameter values do not parse: {e}")))?;
+    let [Statement::Query(query)] = statements.as_slice() else {
+        return Err(refused("several statements"));
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Err(refused("a query"));
+    };
+    let bare = query.with.is_none()
+        && query.order_by.is_none()
+        && query.limit_clause.is_none()
+        && select.from.is_empty()
+        && select.selection.is_none()
+        && select.having.is_none()
+        && select.distinct.is_none()
+        && select.named_window.is_empty()
+        && matches!(&select.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty());
+    if !bare {
+        return Err(refused("a query"));
+    }
+    let found = visit_expressions(&statements, |e: &Expr| match e {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
+            ControlFlow::Break("a subquery")
+        }
+        Expr::Function(_) => ControlFlow::Break("a function call"),
+        _ => ControlFlow::Continue(()),
+    });
+    match found {
+        ControlFlow::Break(what) => Err(refused(what)),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 /// Trino's clients write a zoned timestamp as `TIMESTAMP '2024-01-02 03:04:05.123456 UTC'`;
@@ -610,7 +659,27 @@ mod tests {
         assert_eq!(values[5], ScalarValue::Binary(Some(vec![0, 255])));
         assert!(values[6].is_null());
         assert_eq!(values[7], ScalarValue::Float64(Some(1.5)));
-        assert!(evaluate("(SELECT 1 FROM order_events)").await.is_err());
+        for hostile in [
+            "(SELECT 1 FROM order_events)",
+            "(SELECT count(*) FROM generate_series(1, 100000000000))",
+            "repeat('x', 2000000000)",
+            "1 FROM generate_series(1, 100000000000)",
+            "1 UNION ALL SELECT 2",
+            "1; SELECT 2",
+            "1 WHERE EXISTS (SELECT 1)",
+        ] {
+            let e = evaluate(hostile).await.unwrap_err();
+            assert!(
+                e.error_name == "INVALID_PARAMETER_USAGE" || e.error_name == "SYNTAX_ERROR",
+                "{hostile}: {}",
+                e.message
+            );
+        }
+        let negative = evaluate("-1, ARRAY['a', 'b'], CAST('7' AS BIGINT)")
+            .await
+            .unwrap();
+        assert_eq!(negative[0], ScalarValue::Int64(Some(-1)));
+        assert_eq!(negative[2], ScalarValue::Int64(Some(7)));
     }
 
     #[test]

@@ -160,6 +160,49 @@ pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> V
     fetch(client, info).await
 }
 
+/// Runs `sql` to its end: the number of rows, or the error text (which names the gRPC code).
+pub async fn run(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<usize, String> {
+    let info = client
+        .execute(sql.to_owned(), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let stream = client.do_get(ticket).await.map_err(|e| e.to_string())?;
+    let batches: Vec<_> = stream.try_collect().await.map_err(|e| e.to_string())?;
+    Ok(batches.iter().map(|b| b.num_rows()).sum())
+}
+
+/// Whether an error text from [`run`] carries `code`.
+pub fn has_code(err: &str, code: tonic::Code) -> bool {
+    err.contains(&format!("code: '{code}'"))
+}
+
+/// The status code of fetching `ticket` to its end as the holder of `token`.
+pub async fn fetch_code(
+    raw: &mut arrow_flight::flight_service_client::FlightServiceClient<Channel>,
+    ticket: arrow_flight::Ticket,
+    token: Option<&str>,
+) -> (tonic::Code, String) {
+    match raw.do_get(signed(ticket, token)).await {
+        Err(s) => (s.code(), s.message().to_owned()),
+        Ok(stream) => match stream.into_inner().try_collect::<Vec<_>>().await {
+            Err(s) => (s.code(), s.message().to_owned()),
+            Ok(_) => (tonic::Code::Ok, String::new()),
+        },
+    }
+}
+
+/// `message` with `token` (if any) as its bearer credentials.
+pub fn signed<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
 /// Rows of the batches as text, one `a|b|c` string per row.
 pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let mut out = Vec::new();

@@ -1,0 +1,94 @@
+//! What the fuzz targets (`fuzz/fuzz_targets/`) run, one function per target, each over
+//! arbitrary bytes from a client: the statement preparation (parsing, vetting, the Trino-style
+//! rewrites), the Trino door's own statements, ticket and handle decoding, and the authorization
+//! header. Each must end in a value or an error, never a panic, and keep its own invariants
+//! (asserted here, so a fuzzer reports a broken one as a crash). The suite replays the
+//! repository's corpus through the same functions (`tests/fuzz_corpus.rs`).
+
+use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use orderlake_query::{QueryError, QueryScope};
+use tonic::metadata::{MetadataMap, MetadataValue};
+
+use crate::auth;
+use crate::ticket::QueryHandle;
+use crate::trino::statement::{ClientSession, classify};
+
+/// What a fuzz target runs on one input.
+pub type Target = fn(&[u8]);
+
+/// The fuzz targets, by name (a folder of `fuzz/corpus/` each).
+pub const TARGETS: [(&str, Target); 4] = [
+    ("statement", statement),
+    ("trino_statement", trino_statement),
+    ("ticket", ticket),
+    ("authorization", authorization),
+];
+
+/// A statement's text as the engine takes it before planning: parsed as the engine parses
+/// (DataFusion's generic dialect, its recursion limit), vetted and rewritten.
+pub fn statement(data: &[u8]) {
+    let Ok(sql) = std::str::from_utf8(data) else {
+        return;
+    };
+    let scope = QueryScope {
+        catalog: "archive".into(),
+        schema: "oms".into(),
+    };
+    let parse = |sql: &str| {
+        let mut statements = DFParserBuilder::new(sql)
+            .with_dialect(&GenericDialect {})
+            .build()?
+            .parse_statements()?;
+        match (statements.pop_front(), statements.is_empty()) {
+            (Some(one), true) => Ok(one),
+            _ => Err(QueryError::invalid("expected exactly one statement")),
+        }
+    };
+    if let Ok(prepared) = orderlake_query::statement::prepare(sql, &scope, parse) {
+        // What passed the vetting still passes it when read back from its printed form.
+        let printed = prepared.to_string();
+        if let Ok(again) = parse(&printed) {
+            assert!(
+                orderlake_query::statement::vet(&again).is_ok(),
+                "vetted statement refused when printed back: {printed}"
+            );
+        }
+    }
+}
+
+/// A statement as the Trino door's own parser reads it (`USE`, `PREPARE`, `EXECUTE`, …).
+pub fn trino_statement(data: &[u8]) {
+    let Ok(sql) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut session = ClientSession::default();
+    let _ = classify(sql, &session);
+    // The same text as a prepared statement the session carries.
+    session.prepared.insert("q".into(), sql.to_owned());
+    let _ = classify("EXECUTE q USING 1, 'a'", &session);
+}
+
+/// A ticket or prepared-statement handle as a client sends it back.
+pub fn ticket(data: &[u8]) {
+    let Ok(handle) = QueryHandle::decode(data) else {
+        return;
+    };
+    let _ = handle.param_values();
+    let again = QueryHandle::decode(&handle.encode()).expect("an encoded handle decodes");
+    assert_eq!(
+        again.encode(),
+        handle.encode(),
+        "a handle survives a round trip"
+    );
+}
+
+/// An `authorization` header's value.
+pub fn authorization(data: &[u8]) {
+    let Ok(value) = MetadataValue::try_from(data) else {
+        return;
+    };
+    let mut metadata = MetadataMap::new();
+    metadata.insert("authorization", value);
+    auth::check_authorization_header(&metadata);
+}
