@@ -749,7 +749,14 @@ impl ColdQueryEngine {
         planned: PlannedQuery,
         params: Vec<ScalarValue>,
     ) -> Result<ReadyPlan> {
+        let bound = !planned.parameters.is_empty();
         let plan = bind(planned.plan, &planned.parameters, params)?;
+        // A placeholder the planner could not type (`SELECT ?`) is typed by its value.
+        let schema = if bound {
+            plain_schema(&Arc::new(plan.schema().as_arrow().clone()))
+        } else {
+            planned.schema
+        };
         let state = planned.state;
         let mut task = Arc::new(TaskContext::from(&state));
         let mut physical = state.create_physical_plan(&plan).await?;
@@ -766,7 +773,7 @@ impl ColdQueryEngine {
         Ok(ReadyPlan {
             physical,
             task,
-            schema: planned.schema,
+            schema,
             made: Instant::now(),
         })
     }

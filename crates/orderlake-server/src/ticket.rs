@@ -67,13 +67,23 @@ impl QueryHandle {
                 )));
             }
             for column in batch.columns() {
-                values.push(
-                    ScalarValue::try_from_array(column, 0)
-                        .map_err(|e| Status::invalid_argument(e.to_string()))?,
-                );
+                let value = ScalarValue::try_from_array(column, 0)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                values.push(without_union(value));
             }
         }
         Ok(values)
+    }
+}
+
+/// A parameter's value itself where a client sent it inside a dense union (Flight SQL allows a
+/// union per parameter so that each execution may bind another type; `flightsql-dbapi`, the
+/// dialect Superset uses, always does): the member it holds, or a typeless NULL.
+fn without_union(value: ScalarValue) -> ScalarValue {
+    match value {
+        ScalarValue::Union(Some((_, inner)), _, _) => without_union(*inner),
+        ScalarValue::Union(None, _, _) => ScalarValue::Null,
+        other => other,
     }
 }
 
