@@ -723,7 +723,7 @@ impl ColdQueryEngine {
                 .parse::<usize>()
                 .unwrap_or(usize::MAX)
         });
-        let schema = plain_schema(&Arc::new(plan.schema().as_arrow().clone()));
+        let schema = client_schema(&plan);
         Ok(PlannedQuery {
             plan,
             state,
@@ -753,7 +753,7 @@ impl ColdQueryEngine {
         let plan = bind(planned.plan, &planned.parameters, params)?;
         // A placeholder the planner could not type (`SELECT ?`) is typed by its value.
         let schema = if bound {
-            plain_schema(&Arc::new(plan.schema().as_arrow().clone()))
+            client_schema(&plan)
         } else {
             planned.schema
         };
@@ -785,9 +785,7 @@ impl ColdQueryEngine {
     /// storage (footers not cached yet).
     pub async fn plan_for_execution(&self, request: &QueryRequest) -> Result<SchemaRef> {
         let limits = &self.settings.limits;
-        let planning = AssertUnwindSafe(self.plan_for_execution_in(request))
-            .catch_unwind()
-            .map(|r| r.unwrap_or_else(|panic| Err(QueryError::panicked(panic.as_ref()))));
+        let planning = unless_panicking(self.plan_for_execution_in(request));
         tokio::time::timeout(limits.timeout, planning)
             .instrument(query_span(request))
             .await
@@ -850,7 +848,7 @@ impl ColdQueryEngine {
         let mut guard = RunningGuard::register(&self.activity, &request, cancel.clone());
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let ready = self.take_ready(&request.id);
-        let prepare = AssertUnwindSafe(async {
+        let prepare = unless_panicking(async {
             let ready = match ready {
                 Some(ready) => ready,
                 None => {
@@ -863,9 +861,7 @@ impl ColdQueryEngine {
             };
             let stream = execute_stream(ready.physical, ready.task)?;
             Ok::<_, QueryError>((stream, ready.schema))
-        })
-        .catch_unwind()
-        .map(|r| r.unwrap_or_else(|panic| Err(QueryError::panicked(panic.as_ref()))));
+        });
         let prepared = tokio::select! {
             r = tokio::time::timeout(remaining, prepare) => {
                 r.unwrap_or_else(|_| Err(out_of_time(limits, &self.storage)))
@@ -889,6 +885,19 @@ impl ColdQueryEngine {
             span,
         })
     }
+}
+
+/// `work`, failing with [`QueryError::panicked`] instead of unwinding if the engine panics in it.
+async fn unless_panicking<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(QueryError::panicked(panic.as_ref())))
+}
+
+/// The result schema clients receive for `plan`.
+fn client_schema(plan: &LogicalPlan) -> SchemaRef {
+    plain_schema(&Arc::new(plan.schema().as_arrow().clone()))
 }
 
 /// Registers orderlake's own functions in `state`: `date_trunc` over DataFusion's, the sketch

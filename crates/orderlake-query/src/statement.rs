@@ -19,6 +19,32 @@ pub fn prepare(
     scope: &QueryScope,
     parse: impl Fn(&str) -> Result<DfStatement>,
 ) -> Result<DfStatement> {
+    let mut parsed = parse_bounded(sql, &parse)?;
+    vet_reads(&parsed)?;
+    if let Some(rewritten) = trino_show(&parsed, scope) {
+        parsed = parse(&rewritten)?;
+    }
+    trino_information_schema(&mut parsed);
+    number_placeholders(&mut parsed)?;
+    Ok(parsed)
+}
+
+/// The one statement `sql` holds, parsed in DataFusion's default (generic) dialect.
+pub fn parse_one(sql: &str) -> Result<DfStatement> {
+    let mut statements = datafusion::sql::parser::DFParser::parse_sql(sql)?;
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(one), true) => Ok(one),
+        _ => Err(QueryError::invalid("expected exactly one statement")),
+    }
+}
+
+/// `sql` parsed (by `parse`) if it is no longer than [`MAX_STATEMENT_CHARS`] and its expressions
+/// nest no deeper than [`MAX_EXPRESSION_DEPTH`]: what any code that walks or plans a statement
+/// from a client may then do without overflowing its stack.
+pub fn parse_bounded(
+    sql: &str,
+    parse: impl Fn(&str) -> Result<DfStatement>,
+) -> Result<DfStatement> {
     if sql.len() > MAX_STATEMENT_CHARS {
         let chars = sql.chars().count();
         if chars > MAX_STATEMENT_CHARS {
@@ -28,26 +54,27 @@ pub fn prepare(
             )));
         }
     }
-    let mut parsed = parse(sql)?;
-    if let Err(e) = vet_depth(&parsed) {
-        drop_deep(parsed);
-        return Err(e);
+    let parsed = parse(sql)?;
+    match vet_depth(&parsed) {
+        Ok(()) => Ok(parsed),
+        Err(e) => {
+            drop_deep(parsed);
+            Err(e)
+        }
     }
-    vet(&parsed)?;
-    if let Some(rewritten) = trino_show(&parsed, scope) {
-        parsed = parse(&rewritten)?;
-    }
-    trino_information_schema(&mut parsed);
-    number_placeholders(&mut parsed)?;
-    Ok(parsed)
 }
 
 /// Checks that `statement` only reads, and only tables; the error names the statement (or the
 /// file) and the reason.
 pub fn vet(statement: &DfStatement) -> Result<()> {
-    vet_kind(statement)?;
     // Before anything else walks the statement: a deeper one would overflow the walk's stack.
     vet_depth(statement)?;
+    vet_reads(statement)
+}
+
+/// [`vet`] of a statement whose depth is known to be within bounds.
+fn vet_reads(statement: &DfStatement) -> Result<()> {
+    vet_kind(statement)?;
     // A path or URL where a table name belongs is an attempt to read a file directly.
     let (tables, _) =
         datafusion::sql::resolve::resolve_table_references(statement, true).unwrap_or_default();
@@ -66,9 +93,9 @@ pub fn vet(statement: &DfStatement) -> Result<()> {
 
 /// The deepest nesting of expressions a statement may have. DataFusion plans expressions
 /// recursively, and the parser reads a chain of infix operators (`1 + 1 + …`, `a = 1 OR a = 2
-/// OR …`) without recursing, so a long enough chain would overflow the planning thread's stack and
-/// take the whole server down (a 10,000-term sum did in the random-SQL test, and a 1,000-term one inside the engine in a debug
-/// build).
+/// OR …`) without recursing, so a long enough chain would overflow the planning thread's stack
+/// and take the whole server down (a 10,000-term sum did in the random-SQL test, and a
+/// 1,000-term one inside the engine in a debug build).
 pub const MAX_EXPRESSION_DEPTH: usize = 256;
 
 /// The longest statement accepted, in characters (Trino's `query.max-length`). It also bounds
@@ -119,13 +146,8 @@ impl ast::Visitor for Depth {
 }
 
 fn vet_depth(statement: &DfStatement) -> Result<()> {
-    let statement = match statement {
-        DfStatement::Statement(s) => s.as_ref(),
-        DfStatement::Explain(e) => match e.statement.as_ref() {
-            DfStatement::Statement(s) => s.as_ref(),
-            _ => return Ok(()),
-        },
-        _ => return Ok(()),
+    let Some(statement) = sql_statement_ref(statement) else {
+        return Ok(());
     };
     match ast::Visit::visit(statement, &mut Depth { now: 0 }) {
         ControlFlow::Continue(()) => Ok(()),
@@ -299,6 +321,18 @@ pub fn trino_information_schema(statement: &mut DfStatement) {
 }
 
 /// The SQL statement inside `statement`, or the one an `EXPLAIN` wraps.
+/// [`sql_statement`], to read.
+fn sql_statement_ref(statement: &DfStatement) -> Option<&Statement> {
+    match statement {
+        DfStatement::Statement(s) => Some(s.as_ref()),
+        DfStatement::Explain(e) => match e.statement.as_ref() {
+            DfStatement::Statement(s) => Some(s.as_ref()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn sql_statement(statement: &mut DfStatement) -> Option<&mut Statement> {
     match statement {
         DfStatement::Statement(s) => Some(s.as_mut()),
@@ -409,11 +443,7 @@ mod tests {
             catalog: "archive".into(),
             schema: "oms".into(),
         };
-        let run = |sql: &str| {
-            prepare(sql, &scope, |sql| {
-                Ok(DFParser::parse_sql(sql)?.pop_front().unwrap())
-            })
-        };
+        let run = |sql: &str| prepare(sql, &scope, parse_one);
         let chain = |n: usize, op: &str| format!("SELECT {} FROM orders", vec!["1"; n].join(op));
         assert!(run(&chain(MAX_EXPRESSION_DEPTH / 2, " + ")).is_ok());
         // The longest statement accepted, as deep as it can be: refused, and dropped without

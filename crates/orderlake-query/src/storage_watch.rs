@@ -67,7 +67,8 @@ impl StorageWatch {
     /// least `at_least`.
     pub fn stalled(&self, at_least: Duration) -> Option<Stall> {
         let state = self.state.lock().expect("storage watch lock");
-        let (_, (started, what)) = state.pending.iter().min_by_key(|(_, (at, _))| *at)?;
+        // Ids are handed out in the order requests start: the first is the oldest.
+        let (_, (started, what)) = state.pending.first_key_value()?;
         let silent_since = state.last_answer.map_or(*started, |a| a.max(*started));
         let silent_for = silent_since.elapsed();
         (silent_for >= at_least).then(|| Stall {

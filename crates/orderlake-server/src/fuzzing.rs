@@ -5,9 +5,8 @@
 //! (asserted here, so a fuzzer reports a broken one as a crash). The suite replays the
 //! repository's corpus through the same functions (`tests/fuzz_corpus.rs`).
 
-use datafusion::sql::parser::DFParserBuilder;
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use orderlake_query::{QueryError, QueryScope};
+use orderlake_query::QueryScope;
+use orderlake_query::statement::parse_one;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::auth;
@@ -26,7 +25,7 @@ pub const TARGETS: [(&str, Target); 4] = [
 ];
 
 /// A statement's text as the engine takes it before planning: parsed as the engine parses
-/// (DataFusion's generic dialect, its recursion limit), vetted and rewritten.
+/// (DataFusion's default generic dialect and recursion limit), vetted and rewritten.
 pub fn statement(data: &[u8]) {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
@@ -35,20 +34,10 @@ pub fn statement(data: &[u8]) {
         catalog: "archive".into(),
         schema: "oms".into(),
     };
-    let parse = |sql: &str| {
-        let mut statements = DFParserBuilder::new(sql)
-            .with_dialect(&GenericDialect {})
-            .build()?
-            .parse_statements()?;
-        match (statements.pop_front(), statements.is_empty()) {
-            (Some(one), true) => Ok(one),
-            _ => Err(QueryError::invalid("expected exactly one statement")),
-        }
-    };
-    if let Ok(prepared) = orderlake_query::statement::prepare(sql, &scope, parse) {
+    if let Ok(prepared) = orderlake_query::statement::prepare(sql, &scope, parse_one) {
         // What passed the vetting still passes it when read back from its printed form.
         let printed = prepared.to_string();
-        if let Ok(again) = parse(&printed) {
+        if let Ok(again) = parse_one(&printed) {
             assert!(
                 orderlake_query::statement::vet(&again).is_ok(),
                 "vetted statement refused when printed back: {printed}"

@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use axum::http::HeaderMap;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use datafusion::sql::parser::Statement as DfStatement;
+use orderlake_query::QueryError;
+use orderlake_query::statement::{parse_bounded, parse_one};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::protocol::{Code, TrinoError};
@@ -436,7 +439,13 @@ fn kill_query(rest: &str) -> Result<Command, TrinoError> {
 pub async fn evaluate(using: &str) -> Result<Vec<ScalarValue>, TrinoError> {
     let ctx = SessionContext::new();
     let sql = format!("SELECT {}", rewrite_zoned_literals(using));
-    only_literals(&sql)?;
+    // Bounded like every statement from a client: a long enough `USING 1+1+…` would otherwise
+    // overflow the stack of whatever walks it.
+    let statement = parse_bounded(&sql, parse_one).map_err(|e| match e {
+        QueryError::Syntax { .. } => syntax(format!("USING: {e}")),
+        e => TrinoError::new(Code::InvalidParameterUsage, format!("USING: {e}"), None),
+    })?;
+    only_literals(&statement)?;
     let invalid = |e: datafusion::error::DataFusionError| {
         TrinoError::new(
             Code::InvalidParameterUsage,
@@ -447,8 +456,13 @@ pub async fn evaluate(using: &str) -> Result<Vec<ScalarValue>, TrinoError> {
             None,
         )
     };
+    let plan = ctx
+        .state()
+        .statement_to_plan(statement)
+        .await
+        .map_err(invalid)?;
     let batches = ctx
-        .sql(&sql)
+        .execute_logical_plan(plan)
         .await
         .map_err(invalid)?
         .collect()
@@ -473,10 +487,8 @@ pub async fn evaluate(using: &str) -> Result<Vec<ScalarValue>, TrinoError> {
 
 /// Refuses `SELECT …` parameter values that are more than literals: a subquery, a function call
 /// (`repeat('x', 2000000000)`) or any clause would run outside the query's limits.
-fn only_literals(sql: &str) -> Result<(), TrinoError> {
+fn only_literals(statement: &DfStatement) -> Result<(), TrinoError> {
     use datafusion::sql::sqlparser::ast::{Expr, SetExpr, Statement, visit_expressions};
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::parser::Parser;
     use std::ops::ControlFlow;
 
     let refused = |what: &str| {
@@ -486,10 +498,11 @@ fn only_literals(sql: &str) -> Result<(), TrinoError> {
             None,
         )
     };
-    let statements = Parser::parse_sql(&GenericDialect {}, sql)
-        .map_err(|e| syntax(format!("USING: the parameter values do not parse: {e}")))?;
-    let [Statement::Query(query)] = statements.as_slice() else {
-        return Err(refused("several statements"));
+    let DfStatement::Statement(statement) = statement else {
+        return Err(refused("a statement"));
+    };
+    let Statement::Query(query) = statement.as_ref() else {
+        return Err(refused("a statement"));
     };
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Err(refused("a query"));
@@ -506,7 +519,7 @@ fn only_literals(sql: &str) -> Result<(), TrinoError> {
     if !bare {
         return Err(refused("a query"));
     }
-    let found = visit_expressions(&statements, |e: &Expr| match e {
+    let found = visit_expressions(statement.as_ref(), |e: &Expr| match e {
         Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
             ControlFlow::Break("a subquery")
         }
@@ -667,6 +680,7 @@ mod tests {
             "1 UNION ALL SELECT 2",
             "1; SELECT 2",
             "1 WHERE EXISTS (SELECT 1)",
+            &vec!["1"; 100_000].join("+"),
         ] {
             let e = evaluate(hostile).await.unwrap_err();
             assert!(
