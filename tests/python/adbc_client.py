@@ -1,10 +1,13 @@
 """A real Flight SQL client nobody here wrote (Python ADBC) against orderlake-server.
 
 Usage: adbc_client.py URI USER PASSWORD
+       adbc_client.py --token-expiry URI USER PASSWORD TTL_SECONDS
 
-Runs a query, parameterized queries with a value of every type the archive has, adbc_get_objects,
-adbc_get_info, the current catalog and schema, a cancel, a refused DDL and a bad password; asserts
-each; prints one JSON line per check and exits non-zero on the first failure.
+Runs a query, parameterized queries with a value of every type the archive has, adbc_get_objects
+at every depth and with filters, adbc_get_table_schema, adbc_get_table_types, adbc_get_info, the
+current catalog and schema, a cancel, a refused DDL and a bad password; with --token-expiry, what
+a connection sees once its sign-in token expires, and that a new connection works. Asserts each;
+prints one JSON line per check and exits non-zero on the first failure.
 """
 
 import datetime
@@ -68,6 +71,98 @@ def check_parameter_types(cur):
     check("null parameter is null", got == count(cur, "SELECT count(*) FROM order_events"), got)
 
 
+def check_metadata_depths(conn):
+    """What a tree view asks level by level, and with the filters a search box sends."""
+    only = conn.adbc_get_objects(depth="catalogs").read_all().to_pylist()
+    check(
+        "get_objects catalogs only",
+        {c["catalog_name"] for c in only} == {"archive", "system"}
+        and all(not c["catalog_db_schemas"] for c in only),
+        only,
+    )
+    schemas = conn.adbc_get_objects(depth="db_schemas", catalog_filter="archive").read_all().to_pylist()
+    check(
+        "get_objects schemas of one catalog",
+        [c["catalog_name"] for c in schemas] == ["archive"]
+        and sorted(s["db_schema_name"] for s in schemas[0]["catalog_db_schemas"])
+        == ["information_schema", "oms"]
+        and all(not s["db_schema_tables"] for s in schemas[0]["catalog_db_schemas"]),
+        schemas,
+    )
+    views = conn.adbc_get_objects(
+        depth="tables", catalog_filter="archive", db_schema_filter="oms",
+        table_name_filter="order%", table_types_filter=["VIEW"],
+    ).read_all().to_pylist()
+    listed = sorted(
+        (t["table_name"], t["table_type"], t["table_columns"])
+        for c in views for s in c["catalog_db_schemas"] or [] for t in s["db_schema_tables"] or []
+    )
+    check(
+        "get_objects tables by name pattern and type",
+        [(n, k) for n, k, _ in listed]
+        == [("order_items", "VIEW"), ("order_status_history", "VIEW"), ("orders", "VIEW")]
+        and all(not cols for _, _, cols in listed),
+        listed,
+    )
+    found = conn.adbc_get_objects(
+        depth="columns", catalog_filter="archive", db_schema_filter="oms",
+        table_name_filter="order_events", column_name_filter="kafka_%",
+    ).read_all().to_pylist()
+    columns = [
+        (col["column_name"], col["ordinal_position"])
+        for c in found for s in c["catalog_db_schemas"] or [] for t in s["db_schema_tables"] or []
+        for col in t["table_columns"] or []
+    ]
+    check(
+        "get_objects columns by name pattern",
+        columns and all(n.startswith("kafka_") for n, _ in columns)
+        and "kafka_value" in {n for n, _ in columns},
+        columns,
+    )
+    schema = conn.adbc_get_table_schema("order_events", catalog_filter="archive", db_schema_filter="oms")
+    check(
+        "get_table_schema",
+        str(schema.field("total_amount").type) == "decimal128(18, 4)"
+        and str(schema.field("event_time").type).startswith("timestamp[us, tz=")
+        and schema.field("items").type.value_type.num_fields == 4,
+        schema,
+    )
+    view_schema = conn.adbc_get_table_schema("orders", catalog_filter="archive", db_schema_filter="oms")
+    check("get_table_schema of a view", "item_count" in view_schema.names, view_schema)
+    try:
+        conn.adbc_get_table_schema("no_such_table", catalog_filter="archive", db_schema_filter="oms")
+        check("get_table_schema of a missing table", False, "a schema came back")
+    except AdbcError as e:
+        check("get_table_schema of a missing table", "NOT_FOUND" in str(e).upper() or "not found" in str(e), e)
+    types = set(conn.adbc_get_table_types())
+    check("get_table_types", {"TABLE", "VIEW"} <= types, types)
+
+
+def token_expiry(uri, user, password, ttl):
+    conn = connect(uri, user, password)
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM order_events")
+    check("query before the token expires", cur.fetchall() == [(9,)])
+    time.sleep(ttl + 1.5)
+    try:
+        cur.execute("SELECT count(*) FROM order_events")
+        cur.fetchall()
+        check("an expired token is refused", False, "the query ran")
+    except AdbcError as e:
+        check(
+            "an expired token is refused",
+            "UNAUTHENTICATED" in str(e).upper() and "expired" in str(e),
+            e,
+        )
+    conn.close()
+    again = connect(uri, user, password)
+    acur = again.cursor()
+    acur.execute("SELECT count(*) FROM order_events")
+    check("a new connection signs in again", acur.fetchall() == [(9,)])
+    again.close()
+    print(json.dumps({"check": "all", "ok": True}), flush=True)
+
+
 def main():
     uri, user, password = sys.argv[1:4]
     conn = connect(uri, user, password)
@@ -107,6 +202,7 @@ def main():
         for col in (t["table_columns"] or [])
     ]
     check("get_objects columns", "item_count" in columns and "status" in columns, columns)
+    check_metadata_depths(conn)
 
     info = conn.adbc_get_info()
     check("get_info", info.get("vendor_name") == "orderlake", info)
@@ -146,4 +242,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "--token-expiry":
+        token_expiry(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+    else:
+        main()

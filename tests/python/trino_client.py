@@ -140,7 +140,14 @@ def main():
     cur.execute("SHOW TABLES FROM system.runtime")
     check("SHOW TABLES FROM", cur.fetchall() == [["queries"]])
     cur.execute("SHOW SESSION")
-    check("SHOW SESSION", cur.fetchall() == [] and cur.description[0][0] == "Name")
+    defaults = {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+    check(
+        "SHOW SESSION lists the properties at the server's limits",
+        cur.description[0][0] == "Name"
+        and set(defaults) == {"query_max_run_time", "query_max_execution_time", "query_max_memory"}
+        and all(value == default for value, default in defaults.values()),
+        defaults,
+    )
     cur.execute("SHOW FUNCTIONS")
     functions = {r[0]: r[3] for r in cur.fetchall()}
     check(
@@ -185,6 +192,29 @@ def main():
     ]:
         e = expect_error(cur, sql, error)
         check(name, isinstance(e, TrinoUserError), e)
+
+    # Session properties: the client keeps what SET SESSION answers and sends it back.
+    limited = connect(host, port, user, password)
+    scur = limited.cursor()
+    scur.execute("SET SESSION query_max_run_time = '1s'")
+    scur.fetchall()
+    props = limited._client_session.properties
+    check("SET SESSION kept by the client", props.get("query_max_run_time") == "1s", props)
+    scur.execute("SHOW SESSION")
+    shown = {r[0]: r[1] for r in scur.fetchall()}
+    check("SHOW SESSION shows what was set", shown.get("query_max_run_time") == "1s" and "query_max_memory" in shown, shown)
+    e = expect_error(scur, SLOW_QUERY, "EXCEEDED_TIME_LIMIT")
+    check(
+        "the session's time limit stops a query",
+        isinstance(e, TrinoQueryError) and "1s time limit" in e.message,
+        e,
+    )
+    scur.execute("RESET SESSION query_max_run_time")
+    scur.fetchall()
+    check("RESET SESSION", "query_max_run_time" not in limited._client_session.properties,
+          limited._client_session.properties)
+    e = expect_error(scur, "SET SESSION query_max_memory = 'lots'", "INVALID_SESSION_PROPERTY")
+    check("a value the property cannot take", isinstance(e, TrinoUserError), e)
 
     e = expect_error(cur, "USE archive.no_such_schema", "SCHEMA_NOT_FOUND")
     check("USE an unknown schema", isinstance(e, TrinoUserError), e)
@@ -360,6 +390,66 @@ def main():
         "CAST(NULL AS smallint) KEY_SEQ,  CAST(NULL AS varchar) PK_NAME WHERE false"
     )
     check("jdbc getPrimaryKeys", jdbc.fetchall() == [] and len(jdbc.description) == 6)
+    jdbc.execute(
+        "SELECT TYPE_NAME, DATA_TYPE, PRECISION, LITERAL_PREFIX, LITERAL_SUFFIX,\n"
+        "CREATE_PARAMS, NULLABLE, CASE_SENSITIVE, SEARCHABLE, UNSIGNED_ATTRIBUTE,\n"
+        "FIXED_PREC_SCALE, AUTO_INCREMENT, LOCAL_TYPE_NAME, MINIMUM_SCALE, MAXIMUM_SCALE,\n"
+        "SQL_DATA_TYPE, SQL_DATETIME_SUB, NUM_PREC_RADIX\n"
+        "FROM system.jdbc.types\nORDER BY DATA_TYPE"
+    )
+    types = {r[0]: (r[1], r[2], r[8], r[17]) for r in jdbc.fetchall()}
+    check(
+        "jdbc getTypeInfo",
+        types.get("bigint") == (-5, 19, 3, 10)
+        and types.get("varchar") == (12, 2147483647, 3, None)
+        and types.get("timestamp with time zone", (None,))[0] == 2014
+        and types.get("decimal", (None,))[0] == 3
+        and types.get("array", (None,))[0] == 2003
+        and types.get("map", (None, None, None))[2] == 0,
+        types,
+    )
+    # What the driver reads for user-defined types, procedures, pseudo-columns and the rest:
+    # nothing in this archive, with the columns DatabaseMetaData promises.
+    for table, width, order in [
+        ("udts", 7, "DATA_TYPE, TYPE_CAT, TYPE_SCHEM, TYPE_NAME"),
+        ("super_types", 6, "TYPE_CAT, TYPE_SCHEM, TYPE_NAME"),
+        ("super_tables", 4, "TABLE_CAT, TABLE_SCHEM, TABLE_NAME"),
+        ("attributes", 21, "TYPE_CAT, TYPE_SCHEM, TYPE_NAME, ORDINAL_POSITION"),
+        ("procedures", 6, "PROCEDURE_CAT, PROCEDURE_SCHEM, PROCEDURE_NAME, SPECIFIC_NAME"),
+        ("procedure_columns", 20, "PROCEDURE_CAT, PROCEDURE_SCHEM, PROCEDURE_NAME, SPECIFIC_NAME"),
+        ("pseudo_columns", 12, "TABLE_CAT, TABLE_SCHEM, TABLE_NAME, COLUMN_NAME"),
+    ]:
+        jdbc.execute(f"SELECT * FROM system.jdbc.{table} WHERE 1 = 1 ORDER BY {order}")
+        rows = jdbc.fetchall()
+        check(f"jdbc {table}", rows == [] and len(jdbc.description) == width, (rows, jdbc.description))
+
+    # The session's time zone (X-Trino-Time-Zone): current_timestamp is shown in it.
+    berlin = connect(host, port, user, password, timezone="Europe/Berlin")
+    zcur = berlin.cursor()
+    zcur.execute(
+        "SELECT current_timestamp, "
+        "at_timezone(from_iso8601_timestamp('2024-07-01T10:00:00Z'), 'Asia/Tokyo')"
+    )
+    now, tokyo = zcur.fetchall()[0]
+    check(
+        "session time zone",
+        str(getattr(now.tzinfo, "key", now.tzinfo)) == "Europe/Berlin"
+        and tokyo.hour == 19 and str(getattr(tokyo.tzinfo, "key", tokyo.tzinfo)) == "Asia/Tokyo",
+        (now, tokyo),
+    )
+    # The client checks zone names itself, so an unknown one goes over plain HTTP.
+    answer = requests.post(
+        f"http://{host}:{port}/v1/statement", data="SELECT 1", auth=(user, password),
+        headers={"X-Trino-User": user, "X-Trino-Time-Zone": "Mars/Olympus_Mons"}, timeout=10,
+    ).json()
+    while "error" not in answer and answer.get("nextUri"):
+        answer = requests.get(answer["nextUri"], auth=(user, password), timeout=10).json()
+    check(
+        "unknown time zone refused",
+        answer.get("error", {}).get("errorName") == "GENERIC_USER_ERROR"
+        and "Mars/Olympus_Mons" in answer["error"]["message"],
+        answer,
+    )
 
     info = requests.get(f"http://{host}:{port}/v1/info", timeout=10).json()
     check("server info", info["coordinator"] is True and "orderlake" in info["nodeVersion"]["version"], info)

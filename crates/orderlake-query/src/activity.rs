@@ -249,6 +249,9 @@ mod tests {
             scope: QueryScope {
                 catalog: "archive".into(),
                 schema: "oms".into(),
+                time_zone: None,
+                max_run_time: None,
+                max_memory_bytes: None,
             },
             user: user.into(),
         }

@@ -17,7 +17,7 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
     MemorySchemaProvider, SchemaProvider,
 };
-use datafusion::common::ScalarValue;
+use datafusion::common::{DataFusionError, ScalarValue, SchemaError};
 use datafusion::datasource::{TableProvider, ViewTable};
 use datafusion::execution::TaskContext;
 use datafusion::execution::cache::cache_manager::{
@@ -38,6 +38,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::access::{AccessPolicy, QueryPrivilege};
+use crate::access_catalog::{HiddenColumn, UserCatalogs};
 use crate::activity::{Activity, CancelOutcome, FinishedQuery, RunningGuard, RunningQueryInfo};
 use crate::bounded_topk::BoundedTopKAggregates;
 use crate::cluster::{Cluster, ClusterSettings};
@@ -85,6 +87,9 @@ pub struct EngineSettings {
     pub datafusion_options: BTreeMap<String, String>,
     /// Run big queries on a Ballista cluster (none: every query runs here).
     pub cluster: Option<ClusterSettings>,
+    /// Who may read which tables and columns, and see or stop others' queries
+    /// ([`crate::access`]); open by default.
+    pub access: Arc<AccessPolicy>,
 }
 
 /// Whether DataFusion knows the setting `key` (without the `datafusion.` prefix) and accepts
@@ -113,6 +118,7 @@ impl Default for EngineSettings {
             use_rollup: true,
             datafusion_options: BTreeMap::new(),
             cluster: None,
+            access: Arc::default(),
         }
     }
 }
@@ -122,6 +128,38 @@ impl Default for EngineSettings {
 pub struct QueryScope {
     pub catalog: String,
     pub schema: String,
+    /// The session's time zone (an IANA name or an offset): `current_timestamp`,
+    /// `current_date` and zoned literals use it. UTC when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// The session's own time limit (Trino's `query_max_run_time`); it can only shorten the
+    /// server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_run_time: Option<Duration>,
+    /// The session's own memory limit (Trino's `query_max_memory`); it can only lower the
+    /// server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_bytes: Option<usize>,
+}
+
+impl QueryScope {
+    /// The server's limits, lowered by this session's own.
+    pub fn limits(&self, server: &QueryLimits) -> QueryLimits {
+        let mut limits = server.clone();
+        if let Some(t) = self.max_run_time {
+            limits.timeout = limits.timeout.min(t);
+        }
+        if let Some(m) = self.max_memory_bytes {
+            limits.memory_bytes = limits.memory_bytes.min(m);
+        }
+        limits
+    }
+
+    /// Whether `zone` names a time zone a session may use: an IANA name (`Europe/Berlin`) or
+    /// an offset (`+02:00`).
+    pub fn is_time_zone(zone: &str) -> bool {
+        zone.parse::<arrow::array::timezone::Tz>().is_ok()
+    }
 }
 
 /// A query to run: its text, bound parameter values and where short names resolve.
@@ -224,9 +262,8 @@ impl ColdQueryEngine {
     /// current version.
     pub async fn open(location: TableLocation, settings: EngineSettings) -> Result<Self> {
         for (key, value) in &settings.datafusion_options {
-            check_datafusion_option(key, value).map_err(|reason| {
-                datafusion::error::DataFusionError::Configuration(format!("{key}: {reason}"))
-            })?;
+            check_datafusion_option(key, value)
+                .map_err(|reason| DataFusionError::Configuration(format!("{key}: {reason}")))?;
         }
         let table = ArchiveTable::open(location).await?;
         let views = match &settings.views_dir {
@@ -314,6 +351,16 @@ impl ColdQueryEngine {
     /// their own queries).
     pub fn cancel_as(&self, id: &str, user: &str) -> CancelOutcome {
         self.activity.cancel_as(id, user)
+    }
+
+    /// Stops the query with this id if `user` runs it or may stop anyone's (the access rules'
+    /// `kill`).
+    pub fn cancel_for(&self, id: &str, user: &str) -> CancelOutcome {
+        if self.settings.access.may(user, QueryPrivilege::Kill) {
+            self.activity.cancel(id)
+        } else {
+            self.activity.cancel_as(id, user)
+        }
     }
 
     /// The queries running now, longest-running first.
@@ -410,6 +457,8 @@ impl ColdQueryEngine {
         options.execution.parquet.reorder_filters = true;
         options.execution.parquet.enable_page_index = false;
         options.execution.parquet.bloom_filter_on_read = false;
+        // Trino's `current_timestamp` is zoned, UTC unless the session names a zone.
+        options.execution.time_zone = Some(scope.time_zone.clone().unwrap_or_else(|| "UTC".into()));
         for (key, value) in &self.settings.datafusion_options {
             // Checked when the engine opened.
             if let Err(e) = options.set(&format!("datafusion.{key}"), value) {
@@ -574,6 +623,9 @@ impl ColdQueryEngine {
         QueryScope {
             catalog: self.settings.catalog.clone(),
             schema: self.settings.schema.clone(),
+            time_zone: None,
+            max_run_time: None,
+            max_memory_bytes: None,
         }
     }
 
@@ -625,12 +677,44 @@ impl ColdQueryEngine {
         Ok(())
     }
 
-    /// Every catalog, schema, table and view a client can list, information_schema included.
+    /// Every catalog, schema, table and view there is, information_schema included (what
+    /// operators see).
     pub async fn tables(&self) -> Result<Vec<TableEntry>> {
         let snapshot = self.current();
+        let list = Arc::clone(snapshot.base.catalog_list());
+        self.tables_in(&snapshot, list).await
+    }
+
+    /// What `user` can list: the tables and views the access rules let them read, without
+    /// their hidden columns.
+    pub async fn tables_for(&self, user: &str) -> Result<Vec<TableEntry>> {
+        let snapshot = self.current();
+        let list = self.catalogs_for(&snapshot, user).0;
+        self.tables_in(&snapshot, list).await
+    }
+
+    /// The catalogs as `user` sees them, and the hidden columns the session handed out.
+    fn catalogs_for(
+        &self,
+        snapshot: &Snapshot,
+        user: &str,
+    ) -> (Arc<dyn CatalogProviderList>, Option<HiddenColumns>) {
+        let base = Arc::clone(snapshot.base.catalog_list());
+        if !self.settings.access.restricts_tables() {
+            return (base, None);
+        }
+        let catalogs = UserCatalogs::new(base, Arc::clone(&self.settings.access), user);
+        let hidden = catalogs.hidden_columns();
+        (Arc::new(catalogs), Some(hidden))
+    }
+
+    async fn tables_in(
+        &self,
+        snapshot: &Snapshot,
+        list: Arc<dyn CatalogProviderList>,
+    ) -> Result<Vec<TableEntry>> {
         let state = &snapshot.base;
         let mut out = Vec::new();
-        let list = state.catalog_list();
         let mut catalogs = list.catalog_names();
         catalogs.sort();
         for catalog_name in catalogs {
@@ -691,9 +775,10 @@ impl ColdQueryEngine {
         Ok(out)
     }
 
-    /// Parses, vets and plans `sql` without running it: its result schema and parameters.
-    pub async fn plan(&self, sql: &str, scope: &QueryScope) -> Result<PlannedQuery> {
-        self.plan_with(sql, scope, None).await
+    /// Parses, vets and plans `sql` for `user` without running it: its result schema and
+    /// parameters.
+    pub async fn plan(&self, sql: &str, scope: &QueryScope, user: &str) -> Result<PlannedQuery> {
+        self.plan_with(sql, scope, None, user).await
     }
 
     async fn plan_with(
@@ -701,16 +786,33 @@ impl ColdQueryEngine {
         sql: &str,
         scope: &QueryScope,
         memory_bytes: Option<usize>,
+        user: &str,
     ) -> Result<PlannedQuery> {
         let snapshot = self.current();
-        let state = SessionStateBuilder::new_from_existing(snapshot.base.clone())
-            .with_config(self.session_config(scope))
+        let (catalogs, hidden) = self.catalogs_for(&snapshot, user);
+        let config = self
+            .session_config(scope)
+            .with_extension(Arc::new(system::QueryUser {
+                name: user.to_owned(),
+                sees_all_queries: !self.settings.access.restricts()
+                    || self.settings.access.may(user, QueryPrivilege::View),
+            }));
+        let mut state = SessionStateBuilder::new_from_existing(snapshot.base.clone())
+            .with_config(config)
+            .with_catalog_list(catalogs)
             .with_runtime_env(self.runtime(memory_bytes)?)
             .build();
+        // The statement's clock: `now()` / `current_timestamp` become this instant when the
+        // plan is simplified (without it they fail: "invoke should not be called on a simplified
+        // now() function").
+        state.mark_start_execution();
         let dialect = state.config().options().sql_parser.dialect;
         let parsed =
             statement::prepare(sql, scope, |sql| Ok(state.sql_to_statement(sql, &dialect)?))?;
-        let plan = state.statement_to_plan(parsed).await?;
+        let plan = match state.statement_to_plan(parsed).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(denied_column(&e, hidden.as_ref()).unwrap_or_else(|| e.into())),
+        };
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -734,10 +836,12 @@ impl ColdQueryEngine {
 
     /// Plans `request` with its own memory pool (logical plan, parameters still unbound).
     async fn plan_request(&self, request: &QueryRequest) -> Result<PlannedQuery> {
+        let limits = request.scope.limits(&self.settings.limits);
         self.plan_with(
             &request.sql,
             &request.scope,
-            Some(self.settings.limits.memory_bytes),
+            Some(limits.memory_bytes),
+            &request.user,
         )
         .await
     }
@@ -784,7 +888,7 @@ impl ColdQueryEngine {
     /// schema clients receive. Planning is held to the query's time limit too: it may read
     /// storage (footers not cached yet).
     pub async fn plan_for_execution(&self, request: &QueryRequest) -> Result<SchemaRef> {
-        let limits = &self.settings.limits;
+        let limits = &request.scope.limits(&self.settings.limits);
         let planning = unless_panicking(self.plan_for_execution_in(request));
         tokio::time::timeout(limits.timeout, planning)
             .instrument(query_span(request))
@@ -832,7 +936,7 @@ impl ColdQueryEngine {
         request: QueryRequest,
         span: tracing::Span,
     ) -> Result<QueryStream> {
-        let limits = &self.settings.limits;
+        let limits = &request.scope.limits(&self.settings.limits);
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + limits.timeout;
         if self
@@ -885,6 +989,27 @@ impl ColdQueryEngine {
             span,
         })
     }
+}
+
+/// The hidden columns a user's session resolved, shared with its catalogs.
+type HiddenColumns = Arc<Mutex<std::collections::BTreeSet<HiddenColumn>>>;
+
+/// A planning error about a field the access rules hide from the user: refused as such, naming
+/// the column and its table, rather than reported as a column that does not exist.
+fn denied_column(e: &DataFusionError, hidden: Option<&HiddenColumns>) -> Option<QueryError> {
+    let DataFusionError::SchemaError(schema_error, _) = e.find_root() else {
+        return None;
+    };
+    let SchemaError::FieldNotFound { field, .. } = schema_error.as_ref() else {
+        return None;
+    };
+    let hidden = hidden?.lock().expect("hidden columns lock");
+    let name = field.name.to_lowercase();
+    let column = hidden.iter().find(|h| h.column == name)?;
+    Some(QueryError::forbidden(format!(
+        "Access Denied: Cannot select from columns [{}] in table or view {}",
+        column.column, column.table
+    )))
 }
 
 /// `work`, failing with [`QueryError::panicked`] instead of unwinding if the engine panics in it.

@@ -130,11 +130,15 @@ fn classify(e: &DataFusionError) -> Option<QueryError> {
                 .downcast_ref::<DataFusionError>()
                 .and_then(classify)
                 .or_else(|| {
-                    inner
-                        .downcast_ref::<QueryError>()
-                        .map(|q| QueryError::Engine {
-                            message: q.to_string(),
-                        })
+                    inner.downcast_ref::<QueryError>().map(|q| match q {
+                        // An access rule refusing a table as the planner resolved it.
+                        QueryError::Forbidden { message } => QueryError::Forbidden {
+                            message: message.clone(),
+                        },
+                        other => QueryError::Engine {
+                            message: other.to_string(),
+                        },
+                    })
                 });
         }
         DataFusionError::SQL(parser, _) => QueryError::Syntax {

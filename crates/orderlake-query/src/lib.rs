@@ -3,6 +3,8 @@
 //! views from `sql/`, read-only by construction, and per-query limits on memory, time,
 //! concurrency and result size. The Flight SQL server is a protocol layer over this crate.
 
+pub mod access;
+mod access_catalog;
 mod activity;
 mod bounded_topk;
 pub mod cluster;

@@ -35,3 +35,10 @@ pub(crate) fn metadata_cache(hits: usize, entries: usize, bytes: usize) {
     gauge!(m::METADATA_CACHE_ENTRIES).set(entries as f64);
     gauge!(m::METADATA_CACHE_BYTES).set(bytes as f64);
 }
+
+/// A plan sent to the cluster ended: answered by the cluster, or by this server after the
+/// cluster failed it.
+pub(crate) fn cluster_job(by_cluster: bool) {
+    let by = if by_cluster { "cluster" } else { "server" };
+    counter!(m::CLUSTER_JOBS, "answered_by" => by).increment(1);
+}

@@ -442,6 +442,9 @@ mod tests {
         let scope = QueryScope {
             catalog: "archive".into(),
             schema: "oms".into(),
+            time_zone: None,
+            max_run_time: None,
+            max_memory_bytes: None,
         };
         let run = |sql: &str| prepare(sql, &scope, parse_one);
         let chain = |n: usize, op: &str| format!("SELECT {} FROM orders", vec!["1"; n].join(op));

@@ -21,6 +21,14 @@ use crate::activity::Activity;
 
 pub const SYSTEM_CATALOG: &str = "system";
 
+/// Who runs a query, kept in its session: `runtime.queries` shows a user their own queries
+/// unless the access rules let them see everyone's.
+#[derive(Debug)]
+pub(crate) struct QueryUser {
+    pub name: String,
+    pub sees_all_queries: bool,
+}
+
 /// The `system` catalog, with `runtime.queries` over `activity`.
 pub(crate) fn catalog(activity: &Arc<Activity>) -> Result<Arc<dyn CatalogProvider>> {
     let runtime = Arc::new(MemorySchemaProvider::new());
@@ -87,7 +95,9 @@ fn ending(outcome: &str) -> (&'static str, Option<&'static str>, Option<&'static
 }
 
 impl RuntimeQueries {
-    fn batch(&self) -> Result<RecordBatch> {
+    /// The queries `viewer` may see (every one when `None`).
+    fn batch(&self, viewer: Option<&str>) -> Result<RecordBatch> {
+        let shown = |user: &str| viewer.is_none_or(|v| v == user);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -101,7 +111,12 @@ impl RuntimeQueries {
         let mut end = Vec::new();
         let mut error_type = Vec::new();
         let mut error_code = Vec::new();
-        for q in self.activity.running() {
+        for q in self
+            .activity
+            .running()
+            .into_iter()
+            .filter(|q| shown(&q.user))
+        {
             let ms = q.elapsed.as_millis() as i64;
             id.push(q.id);
             state.push("RUNNING");
@@ -114,7 +129,12 @@ impl RuntimeQueries {
             error_type.push(None);
             error_code.push(None);
         }
-        for q in self.activity.recent() {
+        for q in self
+            .activity
+            .recent()
+            .into_iter()
+            .filter(|q| shown(&q.user))
+        {
             let ms = q.elapsed.as_millis() as i64;
             let (s, kind, code) = ending(&q.outcome);
             id.push(q.id);
@@ -156,12 +176,17 @@ impl TableProvider for RuntimeQueries {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.batch()?;
+        let user = state.config().get_extension::<QueryUser>();
+        let viewer = user
+            .as_ref()
+            .filter(|u| !u.sees_all_queries)
+            .map(|u| u.name.as_str());
+        let batch = self.batch(viewer)?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             schema(),

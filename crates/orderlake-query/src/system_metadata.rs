@@ -1,9 +1,11 @@
 //! Metadata as Trino's clients read it, built with each snapshot from its catalogs (the tables
 //! and views of a version do not change under it):
 //! - `system.jdbc.*`: what the Trino JDBC driver's `DatabaseMetaData` selects (`catalogs`,
-//!   `schemas`, `tables`, `table_types`, `columns`), so DBeaver's tree fills as against Trino,
-//!   with Trino's type names and `java.sql.Types` codes. Column names are lower case, so the
-//!   driver's unquoted `TABLE_CAT` finds `table_cat`.
+//!   `schemas`, `tables`, `table_types`, `columns`, `types`), so DBeaver's tree fills as against
+//!   Trino, with Trino's type names and `java.sql.Types` codes, and the tables the driver asks
+//!   for that this archive has nothing in (`udts`, `super_types`, `super_tables`, `attributes`,
+//!   `procedures`, `procedure_columns`, `pseudo_columns`: empty, with Trino's columns). Column
+//!   names are lower case, so the driver's unquoted `TABLE_CAT` finds `table_cat`.
 //! - Trino's `information_schema` (`columns` with Trino type names and `comment`, `tables`,
 //!   `schemata`, `views`), which `statement::trino_information_schema` points queries of
 //!   `information_schema.*` at.
@@ -11,13 +13,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::error::Result;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::TableType;
 
+use crate::access_catalog::MetadataTable;
 use crate::statement::TRINO_INFORMATION_SCHEMA;
 use crate::system::SYSTEM_CATALOG;
 use crate::trino_types::{precision, trino_type};
@@ -26,6 +29,7 @@ use crate::trino_types::{precision, trino_type};
 enum Cell {
     Text(Option<String>),
     Int(Option<i64>),
+    Bool(Option<bool>),
 }
 
 fn text(s: impl Into<String>) -> Cell {
@@ -35,7 +39,8 @@ fn text(s: impl Into<String>) -> Cell {
 const NULL_TEXT: Cell = Cell::Text(None);
 const NULL_INT: Cell = Cell::Int(None);
 
-/// An in-memory table: its name, its column names (a `#` prefix: bigint, else varchar) and rows.
+/// An in-memory table: its name, its column names (a `#` prefix: bigint, `?`: boolean, else
+/// varchar) and rows.
 type TableRows<'a> = (&'a str, &'a [&'a str], Vec<Vec<Cell>>);
 
 /// A schema of in-memory tables.
@@ -44,34 +49,43 @@ fn schema(tables: Vec<TableRows<'_>>) -> Result<Arc<dyn SchemaProvider>> {
     for (name, columns, rows) in tables {
         let fields: Vec<Field> = columns
             .iter()
-            .map(|c| match c.strip_prefix('#') {
-                Some(n) => Field::new(n, DataType::Int64, true),
-                None => Field::new(*c, DataType::Utf8, true),
+            .map(|c| {
+                if let Some(n) = c.strip_prefix('#') {
+                    Field::new(n, DataType::Int64, true)
+                } else if let Some(n) = c.strip_prefix('?') {
+                    Field::new(n, DataType::Boolean, true)
+                } else {
+                    Field::new(*c, DataType::Utf8, true)
+                }
             })
             .collect();
         let arrays: Vec<ArrayRef> = fields
             .iter()
             .enumerate()
             .map(|(i, f)| -> ArrayRef {
-                if f.data_type() == &DataType::Int64 {
-                    Arc::new(Int64Array::from_iter(rows.iter().map(|r| match &r[i] {
+                let cells = rows.iter().map(|r| &r[i]);
+                match f.data_type() {
+                    DataType::Int64 => Arc::new(Int64Array::from_iter(cells.map(|c| match c {
                         Cell::Int(v) => *v,
-                        Cell::Text(_) => None,
-                    })))
-                } else {
-                    Arc::new(StringArray::from_iter(rows.iter().map(|r| match &r[i] {
+                        _ => None,
+                    }))),
+                    DataType::Boolean => {
+                        Arc::new(BooleanArray::from_iter(cells.map(|c| match c {
+                            Cell::Bool(v) => *v,
+                            _ => None,
+                        })))
+                    }
+                    _ => Arc::new(StringArray::from_iter(cells.map(|c| match c {
                         Cell::Text(v) => v.clone(),
-                        Cell::Int(_) => None,
-                    })))
+                        _ => None,
+                    }))),
                 }
             })
             .collect();
         let schema = Arc::new(Schema::new(fields));
-        let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)?;
-        provider.register_table(
-            name.to_owned(),
-            Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-        )?;
+        let batch = RecordBatch::try_new(schema, arrays)?;
+        // Each user's session sees the rows about what they may read (access rules).
+        provider.register_table(name.to_owned(), Arc::new(MetadataTable::new(batch)?))?;
     }
     Ok(Arc::new(provider))
 }
@@ -135,6 +149,186 @@ fn size_digits_radix(t: &DataType) -> (Option<i64>, Option<i64>, Option<i64>) {
         DataType::Time64(TimeUnit::Microsecond) => (Some(15), Some(6), None),
         _ => (None, None, None),
     }
+}
+
+const TYPE_COLUMNS: &[&str] = &[
+    "type_name",
+    "#data_type",
+    "#precision",
+    "literal_prefix",
+    "literal_suffix",
+    "create_params",
+    "#nullable",
+    "?case_sensitive",
+    "#searchable",
+    "?unsigned_attribute",
+    "?fixed_prec_scale",
+    "?auto_increment",
+    "local_type_name",
+    "#minimum_scale",
+    "#maximum_scale",
+    "#sql_data_type",
+    "#sql_datetime_sub",
+    "#num_prec_radix",
+];
+const UDT_COLUMNS: &[&str] = &[
+    "type_cat",
+    "type_schem",
+    "type_name",
+    "class_name",
+    "#data_type",
+    "remarks",
+    "#base_type",
+];
+const SUPER_TYPE_COLUMNS: &[&str] = &[
+    "type_cat",
+    "type_schem",
+    "type_name",
+    "supertype_cat",
+    "supertype_schem",
+    "supertype_name",
+];
+const SUPER_TABLE_COLUMNS: &[&str] = &["table_cat", "table_schem", "table_name", "supertable_name"];
+const ATTRIBUTE_COLUMNS: &[&str] = &[
+    "type_cat",
+    "type_schem",
+    "type_name",
+    "attr_name",
+    "#data_type",
+    "attr_type_name",
+    "#attr_size",
+    "#decimal_digits",
+    "#num_prec_radix",
+    "#nullable",
+    "remarks",
+    "attr_def",
+    "#sql_data_type",
+    "#sql_datetime_sub",
+    "#char_octet_length",
+    "#ordinal_position",
+    "is_nullable",
+    "scope_catalog",
+    "scope_schema",
+    "scope_table",
+    "#source_data_type",
+];
+const PROCEDURE_COLUMNS: &[&str] = &[
+    "procedure_cat",
+    "procedure_schem",
+    "procedure_name",
+    "remarks",
+    "#procedure_type",
+    "specific_name",
+];
+const PROCEDURE_COLUMN_COLUMNS: &[&str] = &[
+    "procedure_cat",
+    "procedure_schem",
+    "procedure_name",
+    "column_name",
+    "#column_type",
+    "#data_type",
+    "type_name",
+    "#precision",
+    "#length",
+    "#scale",
+    "#radix",
+    "#nullable",
+    "remarks",
+    "column_def",
+    "#sql_data_type",
+    "#sql_datetime_sub",
+    "#char_octet_length",
+    "#ordinal_position",
+    "is_nullable",
+    "specific_name",
+];
+const PSEUDO_COLUMN_COLUMNS: &[&str] = &[
+    "table_cat",
+    "table_schem",
+    "table_name",
+    "column_name",
+    "#data_type",
+    "#column_size",
+    "#decimal_digits",
+    "#num_prec_radix",
+    "column_usage",
+    "remarks",
+    "#char_octet_length",
+    "is_nullable",
+];
+
+/// `system.jdbc.types`: every type a query here can return, by Trino's name, with its
+/// `java.sql.Types` code, size and radix (`DatabaseMetaData.getTypeInfo`). Scalars, arrays and
+/// rows compare (searchable); maps do not.
+fn type_rows() -> Vec<Vec<Cell>> {
+    let item = Arc::new(Field::new("item", DataType::Int64, true));
+    let entries = Arc::new(Field::new(
+        "entries",
+        DataType::Struct(
+            vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, true),
+            ]
+            .into(),
+        ),
+        false,
+    ));
+    let examples = [
+        ("boolean", DataType::Boolean),
+        ("tinyint", DataType::Int8),
+        ("smallint", DataType::Int16),
+        ("integer", DataType::Int32),
+        ("bigint", DataType::Int64),
+        ("real", DataType::Float32),
+        ("double", DataType::Float64),
+        ("decimal", DataType::Decimal128(38, 0)),
+        ("varchar", DataType::Utf8),
+        ("varbinary", DataType::Binary),
+        ("date", DataType::Date32),
+        ("time", DataType::Time64(TimeUnit::Microsecond)),
+        (
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+        ),
+        (
+            "timestamp with time zone",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        ),
+        ("array", DataType::List(item)),
+        ("map", DataType::Map(entries, false)),
+        ("row", DataType::Struct(Vec::<Field>::new().into())),
+    ];
+    examples
+        .into_iter()
+        .map(|(name, t)| {
+            let (size, _, radix) = size_digits_radix(&t);
+            let unbounded = matches!(t, DataType::Utf8 | DataType::Binary);
+            vec![
+                text(name),
+                Cell::Int(Some(jdbc_type(&t))),
+                Cell::Int(if unbounded {
+                    Some(i64::from(i32::MAX))
+                } else {
+                    size
+                }),
+                NULL_TEXT,
+                NULL_TEXT,
+                NULL_TEXT,
+                Cell::Int(Some(1)),
+                Cell::Bool(Some(false)),
+                Cell::Int(Some(if matches!(t, DataType::Map(..)) { 0 } else { 3 })),
+                Cell::Bool(None),
+                Cell::Bool(Some(false)),
+                Cell::Bool(None),
+                NULL_TEXT,
+                Cell::Int(Some(0)),
+                Cell::Int(Some(0)),
+                NULL_INT,
+                NULL_INT,
+                Cell::Int(radix),
+            ]
+        })
+        .collect()
 }
 
 /// A table or view and its columns, as the catalogs hold them.
@@ -263,7 +457,21 @@ pub(crate) async fn register(
             .collect()
     };
     // The jdbc schema lists itself too, as Trino's does.
-    let jdbc_tables = ["catalogs", "columns", "schemas", "table_types", "tables"];
+    let jdbc_tables = [
+        "attributes",
+        "catalogs",
+        "columns",
+        "procedure_columns",
+        "procedures",
+        "pseudo_columns",
+        "schemas",
+        "super_tables",
+        "super_types",
+        "table_types",
+        "tables",
+        "types",
+        "udts",
+    ];
     let own = jdbc_tables.iter().map(|name| {
         vec![
             text(SYSTEM_CATALOG),
@@ -343,6 +551,14 @@ pub(crate) async fn register(
             ],
             tables.iter().flat_map(columns_of).collect(),
         ),
+        ("types", TYPE_COLUMNS, type_rows()),
+        ("udts", UDT_COLUMNS, Vec::new()),
+        ("super_types", SUPER_TYPE_COLUMNS, Vec::new()),
+        ("super_tables", SUPER_TABLE_COLUMNS, Vec::new()),
+        ("attributes", ATTRIBUTE_COLUMNS, Vec::new()),
+        ("procedures", PROCEDURE_COLUMNS, Vec::new()),
+        ("procedure_columns", PROCEDURE_COLUMN_COLUMNS, Vec::new()),
+        ("pseudo_columns", PSEUDO_COLUMN_COLUMNS, Vec::new()),
     ])?;
     system.register_schema("jdbc", jdbc)?;
 

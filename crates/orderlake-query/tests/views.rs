@@ -2,15 +2,17 @@
 //! the fixture a test file names on its first line, `fixture <file>`) is written through the
 //! archiver's own decoding and writer with the mappings of `config/archiver.toml`, then every
 //! query in `sql/tests/<view>.test` must print exactly the table written under it. The Trino
-//! functions' cases (`sql/tests/functions/<function>.test`) run over the default fixture.
+//! functions' cases (`sql/tests/functions/<function>.test`) run over the default fixture; a
+//! `query error <title>` case must fail with a message containing the lines under it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::TryStreamExt as _;
 use orderlake_archive::{ArchiveTable, TableLocation};
 use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, WriterSettings};
-use orderlake_query::{ColdQueryEngine, EngineSettings};
+use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
 
 mod support;
 use support::run;
@@ -74,6 +76,8 @@ struct Case {
     title: String,
     sql: String,
     expected: Vec<String>,
+    /// `query error …`: the query must fail with a message containing the expected line.
+    error: bool,
 }
 
 fn parse_cases(text: &str) -> Vec<Case> {
@@ -82,6 +86,10 @@ fn parse_cases(text: &str) -> Vec<Case> {
     while let Some(line) = lines.next() {
         let Some(title) = line.strip_prefix("query ") else {
             continue;
+        };
+        let (title, error) = match title.strip_prefix("error ") {
+            Some(t) => (t, true),
+            None => (title, false),
         };
         let mut sql = Vec::new();
         for l in lines.by_ref() {
@@ -102,9 +110,29 @@ fn parse_cases(text: &str) -> Vec<Case> {
             title: title.to_owned(),
             sql: sql.join("\n"),
             expected,
+            error,
         });
     }
     cases
+}
+
+/// The error `sql` fails with, or `None` when it answers.
+async fn failure(engine: &Arc<ColdQueryEngine>, sql: &str) -> Option<String> {
+    let request = QueryRequest {
+        id: orderlake_query::engine::new_query_id(),
+        sql: sql.to_owned(),
+        params: Vec::new(),
+        scope: engine.default_scope(),
+        user: "test".into(),
+    };
+    match engine.execute(request).await {
+        Err(e) => Some(e.to_string()),
+        Ok(stream) => stream
+            .try_collect::<Vec<_>>()
+            .await
+            .err()
+            .map(|e| e.to_string()),
+    }
 }
 
 /// Runs every case of a `.test` file, adding a description of each wrong answer to `failures`.
@@ -122,6 +150,22 @@ async fn check_text(
     let cases = parse_cases(text);
     assert!(!cases.is_empty(), "{} has no queries", path.display());
     for case in cases {
+        if case.error {
+            let message = match failure(engine, &case.sql).await {
+                Some(m) => m,
+                None => "(no error)".to_owned(),
+            };
+            if !case.expected.iter().all(|e| message.contains(e.as_str())) {
+                failures.push(format!(
+                    "{}: {}\n{}\nexpected an error containing:\n{}\ngot:\n{message}",
+                    path.display(),
+                    case.title,
+                    case.sql,
+                    case.expected.join("\n"),
+                ));
+            }
+            continue;
+        }
         let got = run(engine, &case.sql, Vec::new()).await;
         if got != case.expected {
             failures.push(format!(

@@ -226,6 +226,9 @@ pub struct ServerConfig {
     pub status: crate::status_page::StatusConfig,
     pub trino: TrinoConfig,
     pub distributed: DistributedConfig,
+    /// Who may read which tables and columns (Trino-style file-based rules; none: every
+    /// signed-in user reads everything).
+    pub access: orderlake_query::access::AccessRules,
 }
 
 impl ServerConfig {
@@ -285,6 +288,8 @@ impl ServerConfig {
                 return Err(bad(key, "must be at least 1".into()));
             }
         }
+        orderlake_query::access::AccessPolicy::new(&self.access)
+            .map_err(|e| bad(&e.key, e.reason))?;
         if let Some(scheduler) = &self.distributed.scheduler {
             orderlake_query::cluster::scheduler_host_port(scheduler)
                 .map_err(|reason| bad("distributed.scheduler", reason))?;
@@ -340,6 +345,11 @@ impl ServerConfig {
                     local_below_bytes: self.distributed.local_below_bytes,
                 }
             }),
+            // Checked by `validate`; rules that do not compile shut everything rather than open it.
+            access: std::sync::Arc::new(
+                orderlake_query::access::AccessPolicy::new(&self.access)
+                    .unwrap_or_else(|_| orderlake_query::access::AccessPolicy::deny_all()),
+            ),
             limits: QueryLimits {
                 memory_bytes: self.limits.query_memory(),
                 timeout: Duration::from_secs(self.limits.timeout_secs),
@@ -408,6 +418,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("distributed.scheduler"), "{err}");
+        let err = parse(
+            "[auth]\nrequired = false\n[[access.tables]]\ngroup = \"bi\"\nprivileges = [\"SELECT\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("access.tables[0].group") && err.contains("'bi' matches no group"),
+            "{err}"
+        );
         let err = parse("[[auth.users]]\nname = \"bi\"\npassword_hash = \"secret\"\n")
             .unwrap_err()
             .to_string();

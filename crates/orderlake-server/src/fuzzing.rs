@@ -33,6 +33,9 @@ pub fn statement(data: &[u8]) {
     let scope = QueryScope {
         catalog: "archive".into(),
         schema: "oms".into(),
+        time_zone: None,
+        max_run_time: None,
+        max_memory_bytes: None,
     };
     if let Ok(prepared) = orderlake_query::statement::prepare(sql, &scope, parse_one) {
         // What passed the vetting still passes it when read back from its printed form.

@@ -182,7 +182,7 @@ impl ColdQueryService {
                 Status::invalid_argument("only statement tickets can be cancelled")
             })?;
         let handle = QueryHandle::decode(&query.statement_handle)?;
-        match self.engine.cancel_as(&handle.id, user) {
+        match self.engine.cancel_for(&handle.id, user) {
             CancelOutcome::NotYours => Err(Status::permission_denied(format!(
                 "query {} is another user's; only they can cancel it",
                 handle.id
@@ -205,10 +205,10 @@ impl ColdQueryService {
         Response::new(Box::pin(futures::stream::once(async { Ok(result) })))
     }
 
-    /// Every (catalog, schema) pair a client can see.
-    async fn names(&self) -> Result<Vec<(String, String)>, Status> {
+    /// Every (catalog, schema) pair `user` can see.
+    async fn names(&self, user: &str) -> Result<Vec<(String, String)>, Status> {
         let mut pairs = Vec::new();
-        for entry in self.engine.tables().await.map_err(|e| status(&e))? {
+        for entry in self.engine.tables_for(user).await.map_err(|e| status(&e))? {
             let pair = (entry.catalog, entry.schema);
             if !pairs.contains(&pair) {
                 pairs.push(pair);
@@ -370,7 +370,7 @@ impl FlightSqlService for ColdQueryService {
         let scope = self.sessions.scope(&who.session_key);
         let planned = self
             .engine
-            .plan(&query.query, &scope)
+            .plan(&query.query, &scope, &who.name)
             .await
             .map_err(|e| status(&e))?;
         let parameter_schema = Schema::new(
@@ -489,10 +489,10 @@ impl FlightSqlService for ColdQueryService {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.who(&request)?;
+        let who = self.who(&request)?;
         let mut builder = query.into_builder();
         let mut seen = Vec::new();
-        for (catalog, _) in self.names().await? {
+        for (catalog, _) in self.names(&who.name).await? {
             if !seen.contains(&catalog) {
                 builder.append(&catalog);
                 seen.push(catalog);
@@ -520,9 +520,9 @@ impl FlightSqlService for ColdQueryService {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.who(&request)?;
+        let who = self.who(&request)?;
         let mut builder = query.into_builder();
-        for (catalog, schema) in self.names().await? {
+        for (catalog, schema) in self.names(&who.name).await? {
             builder.append(catalog, schema);
         }
         Self::batch_stream(builder.build())
@@ -547,8 +547,12 @@ impl FlightSqlService for ColdQueryService {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        self.who(&request)?;
-        let tables = self.engine.tables().await.map_err(|e| status(&e))?;
+        let who = self.who(&request)?;
+        let tables = self
+            .engine
+            .tables_for(&who.name)
+            .await
+            .map_err(|e| status(&e))?;
         let mut builder = query.into_builder();
         for t in tables {
             builder

@@ -118,6 +118,8 @@ pub const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 /// Session option names clients send.
 pub const CATALOG: &str = "catalog";
 pub const SCHEMA: &str = "schema";
+/// The session's time zone (an IANA name or an offset, as Trino's `X-Trino-Time-Zone`).
+pub const TIME_ZONE: &str = "time_zone";
 
 /// Every session's current catalog and schema, by session key.
 #[derive(Debug)]
@@ -167,7 +169,10 @@ impl Sessions {
             match name.as_str() {
                 CATALOG if check(text, None) => scope.catalog = text.to_owned(),
                 SCHEMA if check(&scope.catalog, Some(text)) => scope.schema = text.to_owned(),
-                CATALOG | SCHEMA => {
+                TIME_ZONE if QueryScope::is_time_zone(text) => {
+                    scope.time_zone = Some(text.to_owned());
+                }
+                CATALOG | SCHEMA | TIME_ZONE => {
                     errors.insert(
                         name.clone(),
                         error(SetSessionOptionErrorValue::InvalidValue),
@@ -194,6 +199,10 @@ impl Sessions {
                     SessionOptionValue::string(scope.catalog),
                 ),
                 (SCHEMA.to_owned(), SessionOptionValue::string(scope.schema)),
+                (
+                    TIME_ZONE.to_owned(),
+                    SessionOptionValue::string(scope.time_zone.unwrap_or_else(|| "UTC".into())),
+                ),
             ]),
         }
     }

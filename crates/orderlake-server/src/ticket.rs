@@ -141,6 +141,9 @@ mod tests {
         let scope = QueryScope {
             catalog: "archive".into(),
             schema: "oms".into(),
+            time_zone: None,
+            max_run_time: None,
+            max_memory_bytes: None,
         };
         let handle = QueryHandle::new(
             "SELECT $1, $2".into(),

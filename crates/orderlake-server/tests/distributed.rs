@@ -421,3 +421,70 @@ async fn scheduler_and_executor_processes_read_the_archive_on_s3_and_survive_a_l
         .unwrap();
     assert_eq!(got, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_trino_door_runs_on_the_cluster_and_the_jobs_are_counted() {
+    let (records, _) = sample(5_000);
+    // The scheduler's address is needed before the server starts, its archive only after.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheduler = format!("http://{}", listener.local_addr().unwrap());
+    let server = support::TestServer::start(&records, |c| {
+        c.distributed.scheduler = Some(scheduler.clone());
+        c.distributed.local_below_bytes = 0;
+        c.trino.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let table = support::table_location(&server.archive_dir);
+    tokio::spawn(cluster::run_scheduler(listener, table.clone()));
+    cluster::wait_for_scheduler(&scheduler, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    tokio::spawn(cluster::run_executor(cluster::ExecutorSettings {
+        scheduler: scheduler.clone(),
+        listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        external_host: "127.0.0.1".into(),
+        grpc_port: free_port(),
+        tasks: 2,
+        work_dir: Some(work.path().join("shuffle")),
+        table,
+    }));
+
+    let sql = "SELECT status, count(*) AS events, count(DISTINCT order_id) AS orders \
+               FROM order_events WHERE status IS NOT NULL GROUP BY status ORDER BY status";
+    let local = engine(&server.archive_dir, None).await;
+    let expected = rows(&local, sql).await.unwrap();
+    assert!(expected.len() > 2, "{expected:?}");
+
+    let trino = server.server.trino_addr().expect("the Trino door listens");
+    let mut got = support::trino_rows(trino, &server.service_token, sql)
+        .await
+        .unwrap_or_else(|e| panic!("the query failed: {e}"));
+    got.sort();
+    assert_eq!(got, expected, "the Trino door over the cluster");
+
+    let metrics = server
+        .server
+        .metrics_addr()
+        .expect("the metrics listener runs");
+    let page = tokio::task::spawn_blocking(move || {
+        orderlake_telemetry::http_get(metrics, "/metrics").unwrap()
+    })
+    .await
+    .unwrap();
+    let samples = orderlake_telemetry::parse_samples(&page.1);
+    let by_cluster = samples
+        .iter()
+        .find(|s| {
+            s.is(
+                "orderlake_server_cluster_jobs_total",
+                &[("answered_by", "cluster")],
+            )
+        })
+        .map_or(0.0, |s| s.value);
+    assert!(
+        by_cluster >= 1.0,
+        "no job counted as answered by the cluster:\n{page:?}"
+    );
+}

@@ -284,6 +284,7 @@ pub mod server {
     pub const TABLE_VERSION: &str = "orderlake_server_table_version";
     pub const TABLE_VERSION_AGE: &str = "orderlake_server_table_version_age_seconds";
     pub const REFRESHES: &str = "orderlake_server_table_refreshes_total";
+    pub const CLUSTER_JOBS: &str = "orderlake_server_cluster_jobs_total";
 
     const DOOR: &[&str] = &["front_door"];
 
@@ -348,6 +349,12 @@ pub mod server {
             "Memory held by cached Parquet footers and page indexes.",
         ),
         gauge(TABLE_VERSION, &[], "Delta table version new queries read."),
+        counter(
+            CLUSTER_JOBS,
+            &["answered_by"],
+            "Query plans sent to the Ballista cluster, by who answered them: cluster, or server \
+             (the cluster failed the job and the server ran the plan itself).",
+        ),
         gauge(
             TABLE_VERSION_AGE,
             &[],

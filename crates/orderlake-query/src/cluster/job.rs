@@ -130,10 +130,14 @@ impl ExecutionPlan for ClusterExec {
         let fallbacks = Arc::clone(&self.fallbacks);
         let stream = futures::stream::once(async move {
             match job.run().await {
-                Ok(remote) => Ok::<_, DataFusionError>(remote.boxed()),
+                Ok(remote) => {
+                    crate::meters::cluster_job(true);
+                    Ok::<_, DataFusionError>(remote.boxed())
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "the cluster did not answer; the query runs here");
                     fallbacks.fetch_add(1, Ordering::Relaxed);
+                    crate::meters::cluster_job(false);
                     let local: Arc<dyn ExecutionPlan> =
                         if local.output_partitioning().partition_count() > 1 {
                             Arc::new(CoalescePartitionsExec::new(local))

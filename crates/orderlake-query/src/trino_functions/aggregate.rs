@@ -1,5 +1,7 @@
-//! Trino's aggregates DataFusion names otherwise: `count_if(condition)` (rows where it is true)
-//! and `arbitrary(x)` (any non-null value: DataFusion's `any_value`).
+//! Trino's aggregates DataFusion names otherwise: `count_if(condition)` (rows where it is true),
+//! `arbitrary(x)` (any non-null value: DataFusion's `any_value`) and `approx_percentile(x,
+//! percentage)` / `approx_percentile(x, ARRAY[percentages])` (a t-digest, as DataFusion's
+//! `approx_percentile_cont`, answered in the type of `x` as Trino does).
 
 use std::sync::Arc;
 
@@ -22,7 +24,11 @@ pub(super) fn functions() -> Vec<AggregateUDF> {
         .as_ref()
         .clone()
         .with_aliases(["arbitrary"]);
-    vec![count_if, arbitrary]
+    vec![
+        count_if,
+        arbitrary,
+        AggregateUDF::new_from_impl(super::percentile::ApproxPercentile::new()),
+    ]
 }
 
 #[derive(Debug)]

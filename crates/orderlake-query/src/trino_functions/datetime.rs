@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike as _, Months, NaiveDate, NaiveDateTime, TimeDelta, TimeZone as _};
+use chrono::{
+    DateTime, Datelike as _, Months, NaiveDate, NaiveDateTime, TimeDelta, TimeZone as _, Utc,
+};
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -103,30 +105,52 @@ fn zone(z: &Option<Arc<str>>) -> Result<Option<Tz>> {
 
 /// The value's local date-time, or `None` for NULL.
 fn instant(value: &ScalarValue, function: &str) -> Result<Option<Instant>> {
+    let kind = match value {
+        ScalarValue::Date32(_) => Kind::Date32,
+        ScalarValue::Date64(_) => Kind::Date64,
+        ScalarValue::TimestampSecond(_, z) => Kind::Timestamp(TimeUnit::Second, z.clone()),
+        ScalarValue::TimestampMillisecond(_, z) => {
+            Kind::Timestamp(TimeUnit::Millisecond, z.clone())
+        }
+        ScalarValue::TimestampMicrosecond(_, z) => {
+            Kind::Timestamp(TimeUnit::Microsecond, z.clone())
+        }
+        ScalarValue::TimestampNanosecond(_, z) => Kind::Timestamp(TimeUnit::Nanosecond, z.clone()),
+        _ => Kind::Timestamp(TimeUnit::Nanosecond, None),
+    };
+    let Some((utc, z)) = utc_and_zone(value, function)? else {
+        return Ok(None);
+    };
+    let local = match zone(&z)? {
+        Some(tz) => utc.with_timezone(&tz).naive_local(),
+        None => utc.naive_utc(),
+    };
+    Ok(Some(Instant { local, kind }))
+}
+
+/// An instant and the zone it is shown in (`None`: no zone, read as UTC).
+pub(super) type Zoned = (DateTime<Utc>, Option<Arc<str>>);
+
+/// A date or time value as an instant and the zone it is shown in, or `None` for NULL. Text is
+/// read as a timestamp without zone; dates are midnight UTC.
+pub(super) fn utc_and_zone(value: &ScalarValue, function: &str) -> Result<Option<Zoned>> {
     let (ticks, unit, z) = match value {
         ScalarValue::Date32(d) => {
-            return Ok(d.map(|d| Instant {
-                local: NaiveDate::from_num_days_from_ce_opt(d + 719_163)
-                    .unwrap_or_default()
-                    .and_hms_opt(0, 0, 0)
-                    .unwrap_or_default(),
-                kind: Kind::Date32,
+            return Ok(d.and_then(|d| {
+                DateTime::from_timestamp(i64::from(d) * 86_400, 0).map(|t| (t, None))
             }));
         }
         ScalarValue::Date64(d) => {
             return Ok(d
                 .and_then(DateTime::from_timestamp_millis)
-                .map(|t| Instant {
-                    local: t.naive_utc(),
-                    kind: Kind::Date64,
-                }));
+                .map(|t| (t, None)));
         }
         ScalarValue::TimestampSecond(v, z) => (v, TimeUnit::Second, z),
         ScalarValue::TimestampMillisecond(v, z) => (v, TimeUnit::Millisecond, z),
         ScalarValue::TimestampMicrosecond(v, z) => (v, TimeUnit::Microsecond, z),
         ScalarValue::TimestampNanosecond(v, z) => (v, TimeUnit::Nanosecond, z),
         ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) | ScalarValue::LargeUtf8(_) => {
-            return instant(
+            return utc_and_zone(
                 &value.cast_to(&DataType::Timestamp(TimeUnit::Nanosecond, None))?,
                 function,
             );
@@ -147,17 +171,10 @@ fn instant(value: &ScalarValue, function: &str) -> Result<Option<Instant>> {
         ticks.div_euclid(per_second),
         (ticks.rem_euclid(per_second) * (1_000_000_000 / per_second)) as u32,
     );
-    let Some(utc) = utc else {
-        return exec_err!("{function}: timestamp out of range");
-    };
-    let local = match zone(z)? {
-        Some(tz) => utc.with_timezone(&tz).naive_local(),
-        None => utc.naive_utc(),
-    };
-    Ok(Some(Instant {
-        local,
-        kind: Kind::Timestamp(unit, z.clone()),
-    }))
+    match utc {
+        Some(utc) => Ok(Some((utc, z.clone()))),
+        None => exec_err!("{function}: timestamp out of range"),
+    }
 }
 
 fn per_second(unit: TimeUnit) -> i64 {

@@ -6,11 +6,15 @@
 //! cost of speed on very large inputs.
 
 mod aggregate;
+mod at_timezone;
 mod datetime;
+mod joda_format;
 mod json;
 mod mysql_format;
+mod percentile;
 mod structural;
 mod text;
+mod try_function;
 
 use std::sync::Arc;
 
@@ -46,6 +50,9 @@ pub(crate) fn register(state: &mut SessionState) -> Result<()> {
 /// The scalar functions, each replacing any DataFusion function of the same name.
 fn scalar_functions() -> Vec<ScalarUDF> {
     let mut all = datetime::functions();
+    all.push(at_timezone::function());
+    all.push(try_function::function());
+    all.extend(joda_format::functions());
     all.extend(json::functions());
     all.extend(mysql_format::functions());
     all.extend(structural::functions());

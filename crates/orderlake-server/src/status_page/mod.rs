@@ -148,7 +148,7 @@ async fn cancel(State(page): State<Page>, headers: HeaderMap, Path(id): Path<Str
     let Some(engine) = page.engine.get() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "opening the archive\n").into_response();
     };
-    match engine.cancel_as(&id, &who.name) {
+    match engine.cancel_for(&id, &who.name) {
         CancelOutcome::Cancelled => axum::Json(Cancelled {
             outcome: "cancelled",
         })

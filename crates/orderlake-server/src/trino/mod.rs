@@ -10,6 +10,7 @@
 
 mod protocol;
 mod query;
+mod session_properties;
 pub(crate) mod statement;
 mod values;
 
@@ -227,10 +228,15 @@ async fn submit(Extract(door): Extract<Arc<Door>>, headers: HeaderMap, body: Byt
         return plain(StatusCode::BAD_REQUEST, "SQL statement is empty");
     }
     let default = door.engine.default_scope();
-    let scope = QueryScope {
+    let mut scope = QueryScope {
         catalog: session.catalog.clone().unwrap_or(default.catalog),
         schema: session.schema.clone().unwrap_or(default.schema),
+        time_zone: session.time_zone.clone(),
+        max_run_time: None,
+        max_memory_bytes: None,
     };
+    // Checked with the other headers below; a bad value fails the query there.
+    let _ = session_properties::apply(&session.properties, &mut scope);
     let mut request = QueryRequest {
         id: orderlake_query::new_query_id(),
         sql: sql.clone(),
@@ -243,14 +249,16 @@ async fn submit(Extract(door): Extract<Arc<Door>>, headers: HeaderMap, body: Byt
         .and_then(|()| statement::classify(&sql, &session))
     {
         Err(e) => TrinoQuery::failed(&request, e),
-        Ok(command) => match run_command(&door, &mut request, command, &mut extra).await {
-            Ok(Handled::Session(update_type)) => TrinoQuery::answered(&request, update_type),
-            Ok(Handled::Rows(columns, rows)) => {
-                TrinoQuery::answered_with_rows(&request, columns, rows)
+        Ok(command) => {
+            match run_command(&door, &session, &mut request, command, &mut extra).await {
+                Ok(Handled::Session(update_type)) => TrinoQuery::answered(&request, update_type),
+                Ok(Handled::Rows(columns, rows)) => {
+                    TrinoQuery::answered_with_rows(&request, columns, rows)
+                }
+                Ok(Handled::Engine) => TrinoQuery::start(&door.engine, request),
+                Err(e) => TrinoQuery::failed(&request, e),
             }
-            Ok(Handled::Engine) => TrinoQuery::start(&door.engine, request),
-            Err(e) => TrinoQuery::failed(&request, e),
-        },
+        }
     };
     door.queries.insert(Arc::clone(&query));
     let base = base_uri(&door, &headers);
@@ -280,6 +288,7 @@ enum Handled {
 /// Handles a session statement or `DESCRIBE`, or prepares `request` for the engine.
 async fn run_command(
     door: &Door,
+    session: &ClientSession,
     request: &mut QueryRequest,
     command: Command,
     extra: &mut HeaderMap,
@@ -301,7 +310,7 @@ async fn run_command(
         }
         Command::Prepare { name, sql } => {
             door.engine
-                .plan(&sql, &request.scope)
+                .plan(&sql, &request.scope, &request.user)
                 .await
                 .map_err(|e| TrinoError::from_query(&e))?;
             set(
@@ -334,7 +343,7 @@ async fn run_command(
                     None,
                 ));
             }
-            match door.engine.cancel_as(&query_id, &request.user) {
+            match door.engine.cancel_for(&query_id, &request.user) {
                 CancelOutcome::NotYours => Err(TrinoError::new(
                     Code::PermissionDenied,
                     format!("Access Denied: Cannot kill query {query_id}: it is another user's"),
@@ -368,6 +377,20 @@ async fn run_command(
                 _ => (scope.catalog.clone(), scope.schema.clone()),
             };
             let default = door.engine.default_scope();
+            let access =
+                door.engine
+                    .settings()
+                    .access
+                    .table(&request.user, &catalog, &schema, &view);
+            if access == orderlake_query::access::TableAccess::Hidden
+                && door.engine.views().iter().any(|v| v.name == view)
+            {
+                return Err(TrinoError::new(
+                    Code::PermissionDenied,
+                    format!("Access Denied: Cannot show create view {catalog}.{schema}.{view}"),
+                    None,
+                ));
+            }
             let found = door
                 .engine
                 .views()
@@ -388,8 +411,23 @@ async fn run_command(
         }
         Command::ShowSession => Ok(Handled::Rows(
             varchar_columns(&["Name", "Value", "Default", "Type", "Description"]),
-            Vec::new(),
+            session_properties::rows(&session.properties, &door.engine.settings().limits)
+                .into_iter()
+                .map(|row| json!(row))
+                .collect(),
         )),
+        Command::SetSession { name, value } => {
+            set(
+                extra,
+                statement::SET_SESSION,
+                format!("{name}={}", statement::encode(&value)),
+            );
+            Ok(Handled::Session("SET SESSION"))
+        }
+        Command::ResetSession { name } => {
+            set(extra, statement::CLEAR_SESSION, name);
+            Ok(Handled::Session("RESET SESSION"))
+        }
         Command::ShowFunctions => Ok(Handled::Rows(
             varchar_columns(&[
                 "Function",
@@ -436,6 +474,7 @@ async fn describe(
         .plan(
             &format!("SELECT * FROM {}", quoted.join(".")),
             &request.scope,
+            &request.user,
         )
         .await
         .map_err(|e| TrinoError::from_query(&e))?;

@@ -20,9 +20,12 @@ pub const USER: &str = "x-trino-user";
 pub const CATALOG: &str = "x-trino-catalog";
 pub const SCHEMA: &str = "x-trino-schema";
 pub const SESSION: &str = "x-trino-session";
+pub const TIME_ZONE: &str = "x-trino-time-zone";
 pub const PREPARED_STATEMENT: &str = "x-trino-prepared-statement";
 pub const SET_CATALOG: &str = "x-trino-set-catalog";
 pub const SET_SCHEMA: &str = "x-trino-set-schema";
+pub const SET_SESSION: &str = "x-trino-set-session";
+pub const CLEAR_SESSION: &str = "x-trino-clear-session";
 pub const ADDED_PREPARE: &str = "x-trino-added-prepare";
 pub const DEALLOCATED_PREPARE: &str = "x-trino-deallocated-prepare";
 
@@ -34,6 +37,8 @@ pub struct ClientSession {
     pub schema: Option<String>,
     pub properties: Vec<(String, String)>,
     pub prepared: HashMap<String, String>,
+    /// `X-Trino-Time-Zone`: an IANA name or an offset; UTC when absent.
+    pub time_zone: Option<String>,
 }
 
 impl ClientSession {
@@ -82,6 +87,7 @@ impl ClientSession {
             schema: text(SCHEMA)?,
             properties: pairs(SESSION)?,
             prepared: pairs(PREPARED_STATEMENT)?.into_iter().collect(),
+            time_zone: text(TIME_ZONE)?,
         })
     }
 }
@@ -135,8 +141,17 @@ pub enum Command {
     ShowCreateView {
         name: Vec<String>,
     },
-    /// `SHOW SESSION`: the session properties (none yet).
+    /// `SHOW SESSION`: the session properties.
     ShowSession,
+    /// `SET SESSION name = 'value'`.
+    SetSession {
+        name: String,
+        value: String,
+    },
+    /// `RESET SESSION name`.
+    ResetSession {
+        name: String,
+    },
     /// `SHOW FUNCTIONS`.
     ShowFunctions,
     /// `CALL system.runtime.kill_query(query_id => '…', message => '…')`.
@@ -147,28 +162,22 @@ pub enum Command {
     Query(String),
 }
 
-/// Session properties this server has. None yet: a property a client sets is refused by name
-/// rather than silently ignored.
-const SESSION_PROPERTIES: [&str; 0] = [];
-
-/// Refuses session properties the server does not have.
+/// Refuses session properties the server does not have or values it cannot read, and a time
+/// zone it does not know.
 pub fn check_properties(session: &ClientSession) -> Result<(), TrinoError> {
-    match session
-        .properties
-        .iter()
-        .find(|(name, _)| !SESSION_PROPERTIES.contains(&name.as_str()))
+    if let Some(zone) = &session.time_zone
+        && !orderlake_query::QueryScope::is_time_zone(zone)
     {
-        Some((name, _)) => Err(unknown_property(name)),
-        None => Ok(()),
+        return Err(TrinoError::new(
+            Code::GenericUserError,
+            format!("Time zone not supported: {zone}"),
+            None,
+        ));
     }
-}
-
-fn unknown_property(name: &str) -> TrinoError {
-    TrinoError::new(
-        Code::InvalidSessionProperty,
-        format!("Session property '{name}' does not exist"),
-        None,
-    )
+    for (name, value) in &session.properties {
+        super::session_properties::check(name, value)?;
+    }
+    Ok(())
 }
 
 /// Splits off the statement's leading keywords: `(keyword, rest)` with `rest` trimmed.
@@ -345,9 +354,29 @@ pub fn classify(sql: &str, session: &ClientSession) -> Result<Command, TrinoErro
         },
         "SET" | "RESET" => match keyword(rest) {
             (k, after) if k == "SESSION" => {
-                let (name, _) = identifier(after)
+                let (name, after) = identifier(after)
                     .ok_or_else(|| syntax(format!("{first} SESSION: expected a property name")))?;
-                Err(unknown_property(&name))
+                let end = |s: &str| s.trim().trim_end_matches(';').trim().is_empty();
+                super::session_properties::check_name(&name)?;
+                if first == "RESET" {
+                    if !end(after) {
+                        return Err(syntax("RESET SESSION: expected only a property name"));
+                    }
+                    return Ok(Command::ResetSession { name });
+                }
+                let value = after
+                    .trim_start()
+                    .strip_prefix('=')
+                    .map(str::trim_start)
+                    .and_then(|v| v.strip_prefix('\''))
+                    .and_then(|v| quoted(v, '\''))
+                    .filter(|(_, rest)| end(rest))
+                    .map(|(value, _)| value)
+                    .ok_or_else(|| {
+                        syntax(format!("SET SESSION {name}: expected = and a quoted value"))
+                    })?;
+                super::session_properties::check(&name, &value)?;
+                Ok(Command::SetSession { name, value })
             }
             _ => Ok(Command::Query(sql.to_owned())),
         },

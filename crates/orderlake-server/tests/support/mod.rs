@@ -259,3 +259,58 @@ pub async fn assert_checks_pass(mut command: std::process::Command, what: &str) 
         "{what} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
 }
+
+/// One HTTP/1.1 request to the Trino door (a service token as Bearer), its JSON answer.
+pub async fn trino_http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         X-Trino-User: api-service\r\nX-Trino-Catalog: archive\r\nX-Trino-Schema: oms\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Runs `sql` through the Trino door to its end (following `nextUri`): the rows (cells as text,
+/// joined by `|`), or the error object Trino reports.
+pub async fn trino_rows(
+    addr: std::net::SocketAddr,
+    token: &str,
+    sql: &str,
+) -> Result<Vec<String>, serde_json::Value> {
+    let mut answer = trino_http(addr, "POST", "/v1/statement", token, sql).await;
+    let mut got = Vec::new();
+    loop {
+        if let Some(error) = answer.get("error") {
+            return Err(error.clone());
+        }
+        for row in answer["data"].as_array().into_iter().flatten() {
+            let cells: Vec<String> = row
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect();
+            got.push(cells.join("|"));
+        }
+        let Some(next) = answer["nextUri"].as_str() else {
+            return Ok(got);
+        };
+        let path = next.split_once(&addr.to_string()).unwrap().1.to_owned();
+        answer = trino_http(addr, "GET", &path, token, "").await;
+    }
+}
