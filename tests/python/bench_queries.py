@@ -5,6 +5,9 @@
       writes OUT_DIR/orderlake.json (the queries for the Flight SQL runner), times each query in
       DuckDB over the same Parquet files (OUT_DIR/duckdb.json: median and best milliseconds,
       rows), and records the archive's size (OUT_DIR/archive.json).
+  bench_queries.py keys TABLE_DIR N
+      prints N order ids, N customer ids and the archive's years, sampled uniformly from the
+      table's live files (the load test's keys), as JSON.
   bench_queries.py report OUT_DIR [OUT_DIR_AFTER]
       prints query, orderlake median, DuckDB median, ratio, rows (which must agree) for each
       phase, and the archive's bytes per event against the raw JSON bytes per event.
@@ -63,6 +66,23 @@ def choose_parameters(con):
         "typical_customer_id": typical_customer_id,
         "year": year,
         "next_year": year + 1,
+    }
+
+
+def keys(table_dir, n):
+    con = connect(table_dir)
+    sample = lambda column: [
+        r[0]
+        for r in con.sql(
+            f"SELECT DISTINCT {column} FROM order_events WHERE {column} IS NOT NULL "
+            f"USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE (7)"
+        ).fetchall()
+    ]
+    years = con.sql("SELECT DISTINCT year(event_date) FROM order_events ORDER BY 1").fetchall()
+    return {
+        "order_id": sample("order_id"),
+        "customer_id": sample("customer_id"),
+        "year": [y[0] for y in years],
     }
 
 
@@ -165,6 +185,8 @@ def report(out_dirs):
 if __name__ == "__main__":
     if sys.argv[1] == "prepare":
         prepare(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], *sys.argv[6:7])
+    elif sys.argv[1] == "keys":
+        print(json.dumps(keys(sys.argv[2], int(sys.argv[3]))))
     elif sys.argv[1] == "report":
         report(sys.argv[2:])
     else:

@@ -12,6 +12,8 @@
 //! suite through the Flight SQL client against a running orderlake-server, several times, and
 //! prints the median and best times (its DuckDB baseline runs in `tests/python/bench_queries.py`).
 
+mod load;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -35,6 +37,28 @@ struct Cli {
     command: Command,
 }
 
+/// The orderlake-server to query, and whom to sign in as.
+#[derive(Debug, clap::Args)]
+struct Server {
+    #[arg(long)]
+    uri: String,
+    #[arg(long)]
+    user: String,
+    #[arg(long, env = "ORDERLAKE_SERVER_PASSWORD", hide_env_values = true)]
+    password: String,
+}
+
+impl Server {
+    fn connection(&self) -> orderlake_server::client::Connection {
+        orderlake_server::client::Connection {
+            uri: self.uri.clone(),
+            user: Some(self.user.clone()),
+            password: Some(self.password.clone()),
+            token: None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Consume topics from the beginning to nowhere until `expect` records were read.
@@ -46,16 +70,27 @@ enum Command {
     },
     /// Time each query of a suite (JSON: {"queries": [{"name", "sql"}]}) through Flight SQL.
     QuerySuite {
-        #[arg(long)]
-        uri: String,
-        #[arg(long)]
-        user: String,
-        #[arg(long, env = "ORDERLAKE_SERVER_PASSWORD", hide_env_values = true)]
-        password: String,
+        #[command(flatten)]
+        server: Server,
         #[arg(long)]
         queries: std::path::PathBuf,
         #[arg(long, default_value_t = 5)]
         reps: usize,
+    },
+    /// Many Flight SQL clients at once for a while, running a weighted mix of queries (JSON:
+    /// [{"name", "weight", "sql"}]) with keys sampled from the archive (JSON: {"order_id": [..],
+    /// "customer_id": [..], "year": [..]}); latency percentiles, refusals and errors per kind.
+    Load {
+        #[command(flatten)]
+        server: Server,
+        #[arg(long)]
+        mix: std::path::PathBuf,
+        #[arg(long)]
+        keys: std::path::PathBuf,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
     },
     /// Load `expect` records from topics, then time sending them to `to_topic`.
     RawProduce {
@@ -314,13 +349,30 @@ fn main() -> anyhow::Result<()> {
             reps,
         } => decode_cost(&source, schema_registry_url, reps),
         Command::QuerySuite {
-            uri,
-            user,
-            password,
+            server,
             queries,
             reps,
-        } => tokio::runtime::Runtime::new()?
-            .block_on(query_suite(&uri, &user, &password, &queries, reps)),
+        } => tokio::runtime::Runtime::new()?.block_on(query_suite(
+            &server.connection(),
+            &queries,
+            reps,
+        )),
+        Command::Load {
+            server,
+            mix,
+            keys,
+            clients,
+            seconds,
+        } => tokio::runtime::Runtime::new()?.block_on(
+            load::Load {
+                connection: server.connection(),
+                clients,
+                duration: Duration::from_secs(seconds),
+                mix: &mix,
+                keys: &keys,
+            }
+            .run(),
+        ),
     }
 }
 
@@ -337,20 +389,12 @@ struct SuiteQuery {
 
 /// Runs each query once to warm up, then `reps` times; prints one JSON line per query.
 async fn query_suite(
-    uri: &str,
-    user: &str,
-    password: &str,
+    connection: &orderlake_server::client::Connection,
     queries: &std::path::Path,
     reps: usize,
 ) -> anyhow::Result<()> {
     let suite: Suite = serde_json::from_slice(&std::fs::read(queries)?)?;
-    let connection = orderlake_server::client::Connection {
-        uri: uri.to_owned(),
-        user: Some(user.to_owned()),
-        password: Some(password.to_owned()),
-        token: None,
-    };
-    let mut client = orderlake_server::client::connect(&connection).await?;
+    let mut client = orderlake_server::client::connect(connection).await?;
     for q in &suite.queries {
         let warm = orderlake_server::client::fetch_all(&mut client, &q.sql)
             .await

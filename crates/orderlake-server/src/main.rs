@@ -10,6 +10,7 @@ use orderlake_server::{RunningServer, auth, client, cluster};
 /// jemalloc rather than glibc malloc: a profile of a customer lookup spent 18% of its CPU in
 /// glibc's malloc and free; with jemalloc every query of the benchmark suite ran 5-37% faster
 /// and the server's peak RSS over it fell from 734 to 510 MiB (docs/benchmarks.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
