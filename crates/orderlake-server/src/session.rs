@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use orderlake_query::QueryScope;
 
+use crate::trino::session_properties;
+
 /// `arrow.flight.protocol.SessionOptionValue`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SessionOptionValue {
@@ -115,7 +117,7 @@ pub const GET_SESSION_OPTIONS: &str = "GetSessionOptions";
 pub const CLOSE_SESSION: &str = "CloseSession";
 pub const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 
-/// Session option names clients send.
+/// Session option names clients send (and Trino's session properties, by their names).
 pub const CATALOG: &str = "catalog";
 pub const SCHEMA: &str = "schema";
 /// The session's time zone (an IANA name or an offset, as Trino's `X-Trino-Time-Zone`).
@@ -178,6 +180,26 @@ impl Sessions {
                         error(SetSessionOptionErrorValue::InvalidValue),
                     );
                 }
+                // Trino's session properties, which only lower the server's limits.
+                limit if session_properties::check_name(limit).is_ok() => {
+                    // The latest setting replaces the one before (a Trino client instead sends
+                    // all of them with every request).
+                    let mut changed = scope.clone();
+                    if limit == "query_max_memory" {
+                        changed.max_memory_bytes = None;
+                    } else {
+                        changed.max_run_time = None;
+                    }
+                    let pair = [(limit.to_owned(), text.to_owned())];
+                    if session_properties::apply(&pair, &mut changed).is_ok() {
+                        scope = changed;
+                    } else {
+                        errors.insert(
+                            name.clone(),
+                            error(SetSessionOptionErrorValue::InvalidValue),
+                        );
+                    }
+                }
                 _ => {
                     errors.insert(name.clone(), error(SetSessionOptionErrorValue::InvalidName));
                 }
@@ -192,19 +214,30 @@ impl Sessions {
 
     pub fn get(&self, key: &str) -> GetSessionOptionsResult {
         let scope = self.scope(key);
-        GetSessionOptionsResult {
-            session_options: HashMap::from([
-                (
-                    CATALOG.to_owned(),
-                    SessionOptionValue::string(scope.catalog),
-                ),
-                (SCHEMA.to_owned(), SessionOptionValue::string(scope.schema)),
-                (
-                    TIME_ZONE.to_owned(),
-                    SessionOptionValue::string(scope.time_zone.unwrap_or_else(|| "UTC".into())),
-                ),
-            ]),
+        let mut session_options = HashMap::from([
+            (
+                CATALOG.to_owned(),
+                SessionOptionValue::string(scope.catalog),
+            ),
+            (SCHEMA.to_owned(), SessionOptionValue::string(scope.schema)),
+            (
+                TIME_ZONE.to_owned(),
+                SessionOptionValue::string(scope.time_zone.unwrap_or_else(|| "UTC".into())),
+            ),
+        ]);
+        if let Some(t) = scope.max_run_time {
+            session_options.insert(
+                "query_max_run_time".to_owned(),
+                SessionOptionValue::string(format!("{:.2}s", t.as_secs_f64())),
+            );
         }
+        if let Some(bytes) = scope.max_memory_bytes {
+            session_options.insert(
+                "query_max_memory".to_owned(),
+                SessionOptionValue::string(format!("{bytes}B")),
+            );
+        }
+        GetSessionOptionsResult { session_options }
     }
 
     pub fn close(&self, key: &str) {

@@ -21,7 +21,7 @@ use orderlake_ingest::SourceRecord;
 use orderlake_server::session::{
     CATALOG, CLOSE_SESSION, CloseSessionResult, GET_SESSION_OPTIONS, GetSessionOptionsRequest,
     GetSessionOptionsResult, SCHEMA, SET_SESSION_OPTIONS, SessionOptionValue,
-    SetSessionOptionsRequest, SetSessionOptionsResult,
+    SetSessionOptionsRequest, SetSessionOptionsResult, TIME_ZONE,
 };
 use prost::Message as _;
 use support::{TestServer, fetch, fetch_code, fixture_records, query, rows, signed};
@@ -522,4 +522,67 @@ async fn new_commits_become_visible_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Session options beyond the catalog and schema: the time zone `current_timestamp` is shown in,
+/// and Trino's session properties, which lower the server's limits for the session only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_options_set_the_time_zone_and_lower_limits() {
+    let server = TestServer::start(&fixture_records(), |_| {}).await;
+    let mut client = server.client().await;
+    let set = |options: Vec<(&str, &str)>| SetSessionOptionsRequest {
+        session_options: options
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), SessionOptionValue::string(v)))
+            .collect(),
+    };
+    let result: SetSessionOptionsResult = action(
+        &mut client,
+        SET_SESSION_OPTIONS,
+        set(vec![
+            (TIME_ZONE, "Asia/Tokyo"),
+            ("query_max_run_time", "1s"),
+        ])
+        .encode_to_vec(),
+    )
+    .await;
+    assert!(result.errors.is_empty(), "{result:?}");
+    assert_eq!(
+        rows(&query(&mut client, "SELECT arrow_typeof(current_timestamp)").await),
+        vec!["Timestamp(ns, \"Asia/Tokyo\")"]
+    );
+    let slow = "SELECT count(*) FROM generate_series(1, 20000000000) AS t(x) WHERE x % 7 = 3";
+    let err = support::run(&mut client, slow).await.unwrap_err();
+    assert!(
+        support::has_code(&err, Code::DeadlineExceeded) && err.contains("1s time limit"),
+        "{err}"
+    );
+    let got: GetSessionOptionsResult = action(
+        &mut client,
+        GET_SESSION_OPTIONS,
+        GetSessionOptionsRequest {}.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(
+        got.session_options["query_max_run_time"],
+        SessionOptionValue::string("1.00s")
+    );
+
+    // Unreadable values and unknown names are reported per option and change nothing.
+    let result: SetSessionOptionsResult = action(
+        &mut client,
+        SET_SESSION_OPTIONS,
+        set(vec![
+            (TIME_ZONE, "Mars/Olympus_Mons"),
+            ("query_max_memory", "lots"),
+            ("join_distribution_type", "BROADCAST"),
+        ])
+        .encode_to_vec(),
+    )
+    .await;
+    assert_eq!(result.errors.len(), 3, "{result:?}");
+    assert_eq!(
+        rows(&query(&mut client, "SELECT arrow_typeof(now())").await),
+        vec!["Timestamp(ns, \"Asia/Tokyo\")"]
+    );
 }

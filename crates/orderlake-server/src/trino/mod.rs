@@ -10,7 +10,7 @@
 
 mod protocol;
 mod query;
-mod session_properties;
+pub(crate) mod session_properties;
 pub(crate) mod statement;
 mod values;
 
