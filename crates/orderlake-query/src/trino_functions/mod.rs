@@ -6,6 +6,7 @@
 //! cost of speed on very large inputs.
 
 mod aggregate;
+mod arrays;
 mod at_timezone;
 mod datetime;
 mod joda_format;
@@ -28,8 +29,9 @@ use datafusion::logical_expr::{
 
 /// DataFusion functions removed because one of their names is a Trino function's: `to_char`
 /// answers to `date_format` too (chrono's format codes instead of MySQL's), `map_extract` to
-/// `element_at` (a list of values instead of the value).
-const REPLACED: [&str; 2] = ["to_char", "map_extract"];
+/// `element_at` (a list of values instead of the value), `contains` is a string function
+/// (ours answers both: Trino's array membership and DataFusion's substring test).
+const REPLACED: [&str; 3] = ["to_char", "map_extract", "contains"];
 
 /// Registers the functions in `state`. A DataFusion function sharing any name with one of them is
 /// removed first: every query's session is rebuilt from the list of functions, in no fixed order,
@@ -52,6 +54,7 @@ fn scalar_functions() -> Vec<ScalarUDF> {
     let mut all = datetime::functions();
     all.push(at_timezone::function());
     all.push(try_function::function());
+    all.push(arrays::contains());
     all.extend(joda_format::functions());
     all.extend(json::functions());
     all.extend(mysql_format::functions());
