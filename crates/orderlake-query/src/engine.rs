@@ -347,12 +347,6 @@ impl ColdQueryEngine {
         self.activity.cancel(id)
     }
 
-    /// Stops the query with this id if `user` runs it (the status page's rule: people cancel
-    /// their own queries).
-    pub fn cancel_as(&self, id: &str, user: &str) -> CancelOutcome {
-        self.activity.cancel_as(id, user)
-    }
-
     /// Stops the query with this id if `user` runs it or may stop anyone's (the access rules'
     /// `kill`).
     pub fn cancel_for(&self, id: &str, user: &str) -> CancelOutcome {

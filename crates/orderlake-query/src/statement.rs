@@ -320,7 +320,6 @@ pub fn trino_information_schema(statement: &mut DfStatement) {
     }
 }
 
-/// The SQL statement inside `statement`, or the one an `EXPLAIN` wraps.
 /// [`sql_statement`], to read.
 fn sql_statement_ref(statement: &DfStatement) -> Option<&Statement> {
     match statement {
@@ -333,6 +332,7 @@ fn sql_statement_ref(statement: &DfStatement) -> Option<&Statement> {
     }
 }
 
+/// The SQL statement inside `statement`, or the one an `EXPLAIN` wraps.
 fn sql_statement(statement: &mut DfStatement) -> Option<&mut Statement> {
     match statement {
         DfStatement::Statement(s) => Some(s.as_mut()),

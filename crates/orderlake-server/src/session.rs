@@ -182,18 +182,7 @@ impl Sessions {
                 }
                 // Trino's session properties, which only lower the server's limits.
                 limit if session_properties::check_name(limit).is_ok() => {
-                    // The latest setting replaces the one before (a Trino client instead sends
-                    // all of them with every request).
-                    let mut changed = scope.clone();
-                    if limit == "query_max_memory" {
-                        changed.max_memory_bytes = None;
-                    } else {
-                        changed.max_run_time = None;
-                    }
-                    let pair = [(limit.to_owned(), text.to_owned())];
-                    if session_properties::apply(&pair, &mut changed).is_ok() {
-                        scope = changed;
-                    } else {
+                    if session_properties::set(limit, text, &mut scope).is_err() {
                         errors.insert(
                             name.clone(),
                             error(SetSessionOptionErrorValue::InvalidValue),
@@ -228,13 +217,13 @@ impl Sessions {
         if let Some(t) = scope.max_run_time {
             session_options.insert(
                 "query_max_run_time".to_owned(),
-                SessionOptionValue::string(format!("{:.2}s", t.as_secs_f64())),
+                SessionOptionValue::string(session_properties::show_duration(t)),
             );
         }
         if let Some(bytes) = scope.max_memory_bytes {
             session_options.insert(
                 "query_max_memory".to_owned(),
-                SessionOptionValue::string(format!("{bytes}B")),
+                SessionOptionValue::string(session_properties::show_size(bytes)),
             );
         }
         GetSessionOptionsResult { session_options }

@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
+
+use crate::QueryScope;
 
 const NAME: &str = "at_timezone";
 
@@ -34,7 +35,7 @@ fn zone(value: Option<&ScalarValue>) -> Result<Arc<str>> {
         Some(v) if v.is_null() => return plan_err!("{NAME}: the zone must not be NULL"),
         _ => return plan_err!("{NAME}: the zone must be a constant string"),
     };
-    if name.parse::<Tz>().is_err() {
+    if !QueryScope::is_time_zone(name) {
         return plan_err!("{NAME}: '{name}' is not a time zone");
     }
     Ok(name.into())

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array as _, ArrayRef, PrimitiveArray};
+use datafusion::arrow::array::{Array as _, ArrayRef, AsArray as _};
 use datafusion::arrow::compute::{cast, filter, is_not_null, sort};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
@@ -101,10 +101,10 @@ fn percentages(expr: &Arc<dyn PhysicalExpr>) -> Result<(Vec<f64>, bool)> {
     let (values, many) = match literal.value() {
         ScalarValue::List(list) => {
             let values = cast(list.values(), &DataType::Float64)?;
-            let values = values
-                .as_any()
-                .downcast_ref::<PrimitiveArray<Float64Type>>();
-            let Some(values) = values.filter(|v| v.null_count() == 0) else {
+            let Some(values) = values
+                .as_primitive_opt::<Float64Type>()
+                .filter(|v| v.null_count() == 0)
+            else {
                 return plan_err!("{NAME}: a percentage must not be NULL");
             };
             (values.values().to_vec(), true)
@@ -153,10 +153,7 @@ impl Accumulator for PercentileAccumulator {
             return Ok(());
         }
         let sorted = cast(&sort(&values, None)?, &DataType::Float64)?;
-        let Some(sorted) = sorted
-            .as_any()
-            .downcast_ref::<PrimitiveArray<Float64Type>>()
-        else {
+        let Some(sorted) = sorted.as_primitive_opt::<Float64Type>() else {
             return exec_err!("{NAME}: the values did not convert to double");
         };
         self.digest = self.digest.merge_sorted_f64(sorted.values());

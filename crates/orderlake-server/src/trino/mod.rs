@@ -231,12 +231,10 @@ async fn submit(Extract(door): Extract<Arc<Door>>, headers: HeaderMap, body: Byt
     let mut scope = QueryScope {
         catalog: session.catalog.clone().unwrap_or(default.catalog),
         schema: session.schema.clone().unwrap_or(default.schema),
-        time_zone: session.time_zone.clone(),
-        max_run_time: None,
-        max_memory_bytes: None,
+        ..default
     };
-    // Checked with the other headers below; a bad value fails the query there.
-    let _ = session_properties::apply(&session.properties, &mut scope);
+    // A bad time zone or property fails the query (below), as Trino reports it.
+    let applied = statement::apply_session(&session, &mut scope);
     let mut request = QueryRequest {
         id: orderlake_query::new_query_id(),
         sql: sql.clone(),
@@ -245,9 +243,7 @@ async fn submit(Extract(door): Extract<Arc<Door>>, headers: HeaderMap, body: Byt
         user,
     };
     let mut extra = HeaderMap::new();
-    let query = match statement::check_properties(&session)
-        .and_then(|()| statement::classify(&sql, &session))
-    {
+    let query = match applied.and_then(|()| statement::classify(&sql, &session)) {
         Err(e) => TrinoQuery::failed(&request, e),
         Ok(command) => {
             match run_command(&door, &session, &mut request, command, &mut extra).await {

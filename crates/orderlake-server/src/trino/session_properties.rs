@@ -104,46 +104,68 @@ pub fn parse_data_size(value: &str) -> Option<usize> {
     (bytes < usize::MAX as f64).then_some(bytes as usize)
 }
 
-/// Checks one property's value.
-pub fn check(name: &str, value: &str) -> Result<(), TrinoError> {
-    let p = property(name)?;
-    match p.kind {
-        Kind::RunTime if parse_duration(value).is_none_or(|d| d.is_zero()) => Err(invalid(
-            name,
-            value,
-            "expected a duration such as 90s, 5m or 1.5h",
-        )),
-        Kind::Memory if parse_data_size(value).is_none_or(|b| b == 0) => {
-            Err(invalid(name, value, "expected a size such as 512MB or 2GB"))
-        }
-        _ => Ok(()),
+/// A property's value, read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Setting {
+    RunTime(Duration),
+    Memory(usize),
+}
+
+/// Reads one property's value; an unknown name or an unreadable value is the client's error.
+fn read(name: &str, value: &str) -> Result<Setting, TrinoError> {
+    match property(name)?.kind {
+        Kind::RunTime => match parse_duration(value) {
+            Some(d) if !d.is_zero() => Ok(Setting::RunTime(d)),
+            _ => Err(invalid(
+                name,
+                value,
+                "expected a duration such as 90s, 5m or 1.5h",
+            )),
+        },
+        Kind::Memory => match parse_data_size(value) {
+            Some(b) if b > 0 => Ok(Setting::Memory(b)),
+            _ => Err(invalid(name, value, "expected a size such as 512MB or 2GB")),
+        },
     }
 }
 
-/// Checks the session's properties and puts them into `scope`.
+/// Checks one property's value.
+pub fn check(name: &str, value: &str) -> Result<(), TrinoError> {
+    read(name, value).map(|_| ())
+}
+
+/// Checks the session's properties and puts them into `scope`; the two time properties are one
+/// clock, so the lower of them applies.
 pub fn apply(properties: &[(String, String)], scope: &mut QueryScope) -> Result<(), TrinoError> {
     for (name, value) in properties {
-        check(name, value)?;
-        match property(name)?.kind {
-            Kind::RunTime => {
-                let t = parse_duration(value);
-                scope.max_run_time = match (scope.max_run_time, t) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+        match read(name, value)? {
+            Setting::RunTime(t) => {
+                scope.max_run_time = Some(scope.max_run_time.map_or(t, |before| before.min(t)));
             }
-            Kind::Memory => scope.max_memory_bytes = parse_data_size(value),
+            Setting::Memory(b) => scope.max_memory_bytes = Some(b),
         }
     }
     Ok(())
 }
 
-fn show_duration(d: Duration) -> String {
+/// Sets one property in a session the server keeps (Flight SQL's): the latest setting replaces
+/// the one before, of either time property.
+pub fn set(name: &str, value: &str, scope: &mut QueryScope) -> Result<(), TrinoError> {
+    match read(name, value)? {
+        Setting::RunTime(t) => scope.max_run_time = Some(t),
+        Setting::Memory(b) => scope.max_memory_bytes = Some(b),
+    }
+    Ok(())
+}
+
+/// A duration as the properties show it (`300.00s`).
+pub fn show_duration(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
-fn show_size(bytes: usize) -> String {
-    format!("{}B", bytes)
+/// A size as the properties show it (`536870912B`).
+pub fn show_size(bytes: usize) -> String {
+    format!("{bytes}B")
 }
 
 /// `SHOW SESSION`'s rows: name, value, default (the server's limit), type, description.

@@ -10,8 +10,8 @@ use axum::http::HeaderMap;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
-use orderlake_query::QueryError;
 use orderlake_query::statement::{parse_bounded, parse_one};
+use orderlake_query::{QueryError, QueryScope};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use super::protocol::{Code, TrinoError};
@@ -162,22 +162,20 @@ pub enum Command {
     Query(String),
 }
 
-/// Refuses session properties the server does not have or values it cannot read, and a time
-/// zone it does not know.
-pub fn check_properties(session: &ClientSession) -> Result<(), TrinoError> {
-    if let Some(zone) = &session.time_zone
-        && !orderlake_query::QueryScope::is_time_zone(zone)
-    {
-        return Err(TrinoError::new(
-            Code::GenericUserError,
-            format!("Time zone not supported: {zone}"),
-            None,
-        ));
+/// Puts the session's time zone and properties into `scope`; refuses properties the server
+/// does not have or values it cannot read, and a time zone it does not know.
+pub fn apply_session(session: &ClientSession, scope: &mut QueryScope) -> Result<(), TrinoError> {
+    if let Some(zone) = &session.time_zone {
+        if !QueryScope::is_time_zone(zone) {
+            return Err(TrinoError::new(
+                Code::GenericUserError,
+                format!("Time zone not supported: {zone}"),
+                None,
+            ));
+        }
+        scope.time_zone = Some(zone.clone());
     }
-    for (name, value) in &session.properties {
-        super::session_properties::check(name, value)?;
-    }
-    Ok(())
+    super::session_properties::apply(&session.properties, scope)
 }
 
 /// Splits off the statement's leading keywords: `(keyword, rest)` with `rest` trimmed.
