@@ -1,23 +1,72 @@
-//! The engine's record of what queries do: those running now (with what cancels them), those that
-//! ended lately (for the status page), and ids cancelled before their query started.
+//! The engine's record of what queries do: those in flight now (planning, queued for a slot or
+//! running, with what cancels them), those that ended lately (for the status page and
+//! `system.runtime.queries`), and ids cancelled before their query started.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use datafusion::execution::memory_pool::MemoryPool;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::QueryRequest;
+use crate::limits::Lane;
+use crate::memory::peak_of;
 
-/// A query that is running now.
+/// Where a query in flight is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum QueryPhase {
+    /// Being planned (parsed, vetted, optimized, its files chosen).
+    Planning,
+    /// Planned, waiting for a slot in its lane.
+    Queued,
+    /// Holding a slot: executing and streaming.
+    Running,
+}
+
+impl QueryPhase {
+    /// Trino's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryPhase::Planning => "PLANNING",
+            QueryPhase::Queued => "QUEUED",
+            QueryPhase::Running => "RUNNING",
+        }
+    }
+}
+
+/// How long a query spent before it ran, and where.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueryTimes {
+    /// The lane it waited in (`lookup` or `general`), once planned.
+    pub lane: Option<&'static str>,
+    /// Planning, in milliseconds (Trino's `analysis_time_ms`).
+    pub analysis_ms: Option<u64>,
+    /// Waiting for a slot, in milliseconds.
+    pub queued_ms: Option<u64>,
+    /// When it got its slot, Unix milliseconds.
+    pub started_at_ms: Option<u64>,
+    /// The most its operators held at once (sorts, joins, aggregations), in bytes.
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// A query in flight now.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunningQueryInfo {
     pub id: String,
     pub user: String,
     pub sql: String,
+    /// What the client called itself (`X-Trino-Source`, the Flight client's user agent).
+    pub source: Option<String>,
+    pub state: QueryPhase,
     #[serde(serialize_with = "as_millis")]
     pub elapsed: Duration,
+    /// Unix milliseconds.
+    pub created_at_ms: u64,
+    #[serde(flatten)]
+    pub times: QueryTimes,
 }
 
 /// A query that ended lately, and how.
@@ -26,6 +75,7 @@ pub struct FinishedQuery {
     pub id: String,
     pub user: String,
     pub sql: String,
+    pub source: Option<String>,
     #[serde(serialize_with = "as_millis")]
     pub elapsed: Duration,
     /// finished, failed, cancelled, timeout, storage unavailable, result too large, abandoned
@@ -34,6 +84,8 @@ pub struct FinishedQuery {
     pub rows: u64,
     /// Unix milliseconds.
     pub ended_at_ms: u64,
+    #[serde(flatten)]
+    pub times: QueryTimes,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -54,8 +106,34 @@ pub enum CancelOutcome {
 struct RunningQuery {
     user: String,
     sql: String,
-    started: Instant,
+    source: Option<String>,
+    created: Instant,
+    created_at_ms: u64,
+    phase: QueryPhase,
+    /// When the current phase began.
+    phase_began: Instant,
+    times: QueryTimes,
+    /// The query's memory pool, once it runs.
+    memory: Option<Arc<dyn MemoryPool>>,
     cancel: CancellationToken,
+}
+
+impl RunningQuery {
+    /// Its times, the memory peak read from its pool as of now.
+    fn times_now(&self) -> QueryTimes {
+        let mut times = self.times.clone();
+        if let Some(peak) = self.memory.as_deref().and_then(peak_of) {
+            times.peak_memory_bytes = Some(peak as u64);
+        }
+        times
+    }
+}
+
+/// Now, in Unix milliseconds.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Ids of queries cancelled before they started, remembered this long at most.
@@ -128,7 +206,7 @@ impl Activity {
             .any(|(by, c)| c == id && by.as_deref().is_none_or(|by| by == user))
     }
 
-    /// The queries running now, longest-running first.
+    /// The queries in flight now (planning, queued or running), longest first.
     pub(crate) fn running(&self) -> Vec<RunningQueryInfo> {
         let mut all: Vec<_> = self
             .running
@@ -139,7 +217,11 @@ impl Activity {
                 id: id.clone(),
                 user: q.user.clone(),
                 sql: q.sql.clone(),
-                elapsed: q.started.elapsed(),
+                source: q.source.clone(),
+                state: q.phase,
+                elapsed: q.created.elapsed(),
+                created_at_ms: q.created_at_ms,
+                times: q.times_now(),
             })
             .collect();
         all.sort_by_key(|q| std::cmp::Reverse(q.elapsed));
@@ -158,8 +240,8 @@ impl Activity {
     }
 }
 
-/// Keeps a query in the running list while it runs; when it ends, however it ends, moves it to
-/// the recent list.
+/// Keeps a query in the running list while it is in flight, with its phase; when it ends,
+/// however it ends, moves it to the recent list.
 pub(crate) struct RunningGuard {
     activity: std::sync::Weak<Activity>,
     pub(crate) id: String,
@@ -181,12 +263,19 @@ impl RunningGuard {
             n += 1;
             key = format!("{}{DUPLICATE_MARK}{n}", request.id);
         }
+        let now = Instant::now();
         running.insert(
             key.clone(),
             RunningQuery {
                 user: request.user.clone(),
                 sql: request.sql.clone(),
-                started: Instant::now(),
+                source: request.source.clone(),
+                created: now,
+                created_at_ms: unix_ms(),
+                phase: QueryPhase::Planning,
+                phase_began: now,
+                times: QueryTimes::default(),
+                memory: None,
                 cancel,
             },
         );
@@ -194,6 +283,43 @@ impl RunningGuard {
             activity: Arc::downgrade(activity),
             id: key,
             outcome: None,
+        }
+    }
+
+    /// The query is planned and waits for a slot in `lane`. Its planning took `took` when it was
+    /// planned ahead (a Flight SQL GetFlightInfo), else the time since it was registered.
+    pub(crate) fn queued(&self, lane: Lane, took: Option<Duration>) {
+        self.update(|q| {
+            let planning = took.unwrap_or_else(|| q.phase_began.elapsed());
+            q.times.analysis_ms = Some(planning.as_millis() as u64);
+            q.times.lane = Some(lane.as_str());
+            q.phase = QueryPhase::Queued;
+            q.phase_began = Instant::now();
+        });
+    }
+
+    /// The query got its slot; `memory` is its pool, read for its peak.
+    pub(crate) fn admitted(&self, memory: Arc<dyn MemoryPool>) {
+        self.update(|q| {
+            q.times.queued_ms = Some(q.phase_began.elapsed().as_millis() as u64);
+            q.times.started_at_ms = Some(unix_ms());
+            q.phase = QueryPhase::Running;
+            q.phase_began = Instant::now();
+            q.memory = Some(memory);
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut RunningQuery)) {
+        let Some(activity) = self.activity.upgrade() else {
+            return;
+        };
+        if let Some(q) = activity
+            .running
+            .lock()
+            .expect("running lock")
+            .get_mut(&self.id)
+        {
+            change(q);
         }
     }
 
@@ -217,9 +343,7 @@ impl Drop for RunningGuard {
             return;
         };
         let (outcome, rows) = self.outcome.unwrap_or(("failed", 0));
-        let ended_at_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let times = q.times_now();
         let mut recent = activity.recent.lock().expect("recent lock");
         if recent.len() >= RECENT {
             recent.pop_front();
@@ -228,10 +352,12 @@ impl Drop for RunningGuard {
             id: std::mem::take(&mut self.id),
             user: q.user,
             sql: q.sql,
-            elapsed: q.started.elapsed(),
+            source: q.source,
+            elapsed: q.created.elapsed(),
             outcome: outcome.to_owned(),
             rows,
-            ended_at_ms,
+            ended_at_ms: unix_ms(),
+            times,
         });
     }
 }
@@ -254,6 +380,7 @@ mod tests {
                 max_memory_bytes: None,
             },
             user: user.into(),
+            source: None,
         }
     }
 

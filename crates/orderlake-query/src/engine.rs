@@ -48,6 +48,7 @@ use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits};
 use crate::memory::QueryMemoryPool;
 use crate::meters;
+use crate::reads::PlanReads;
 use crate::rollup::{DAILY_ACTIVITY, DailyActivityProvider};
 use crate::rollup_rewrite::KpisFromRollup;
 use crate::scan::ArchiveScanProvider;
@@ -170,8 +171,11 @@ pub struct QueryRequest {
     pub sql: String,
     pub params: Vec<ScalarValue>,
     pub scope: QueryScope,
-    /// Who asked (for logs and, later, the running-query list).
+    /// Who asked (for logs, the running-query list and the access rules).
     pub user: String,
+    /// What the client called itself (`X-Trino-Source`, a Flight client's user agent), shown in
+    /// the running-query list.
+    pub source: Option<String>,
 }
 
 /// A planned query: what it returns and which parameters it takes.
@@ -218,6 +222,8 @@ struct ReadyPlan {
     task: Arc<TaskContext>,
     schema: SchemaRef,
     made: Instant,
+    /// How long planning it took.
+    planning: Duration,
 }
 
 /// DataFusion over the archive, read-only and limited.
@@ -873,6 +879,7 @@ impl ColdQueryEngine {
             task,
             schema,
             made: Instant::now(),
+            planning: Duration::ZERO,
         })
     }
 
@@ -896,8 +903,9 @@ impl ColdQueryEngine {
         if planned.parameters.len() != request.params.len() {
             return Ok(planned.schema);
         }
-        let ready = self.physical_plan(planned, request.params.clone()).await?;
-        meters::planned(started.elapsed());
+        let mut ready = self.physical_plan(planned, request.params.clone()).await?;
+        ready.planning = started.elapsed();
+        meters::planned(ready.planning);
         let schema = Arc::clone(&ready.schema);
         let mut plans = self.ready.lock().expect("ready plans lock");
         plans.retain(|(_, p)| p.made.elapsed() < READY_PLAN_TTL);
@@ -941,32 +949,40 @@ impl ColdQueryEngine {
                 query_id: request.id,
             });
         }
-        let permit = self.admission.admit(limits.timeout).await?;
         let cancel = CancellationToken::new();
         let mut guard = RunningGuard::register(&self.activity, &request, cancel.clone());
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let ready = self.take_ready(&request.id);
+        // Planned first (unless planned ahead), then admitted to the lane its plan belongs in:
+        // what a plan reads is known only once it is planned.
         let prepare = unless_panicking(async {
-            let ready = match ready {
-                Some(ready) => ready,
+            let (ready, planned_ahead) = match ready {
+                Some(ready) => {
+                    let took = ready.planning;
+                    (ready, Some(took))
+                }
                 None => {
                     let started = Instant::now();
                     let planned = self.plan_request(&request).await?;
                     let ready = self.physical_plan(planned, request.params.clone()).await?;
                     meters::planned(started.elapsed());
-                    ready
+                    (ready, None)
                 }
             };
+            let lane = self.admission.lane(&PlanReads::of(&ready.physical));
+            guard.queued(lane, planned_ahead);
+            let permit = self.admission.admit(lane, limits.timeout).await?;
+            guard.admitted(Arc::clone(ready.task.memory_pool()));
             let stream = execute_stream(ready.physical, ready.task)?;
-            Ok::<_, QueryError>((stream, ready.schema))
+            Ok::<_, QueryError>((stream, ready.schema, permit))
         });
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let prepared = tokio::select! {
             r = tokio::time::timeout(remaining, prepare) => {
                 r.unwrap_or_else(|_| Err(out_of_time(limits, &self.storage)))
             }
             () = cancel.cancelled() => Err(QueryError::Cancelled { query_id: request.id }),
         };
-        let (inner, schema) = prepared.inspect_err(|e| guard.ended(outcome(e), 0))?;
+        let (inner, schema, permit) = prepared.inspect_err(|e| guard.ended(outcome(e), 0))?;
         Ok(QueryStream {
             needs_cast: inner.schema() != schema,
             schema,

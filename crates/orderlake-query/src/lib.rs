@@ -17,6 +17,7 @@ pub mod limits;
 mod lookup_reader;
 mod memory;
 mod meters;
+mod reads;
 pub mod rollup;
 mod rollup_rewrite;
 pub mod scan;
@@ -31,7 +32,7 @@ pub mod trino_types;
 mod utc_date_trunc;
 pub mod views;
 
-pub use activity::{CancelOutcome, FinishedQuery, RunningQueryInfo};
+pub use activity::{CancelOutcome, FinishedQuery, QueryPhase, QueryTimes, RunningQueryInfo};
 pub use engine::{
     ColdQueryEngine, EngineSettings, PlannedQuery, QueryRequest, QueryScope, TableEntry,
     TableReport, new_query_id,

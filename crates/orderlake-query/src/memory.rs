@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{
-    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, TrackConsumersPool,
 };
 
 /// The part of the pool (as a divisor) kept back from operators over their fair share.
@@ -75,6 +75,14 @@ struct PoolState {
     spillers: usize,
     spillable: usize,
     unspillable: usize,
+    /// The most the query's operators held at once.
+    peak: usize,
+}
+
+impl PoolState {
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.spillable + self.unspillable);
+    }
 }
 
 impl QueryMemoryPool {
@@ -83,6 +91,11 @@ impl QueryMemoryPool {
             size,
             state: Mutex::new(PoolState::default()),
         }
+    }
+
+    /// The most the query's operators have held at once so far.
+    pub fn peak(&self) -> usize {
+        self.state().peak
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
@@ -134,6 +147,7 @@ impl MemoryPool for QueryMemoryPool {
         } else {
             state.unspillable += additional;
         }
+        state.note_peak();
     }
 
     fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
@@ -154,6 +168,7 @@ impl MemoryPool for QueryMemoryPool {
                 return Err(self.refuse(reservation, additional, free));
             }
             state.unspillable += additional;
+            state.note_peak();
             return Ok(());
         }
         let headroom = self.size / HEADROOM_DIVISOR;
@@ -169,6 +184,7 @@ impl MemoryPool for QueryMemoryPool {
             }
         }
         state.spillable += additional;
+        state.note_peak();
         Ok(())
     }
 
@@ -180,6 +196,15 @@ impl MemoryPool for QueryMemoryPool {
     fn memory_limit(&self) -> MemoryLimit {
         MemoryLimit::Finite(self.size)
     }
+}
+
+/// The peak of a query's pool as the engine builds it (a [`QueryMemoryPool`], tracked by
+/// consumer or not); `None` for any other pool.
+pub(crate) fn peak_of(pool: &dyn MemoryPool) -> Option<usize> {
+    pool.downcast_ref::<TrackConsumersPool<QueryMemoryPool>>()
+        .map(TrackConsumersPool::inner)
+        .or_else(|| pool.downcast_ref::<QueryMemoryPool>())
+        .map(QueryMemoryPool::peak)
 }
 
 impl fmt::Display for QueryMemoryPool {
@@ -275,5 +300,12 @@ mod tests {
         drop(spill);
         fixed.try_grow(600).unwrap();
         assert_eq!(pool.reserved(), 1000);
+        drop(fixed);
+        assert_eq!(pool.reserved(), 0);
+        assert_eq!(
+            peak_of(pool.as_ref()),
+            Some(1000),
+            "the peak outlives what was held"
+        );
     }
 }

@@ -171,7 +171,7 @@ impl TableProvider for DailyActivityProvider {
 
 /// Emits the stored rows of the rollup's dates, then computes the other dates from their files.
 #[derive(Debug)]
-struct DailyActivityExec {
+pub(crate) struct DailyActivityExec {
     files: Arc<ArchiveFiles>,
     live: Arc<LiveRows>,
     /// Stored rows of `dates.from_rollup`, in the stored schema.

@@ -3,7 +3,6 @@
 //! current to the moment.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -17,7 +16,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::activity::Activity;
+use crate::activity::{Activity, QueryTimes};
 
 pub const SYSTEM_CATALOG: &str = "system";
 
@@ -59,14 +58,105 @@ fn schema() -> SchemaRef {
         Field::new("query_id", DataType::Utf8, false),
         Field::new("state", DataType::Utf8, false),
         Field::new("user", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, true),
         Field::new("query", DataType::Utf8, false),
-        Field::new("rows", DataType::Int64, false),
-        Field::new("elapsed_time_ms", DataType::Int64, false),
+        Field::new("queued_time_ms", DataType::Int64, true),
+        Field::new("analysis_time_ms", DataType::Int64, true),
         Field::new("created", time(), false),
+        Field::new("started", time(), true),
         Field::new("end", time(), true),
         Field::new("error_type", DataType::Utf8, true),
         Field::new("error_code", DataType::Utf8, true),
+        // orderlake's own, after Trino's.
+        Field::new("rows", DataType::Int64, false),
+        Field::new("elapsed_time_ms", DataType::Int64, false),
+        Field::new("lane", DataType::Utf8, true),
+        Field::new("peak_memory_bytes", DataType::Int64, true),
     ]))
+}
+
+/// The rows of `runtime.queries`, a column at a time.
+#[derive(Default)]
+struct Rows {
+    id: Vec<String>,
+    state: Vec<&'static str>,
+    user: Vec<String>,
+    source: Vec<Option<String>>,
+    query: Vec<String>,
+    queued: Vec<Option<i64>>,
+    analysis: Vec<Option<i64>>,
+    created: Vec<i64>,
+    started: Vec<Option<i64>>,
+    end: Vec<Option<i64>>,
+    error_type: Vec<Option<&'static str>>,
+    error_code: Vec<Option<&'static str>>,
+    rows: Vec<i64>,
+    elapsed: Vec<i64>,
+    lane: Vec<Option<&'static str>>,
+    peak_memory: Vec<Option<i64>>,
+}
+
+/// What a query in flight and a query that ended have alike.
+struct Common {
+    id: String,
+    user: String,
+    source: Option<String>,
+    sql: String,
+    created_ms: i64,
+    elapsed_ms: i64,
+    times: QueryTimes,
+}
+
+impl Rows {
+    fn push(
+        &mut self,
+        q: Common,
+        state: &'static str,
+        end: Option<i64>,
+        ending: (Option<&'static str>, Option<&'static str>),
+        rows: u64,
+    ) {
+        let int = |v: Option<u64>| v.map(|v| v as i64);
+        self.id.push(q.id);
+        self.state.push(state);
+        self.user.push(q.user);
+        self.source.push(q.source);
+        self.query.push(q.sql);
+        self.queued.push(int(q.times.queued_ms));
+        self.analysis.push(int(q.times.analysis_ms));
+        self.created.push(q.created_ms);
+        self.started.push(int(q.times.started_at_ms));
+        self.end.push(end);
+        self.error_type.push(ending.0);
+        self.error_code.push(ending.1);
+        self.rows.push(rows as i64);
+        self.elapsed.push(q.elapsed_ms);
+        self.lane.push(q.times.lane);
+        self.peak_memory.push(int(q.times.peak_memory_bytes));
+    }
+
+    fn batch(self) -> Result<RecordBatch> {
+        let time = |v: Vec<Option<i64>>| TimestampMillisecondArray::from(v).with_timezone("UTC");
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(self.id)),
+            Arc::new(StringArray::from(self.state)),
+            Arc::new(StringArray::from(self.user)),
+            Arc::new(StringArray::from(self.source)),
+            Arc::new(StringArray::from(self.query)),
+            Arc::new(Int64Array::from(self.queued)),
+            Arc::new(Int64Array::from(self.analysis)),
+            Arc::new(TimestampMillisecondArray::from(self.created).with_timezone("UTC")),
+            Arc::new(time(self.started)),
+            Arc::new(time(self.end)),
+            Arc::new(StringArray::from(self.error_type)),
+            Arc::new(StringArray::from(self.error_code)),
+            Arc::new(Int64Array::from(self.rows)),
+            Arc::new(Int64Array::from(self.elapsed)),
+            Arc::new(StringArray::from(self.lane)),
+            Arc::new(Int64Array::from(self.peak_memory)),
+        ];
+        Ok(RecordBatch::try_new(schema(), columns)?)
+    }
 }
 
 /// Trino's state, error type and error code for how a query ended.
@@ -98,36 +188,23 @@ impl RuntimeQueries {
     /// The queries `viewer` may see (every one when `None`).
     fn batch(&self, viewer: Option<&str>) -> Result<RecordBatch> {
         let shown = |user: &str| viewer.is_none_or(|v| v == user);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut id = Vec::new();
-        let mut state = Vec::new();
-        let mut user = Vec::new();
-        let mut query = Vec::new();
-        let mut rows = Vec::new();
-        let mut elapsed = Vec::new();
-        let mut created = Vec::new();
-        let mut end = Vec::new();
-        let mut error_type = Vec::new();
-        let mut error_code = Vec::new();
+        let mut rows = Rows::default();
         for q in self
             .activity
             .running()
             .into_iter()
             .filter(|q| shown(&q.user))
         {
-            let ms = q.elapsed.as_millis() as i64;
-            id.push(q.id);
-            state.push("RUNNING");
-            user.push(q.user);
-            query.push(q.sql);
-            rows.push(0);
-            elapsed.push(ms);
-            created.push(now_ms - ms);
-            end.push(None);
-            error_type.push(None);
-            error_code.push(None);
+            let common = Common {
+                id: q.id,
+                user: q.user,
+                source: q.source,
+                sql: q.sql,
+                created_ms: q.created_at_ms as i64,
+                elapsed_ms: q.elapsed.as_millis() as i64,
+                times: q.times,
+            };
+            rows.push(common, q.state.as_str(), None, (None, None), 0);
         }
         for q in self
             .activity
@@ -136,31 +213,20 @@ impl RuntimeQueries {
             .filter(|q| shown(&q.user))
         {
             let ms = q.elapsed.as_millis() as i64;
-            let (s, kind, code) = ending(&q.outcome);
-            id.push(q.id);
-            state.push(s);
-            user.push(q.user);
-            query.push(q.sql);
-            rows.push(q.rows as i64);
-            elapsed.push(ms);
-            created.push(q.ended_at_ms as i64 - ms);
-            end.push(Some(q.ended_at_ms as i64));
-            error_type.push(kind);
-            error_code.push(code);
+            let (state, kind, code) = ending(&q.outcome);
+            let common = Common {
+                id: q.id,
+                user: q.user,
+                source: q.source,
+                sql: q.sql,
+                created_ms: q.ended_at_ms as i64 - ms,
+                elapsed_ms: ms,
+                times: q.times,
+            };
+            let end = Some(q.ended_at_ms as i64);
+            rows.push(common, state, end, (kind, code), q.rows);
         }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(id)),
-            Arc::new(StringArray::from(state)),
-            Arc::new(StringArray::from(user)),
-            Arc::new(StringArray::from(query)),
-            Arc::new(Int64Array::from(rows)),
-            Arc::new(Int64Array::from(elapsed)),
-            Arc::new(TimestampMillisecondArray::from(created).with_timezone("UTC")),
-            Arc::new(TimestampMillisecondArray::from(end).with_timezone("UTC")),
-            Arc::new(StringArray::from(error_type)),
-            Arc::new(StringArray::from(error_code)),
-        ];
-        Ok(RecordBatch::try_new(schema(), columns)?)
+        rows.batch()
     }
 }
 

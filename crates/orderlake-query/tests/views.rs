@@ -124,6 +124,7 @@ async fn failure(engine: &Arc<ColdQueryEngine>, sql: &str) -> Option<String> {
         params: Vec::new(),
         scope: engine.default_scope(),
         user: "test".into(),
+        source: None,
     };
     match engine.execute(request).await {
         Err(e) => Some(e.to_string()),

@@ -91,10 +91,15 @@ pub struct LimitsConfig {
     /// Longest a query may take, queueing included; then DEADLINE_EXCEEDED (UNAVAILABLE when
     /// the archive's storage stopped answering under it).
     pub timeout_secs: u64,
-    /// Queries running at once.
+    /// Queries running at once (lookups aside).
     pub max_running: usize,
-    /// Queries waiting for a slot; more are refused with RESOURCE_EXHAUSTED.
+    /// Queries waiting for a slot, in each lane; more are refused with RESOURCE_EXHAUSTED.
     pub max_queued: usize,
+    /// Key lookups running at once in a lane of their own (0: they share `max_running`).
+    pub lookup_slots: usize,
+    /// A plan reading files of fewer bytes than this (key lookups' scans not counted) is a
+    /// lookup.
+    pub lookup_below_bytes: u64,
     /// Rows one result may have.
     pub max_result_rows: u64,
     /// Bytes (in Arrow memory) one result may have.
@@ -109,6 +114,8 @@ impl Default for LimitsConfig {
             timeout_secs: d.timeout.as_secs(),
             max_running: d.max_running,
             max_queued: d.max_queued,
+            lookup_slots: d.lookup_slots,
+            lookup_below_bytes: d.lookup_below_bytes,
             max_result_rows: d.max_result_rows,
             max_result_bytes: d.max_result_bytes,
         }
@@ -355,6 +362,8 @@ impl ServerConfig {
                 timeout: Duration::from_secs(self.limits.timeout_secs),
                 max_running: self.limits.max_running,
                 max_queued: self.limits.max_queued,
+                lookup_slots: self.limits.lookup_slots,
+                lookup_below_bytes: self.limits.lookup_below_bytes,
                 max_result_rows: self.limits.max_result_rows,
                 max_result_bytes: self.limits.max_result_bytes,
             },

@@ -43,7 +43,7 @@ use crate::error::status;
 use crate::observe::{self, Observed};
 use crate::session::{
     CANCEL_FLIGHT_INFO, CLOSE_SESSION, CloseSessionResult, CloseSessionStatus, GET_SESSION_OPTIONS,
-    SET_SESSION_OPTIONS, Sessions, SetSessionOptionsRequest,
+    SET_SESSION_OPTIONS, Sessions, SetSessionOptionsRequest, client_name,
 };
 use crate::sql_info::{sql_info, xdbc_type_info};
 use crate::ticket::{QueryHandle, encode_params, single_batch};
@@ -126,6 +126,7 @@ impl ColdQueryService {
                 params: handle.param_values()?,
                 scope: handle.scope.clone(),
                 user,
+                source: None,
             })
             .await
             .map_err(|e| status(&e))
@@ -327,6 +328,7 @@ impl FlightSqlService for ColdQueryService {
                 params,
                 scope: handle.scope,
                 user: who.name,
+                source: client_name(request.metadata()),
             })
             .await
             .map_err(|e| status(&e))

@@ -233,3 +233,13 @@ impl Sessions {
         self.scopes.lock().expect("sessions lock").remove(key);
     }
 }
+
+/// What a Flight client calls itself: its `user-agent` (grpc-go for ADBC, grpc-java for JDBC,
+/// with the driver's name where it adds one), for the running-query list.
+pub fn client_name(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    metadata
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect::<String>())
+        .filter(|v| !v.trim().is_empty())
+}

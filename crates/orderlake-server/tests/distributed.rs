@@ -104,6 +104,7 @@ async fn rows(engine: &Arc<ColdQueryEngine>, sql: &str) -> Result<Vec<String>, S
             params: Vec::new(),
             scope: engine.default_scope(),
             user: "test".into(),
+            source: None,
         })
         .await
         .map_err(|e| e.to_string())?;

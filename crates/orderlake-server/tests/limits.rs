@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::{CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo};
 use futures::TryStreamExt as _;
+use orderlake_query::QueryPhase;
 use prost::Message as _;
 use support::{TestServer, fixture_records, has_code, query, rows, run};
 use tonic::Code;
@@ -126,23 +127,49 @@ async fn a_full_queue_refuses_at_once_and_slots_come_back() {
     let server = TestServer::start(&fixture_records(), |c| {
         c.limits.max_running = 1;
         c.limits.max_queued = 0;
+        // Every plan that reads files beyond a key lookup's pages counts as general here.
+        c.limits.lookup_below_bytes = 1;
     })
     .await;
     let mut client = server.client().await;
 
-    // The first query holds the only slot while its stream is open.
+    // The first query holds the only general slot while its stream is open.
     let info = client.execute(SLOW.into(), None).await.unwrap();
     let ticket = info.endpoint[0].ticket.clone().unwrap();
     let held = client.do_get(ticket).await.unwrap();
     wait_until("the first query never started", || {
-        !server.server.engine().running().is_empty()
+        let running = server.server.engine().running();
+        running.iter().any(|q| q.state == QueryPhase::Running)
     })
     .await;
     let mut second = server.client().await;
-    let err = run(&mut second, "SELECT 1").await.unwrap_err();
+    let err = run(
+        &mut second,
+        "SELECT count(DISTINCT customer_id) FROM order_events",
+    )
+    .await
+    .unwrap_err();
     assert!(
         has_code(&err, Code::ResourceExhausted) && err.contains("busy"),
         "{err}"
+    );
+    // A key lookup has a lane of its own: it answers while the general lane is full.
+    let lookup = "SELECT count(*) FROM order_events WHERE order_id = 'A-1'";
+    assert_eq!(rows(&query(&mut second, lookup).await), ["4"]);
+    // The running list says where each query is and was.
+    let listed = query(
+        &mut second,
+        "SELECT state, lane, analysis_time_ms >= 0, started IS NOT NULL \
+         FROM system.runtime.queries WHERE query NOT LIKE '%runtime.queries%' ORDER BY created",
+    )
+    .await;
+    assert_eq!(
+        rows(&listed),
+        [
+            "RUNNING|general|true|true",
+            "FAILED|general|true|false",
+            "FINISHED|lookup|true|true"
+        ]
     );
 
     drop(held);

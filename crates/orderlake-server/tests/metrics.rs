@@ -124,7 +124,14 @@ async fn metrics_follow_queries_refusals_and_the_version_served() {
     let mut stream = client.do_get(ticket).await.unwrap();
     assert!(stream.next().await.unwrap().is_ok());
     let m = scrape(ops).await;
-    assert_eq!(value(&m, "orderlake_server_queries_running", &[]), 1.0);
+    let running =
+        |m: &[Sample], lane| value(m, "orderlake_server_queries_running", &[("lane", lane)]);
+    assert_eq!(
+        running(&m, "general"),
+        1.0,
+        "a query making its own rows is general"
+    );
+    assert_eq!(running(&m, "lookup"), 0.0);
     drop(stream);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -134,7 +141,7 @@ async fn metrics_follow_queries_refusals_and_the_version_served() {
             queries,
             &[door, ("outcome", "error"), ("status", "CANCELLED")],
         );
-        if cancelled == 1.0 && value(&m, "orderlake_server_queries_running", &[]) == 0.0 {
+        if cancelled == 1.0 && running(&m, "general") == 0.0 {
             break;
         }
         assert!(

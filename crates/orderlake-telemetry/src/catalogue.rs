@@ -287,6 +287,7 @@ pub mod server {
     pub const CLUSTER_JOBS: &str = "orderlake_server_cluster_jobs_total";
 
     const DOOR: &[&str] = &["front_door"];
+    const LANE: &[&str] = &["lane"];
 
     pub const ALL: &[Metric] = &[
         counter(
@@ -310,8 +311,9 @@ pub mod server {
         histogram(
             QUERY_QUEUE,
             Buckets::Seconds,
-            &[],
-            "Time queries waited for a slot ([limits] max_running).",
+            LANE,
+            "Time queries waited for a slot, by lane (lookup: [limits] lookup_slots; general: \
+             max_running).",
         ),
         histogram(
             QUERY_PLANNING,
@@ -319,8 +321,8 @@ pub mod server {
             &[],
             "Time to plan a query (logical and physical) once admitted.",
         ),
-        gauge(QUERIES_RUNNING, &[], "Queries holding a slot."),
-        gauge(QUERIES_QUEUED, &[], "Queries waiting for a slot."),
+        gauge(QUERIES_RUNNING, LANE, "Queries holding a slot, by lane."),
+        gauge(QUERIES_QUEUED, LANE, "Queries waiting for a slot, by lane."),
         counter(ROWS_STREAMED, DOOR, "Result rows sent to clients."),
         counter(
             BYTES_STREAMED,

@@ -22,8 +22,7 @@ mod job;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::common::tree_node::{Transformed, TreeNode as _, TreeNodeRecursion};
-use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::common::tree_node::{Transformed, TreeNode as _};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::execution::{SessionState, SessionStateBuilder};
@@ -34,8 +33,7 @@ use datafusion_proto::protobuf::PhysicalPlanNode;
 
 pub use job::ClusterExec;
 
-use crate::join_keys::KeyJoinScan;
-use crate::scan::is_key_lookup_scan;
+use crate::reads::{key_join_scan, scanned_bytes};
 
 /// Where the cluster is and which queries go to it (`[distributed]` in the server's config).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,45 +138,6 @@ impl Cluster {
             }
         }
     }
-}
-
-/// The bytes of the files the Parquet scans in `plan` list, key lookups' scans left out: the key
-/// and page indexes make those read a few pages of each file they list (measured: a customer
-/// lookup listing 600 MB of files took 29 ms here and 61-74 ms on the cluster).
-pub(crate) fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let mut bytes = 0;
-    plan.apply(|node| {
-        if let Some(config) = file_scan(node.as_ref()).filter(|c| !is_key_lookup_scan(c)) {
-            bytes += config
-                .file_groups
-                .iter()
-                .flat_map(|g| g.files())
-                .map(|f| f.object_meta.size)
-                .sum::<u64>();
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("the visit returns no error");
-    bytes
-}
-
-/// The file scan of a `DataSourceExec` node, plain or narrowed by join keys.
-fn file_scan(node: &dyn ExecutionPlan) -> Option<&FileScanConfig> {
-    match node
-        .downcast_ref::<DataSourceExec>()?
-        .data_source()
-        .downcast_ref::<FileScanConfig>()
-    {
-        Some(config) => Some(config),
-        None => key_join_scan(node).map(KeyJoinScan::inner),
-    }
-}
-
-/// The join-key scan of a `DataSourceExec` node.
-fn key_join_scan(node: &dyn ExecutionPlan) -> Option<&KeyJoinScan> {
-    node.downcast_ref::<DataSourceExec>()?
-        .data_source()
-        .downcast_ref::<KeyJoinScan>()
 }
 
 /// `plan` with every join-key scan replaced by the plain scan it wraps.

@@ -21,6 +21,7 @@ pub async fn run(
             params,
             scope: engine.default_scope(),
             user: "test".into(),
+            source: None,
         })
         .await
         .unwrap_or_else(|e| panic!("{sql}\n{e}"));

@@ -241,6 +241,7 @@ async fn submit(Extract(door): Extract<Arc<Door>>, headers: HeaderMap, body: Byt
         params: Vec::new(),
         scope,
         user,
+        source: session.source.clone(),
     };
     let mut extra = HeaderMap::new();
     let query = match applied.and_then(|()| statement::classify(&sql, &session)) {

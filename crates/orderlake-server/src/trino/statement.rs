@@ -21,6 +21,7 @@ pub const CATALOG: &str = "x-trino-catalog";
 pub const SCHEMA: &str = "x-trino-schema";
 pub const SESSION: &str = "x-trino-session";
 pub const TIME_ZONE: &str = "x-trino-time-zone";
+pub const SOURCE: &str = "x-trino-source";
 pub const PREPARED_STATEMENT: &str = "x-trino-prepared-statement";
 pub const SET_CATALOG: &str = "x-trino-set-catalog";
 pub const SET_SCHEMA: &str = "x-trino-set-schema";
@@ -39,6 +40,8 @@ pub struct ClientSession {
     pub prepared: HashMap<String, String>,
     /// `X-Trino-Time-Zone`: an IANA name or an offset; UTC when absent.
     pub time_zone: Option<String>,
+    /// `X-Trino-Source`: what the client calls itself (shown in `system.runtime.queries`).
+    pub source: Option<String>,
 }
 
 impl ClientSession {
@@ -88,6 +91,7 @@ impl ClientSession {
             properties: pairs(SESSION)?,
             prepared: pairs(PREPARED_STATEMENT)?.into_iter().collect(),
             time_zone: text(TIME_ZONE)?,
+            source: text(SOURCE)?,
         })
     }
 }
