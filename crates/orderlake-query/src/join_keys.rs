@@ -17,7 +17,7 @@ use std::sync::Arc;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ScalarValue, Statistics};
 use datafusion::config::ConfigOptions;
-use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::physical_plan::{FileScanConfig, FileSource, ParquetSource};
 use datafusion::datasource::source::{DataSource, OpenArgs};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
@@ -100,6 +100,7 @@ impl KeyJoinScan {
     /// hold none of the join's keys.
     async fn narrow(&self, options: &ConfigOptions) -> Result<Opened> {
         let mut dates: Option<HashSet<i32>> = None;
+        let mut keyed = false;
         for filter in &self.dynamic {
             let Some(dynamic) = filter.downcast_ref::<DynamicFilterPhysicalExpr>() else {
                 continue;
@@ -109,6 +110,7 @@ impl KeyJoinScan {
             if futures::FutureExt::now_or_never(dynamic.wait_complete()).is_none() {
                 continue;
             }
+            keyed = true;
             let Some((column, keys)) = keys_in(&dynamic.current()?) else {
                 continue;
             };
@@ -124,6 +126,9 @@ impl KeyJoinScan {
             });
         }
         let mut config = self.inner.clone();
+        if keyed {
+            config.file_source = decoding_filtered(&config.file_source);
+        }
         if let Some(dates) = dates {
             let mut pruned = 0;
             config.file_groups = config
@@ -146,6 +151,19 @@ impl KeyJoinScan {
         }
         let shared = config.create_sibling_state(options);
         Ok(Opened { config, shared })
+    }
+}
+
+/// `source` filtering rows while it decodes them: the join's complete key filter (a key list or
+/// the build side's hash table) is in its predicate, so the key column is decoded first and the
+/// other columns only for the rows whose keys the join wants. A customer's orders through the
+/// `orders` view (12,519 orders of 10M events) decoded every column of every row otherwise.
+fn decoding_filtered(source: &Arc<dyn FileSource>) -> Arc<dyn FileSource> {
+    match source.downcast_ref::<ParquetSource>() {
+        Some(parquet) if !parquet.table_parquet_options().global.pushdown_filters => {
+            Arc::new(parquet.clone().with_pushdown_filters(true))
+        }
+        _ => Arc::clone(source),
     }
 }
 
