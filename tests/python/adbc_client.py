@@ -5,7 +5,7 @@ Usage: adbc_client.py URI USER PASSWORD
 
 Runs a query, parameterized queries with a value of every type the archive has, adbc_get_objects
 at every depth and with filters, adbc_get_table_schema, adbc_get_table_types, adbc_get_info, the
-current catalog and schema, a cancel, a refused DDL and a bad password; with --token-expiry, what
+current catalog and schema, execute_schema, a cancel, a refused DDL and a bad password; with --token-expiry, what
 a connection sees once its sign-in token expires, and that a new connection works. Asserts each;
 prints one JSON line per check and exits non-zero on the first failure.
 """
@@ -175,6 +175,10 @@ def main():
     cur.execute("SELECT status, item_count FROM orders WHERE order_id = ?", parameters=("A-1",))
     rows = cur.fetchall()
     check("parameterized query", rows == [("DELIVERED", 2)], rows)
+
+    # The schema of a query without running it.
+    schema = cur.adbc_execute_schema("SELECT order_id, total_amount, items FROM order_events")
+    check("execute_schema", schema.names == ["order_id", "total_amount", "items"], schema)
 
     check_parameter_types(cur)
 

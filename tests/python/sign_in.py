@@ -15,6 +15,8 @@ import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow.flight as flight
 from adbc_driver_manager import Error as AdbcError
 
+from flight_sql_messages import statement_query
+
 
 def check(name, ok, detail=""):
     print(json.dumps({"check": name, "ok": bool(ok), "detail": str(detail)[:500]}), flush=True)
@@ -30,24 +32,6 @@ def adbc_query(uri, user, password):
         return cur.fetchall()
     finally:
         conn.close()
-
-
-def protobuf_field(number, payload):
-    """One length-delimited protobuf field (wire type 2)."""
-    key = bytes([(number << 3) | 2])
-    length, n = bytearray(), len(payload)
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        length.append(byte | (0x80 if n else 0))
-        if not n:
-            return key + bytes(length) + payload
-
-
-def statement_query(sql):
-    """A Flight SQL CommandStatementQuery wrapped in google.protobuf.Any, as every client sends it."""
-    command = protobuf_field(1, sql.encode())
-    type_url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
-    return protobuf_field(1, type_url) + protobuf_field(2, command)
 
 
 def pyarrow_query(uri, user, password):

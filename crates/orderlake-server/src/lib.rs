@@ -8,6 +8,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod flight_door;
 pub mod fuzzing;
 pub mod observe;
 pub mod service;
@@ -132,7 +133,7 @@ impl RunningServer {
             let identity = Identity::from_pem(read("certificate", cert)?, read("key", key)?);
             builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
         }
-        let flight = FlightServiceServer::new(service)
+        let flight = FlightServiceServer::new(flight_door::FlightDoor(service))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (stop, stopped) = oneshot::channel::<()>();
