@@ -18,6 +18,7 @@ use datafusion::catalog::{
     MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::common::{DataFusionError, ScalarValue, SchemaError};
+use datafusion::config::Dialect;
 use datafusion::datasource::{TableProvider, ViewTable};
 use datafusion::execution::TaskContext;
 use datafusion::execution::cache::cache_manager::{
@@ -806,7 +807,10 @@ impl ColdQueryEngine {
         // plan is simplified (without it they fail: "invoke should not be called on a simplified
         // now() function").
         state.mark_start_execution();
-        let dialect = state.config().options().sql_parser.dialect;
+        let dialect = match state.config().options().sql_parser.dialect {
+            _ if statement::may_hold_lambdas(sql) => Dialect::DuckDB,
+            configured => configured,
+        };
         let parsed =
             statement::prepare(sql, scope, |sql| Ok(state.sql_to_statement(sql, &dialect)?))?;
         let plan = match state.statement_to_plan(parsed).await {

@@ -25,6 +25,7 @@ pub fn prepare(
         parsed = parse(&rewritten)?;
     }
     trino_information_schema(&mut parsed);
+    trino_lambda_functions(&mut parsed);
     number_placeholders(&mut parsed)?;
     Ok(parsed)
 }
@@ -320,6 +321,102 @@ pub fn trino_information_schema(statement: &mut DfStatement) {
     }
 }
 
+/// Trino's higher-order functions and DataFusion's names for them.
+const TRINO_LAMBDA_FUNCTIONS: [(&str, &str); 3] = [
+    ("transform", "array_transform"),
+    ("filter", "array_filter"),
+    ("any_match", "array_any_match"),
+];
+
+/// Whether `sql` may hold a lambda (`x -> x + 1`). DataFusion's generic dialect reads `->` as the
+/// JSON arrow operator, so such statements are parsed in one that reads lambdas: Trino has no
+/// `->` operator for the arrow to mean instead.
+pub fn may_hold_lambdas(sql: &str) -> bool {
+    sql.contains("->")
+}
+
+/// Trino's `transform`, `filter` and `any_match` called with a lambda become DataFusion's
+/// `array_transform`, `array_filter` and `array_any_match` (the same meaning; Trino's names are
+/// free for anything else when no lambda is given).
+pub fn trino_lambda_functions(statement: &mut DfStatement) {
+    let mut visit = |expr: &mut Expr| {
+        if let Expr::Function(f) = expr
+            && let ast::FunctionArguments::List(list) = &f.args
+            && list.args.iter().any(|a| {
+                matches!(
+                    a,
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Lambda(_)))
+                )
+            })
+            && let [part] = f.name.0.as_slice()
+            && let Some(name) = part.as_ident()
+            && let Some((_, datafusion)) = TRINO_LAMBDA_FUNCTIONS
+                .iter()
+                .find(|(trino, _)| name.value.eq_ignore_ascii_case(trino))
+        {
+            f.name = ast::ObjectName::from(vec![ast::Ident::new(*datafusion)]);
+        }
+        if let Expr::Lambda(lambda) = expr {
+            lambda_fields(lambda);
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    if let Some(s) = sql_statement(statement) {
+        let _ = ast::visit_expressions_mut(s, &mut visit);
+    }
+}
+
+/// Trino's `i.sku` for a field of a lambda's row parameter `i` becomes `get_field(i, 'sku')`:
+/// DataFusion resolves a compound name against the query's columns only.
+fn lambda_fields(lambda: &mut ast::LambdaFunction) {
+    let params: Vec<String> = lambda
+        .params
+        .iter()
+        .map(|p| p.name.value.to_lowercase())
+        .collect();
+    let mut visit = |expr: &mut Expr| {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() > 1
+            && params.contains(&parts[0].value.to_lowercase())
+        {
+            let mut field = Expr::Identifier(parts[0].clone());
+            for name in &parts[1..] {
+                field = function_call(
+                    "get_field",
+                    vec![
+                        field,
+                        Expr::Value(Value::SingleQuotedString(name.value.clone()).into()),
+                    ],
+                );
+            }
+            *expr = field;
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    let _ = ast::visit_expressions_mut(lambda.body.as_mut(), &mut visit);
+}
+
+/// `name(args…)` as the parser would have read it.
+fn function_call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(ast::Function {
+        name: ast::ObjectName::from(vec![ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: ast::FunctionArguments::None,
+        args: ast::FunctionArguments::List(ast::FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    })
+}
+
 /// [`sql_statement`], to read.
 fn sql_statement_ref(statement: &DfStatement) -> Option<&Statement> {
     match statement {
@@ -381,6 +478,26 @@ mod tests {
 
     fn parse(sql: &str) -> DfStatement {
         DFParser::parse_sql(sql).unwrap().pop_front().unwrap()
+    }
+
+    #[test]
+    fn trino_lambdas_become_datafusions_higher_order_functions() {
+        let sql = "SELECT transform(items, i -> i.sku), filter(a, x -> x > 1), filter(b), \
+                   any_match(items, i -> i.line.qty > 1) FROM t";
+        assert!(may_hold_lambdas(sql));
+        let dialect = datafusion::sql::sqlparser::dialect::DuckDbDialect {};
+        let mut statement = DFParser::parse_sql_with_dialect(sql, &dialect)
+            .unwrap()
+            .pop_front()
+            .unwrap();
+        trino_lambda_functions(&mut statement);
+        assert_eq!(
+            statement.to_string(),
+            "SELECT array_transform(items, i -> get_field(i, 'sku')), \
+             array_filter(a, x -> x > 1), filter(b), \
+             array_any_match(items, i -> get_field(get_field(i, 'line'), 'qty') > 1) FROM t"
+        );
+        assert!(!may_hold_lambdas("SELECT 1 - -1"));
     }
 
     #[test]
