@@ -1,6 +1,6 @@
 """A real Flight SQL client nobody here wrote (Python ADBC) against orderlake-server.
 
-Usage: adbc_client.py URI USER PASSWORD
+Usage: adbc_client.py URI USER PASSWORD [ROOT_CERT_PEM]
        adbc_client.py --token-expiry URI USER PASSWORD TTL_SECONDS
 
 Runs a query, parameterized queries with a value of every type the archive has, adbc_get_objects
@@ -28,8 +28,15 @@ def check(name, ok, detail=""):
         sys.exit(1)
 
 
+# PEM of the CA to trust for a grpc+tls:// URI (the optional last argument of the flows).
+TLS_ROOT_CERTS = None
+
+
 def connect(uri, user, password):
-    return flightsql.connect(uri, db_kwargs={"username": user, "password": password})
+    options = {"username": user, "password": password}
+    if TLS_ROOT_CERTS:
+        options["adbc.flight.sql.client_option.tls_root_certs"] = TLS_ROOT_CERTS
+    return flightsql.connect(uri, db_kwargs=options)
 
 
 def count(cur, sql, parameters=None):
@@ -164,7 +171,11 @@ def token_expiry(uri, user, password, ttl):
 
 
 def main():
+    global TLS_ROOT_CERTS
     uri, user, password = sys.argv[1:4]
+    if len(sys.argv) > 4:
+        with open(sys.argv[4]) as pem:
+            TLS_ROOT_CERTS = pem.read()
     conn = connect(uri, user, password)
     cur = conn.cursor()
 

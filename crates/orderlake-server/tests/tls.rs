@@ -1,6 +1,6 @@
 //! With a configured certificate and key the server speaks only TLS, on Flight SQL and on the
 //! Trino front door: a client that trusts the certificate signs in and queries; a plaintext
-//! client gets nowhere. pyarrow's Flight client runs its flows over TLS.
+//! client gets nowhere. Python ADBC and pyarrow's Flight client run their flows over TLS.
 
 mod support;
 
@@ -139,7 +139,18 @@ async fn tls_from_configured_certificate_and_key() {
     )
     .await;
 
-    // pyarrow's Flight client over TLS, trusting the test CA: every flow of pyarrow_flight.rs.
+    // Python ADBC and pyarrow's Flight client over TLS, trusting the test CA: every flow of
+    // adbc_python.rs and pyarrow_flight.rs.
+    run_python_checks(
+        "adbc_client.py",
+        vec![
+            format!("grpc+tls://localhost:{port}"),
+            USER.into(),
+            PASSWORD.into(),
+            ca.display().to_string(),
+        ],
+    )
+    .await;
     run_python_checks(
         "pyarrow_flight.py",
         vec![
