@@ -1,5 +1,6 @@
 //! Trino's JSON functions over JSON text: `json_extract_scalar`, `json_extract`,
-//! `json_array_length`, with Trino's JSONPath subset (`$`, `.key`, `["key"]`, `[n]`).
+//! `json_array_length`, with Trino's JSONPath subset (`$`, `.key`, `["key"]`, `[n]`), and
+//! `json_parse` / `json_format` (JSON values are text here: both check it and write it compactly).
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -25,7 +26,25 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             |_| Ok(DataType::Int64),
             json_array_length,
         ),
+        RowWise::udf("json_parse", &[], &[1], varchar, |args| {
+            compact(args, "json_parse")
+        }),
+        RowWise::udf("json_format", &[], &[1], varchar, |args| {
+            compact(args, "json_format")
+        }),
     ]
+}
+
+/// The JSON text in `args[0]` written compactly, as Trino writes a JSON value; text that is not
+/// JSON is an error naming `function`.
+fn compact(args: &[ScalarValue], function: &str) -> Result<ScalarValue> {
+    let Some(json) = text(&args[0], function)? else {
+        return Ok(ScalarValue::Utf8(None));
+    };
+    match serde_json::from_str::<Value>(json) {
+        Ok(value) => Ok(ScalarValue::Utf8(Some(value.to_string()))),
+        Err(e) => exec_err!("{function}: cannot convert '{json}' to JSON: {e}"),
+    }
 }
 
 fn varchar(_: &[DataType]) -> Result<DataType> {

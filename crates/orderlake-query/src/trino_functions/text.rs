@@ -1,5 +1,6 @@
 //! Trino's `regexp_extract(string, pattern[, group])`: the first match (or its group), NULL when
-//! nothing matches.
+//! nothing matches; and Trino's `split_part(string, delimiter, index)` over DataFusion's (which
+//! answers '' past the last field and counts negative indexes from the end).
 
 use std::sync::Mutex;
 
@@ -11,13 +12,38 @@ use regex::Regex;
 use super::{RowWise, integer, text};
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
-    vec![RowWise::udf(
-        "regexp_extract",
-        &[],
-        &[2, 3],
-        |_| Ok(DataType::Utf8),
-        regexp_extract,
-    )]
+    vec![
+        RowWise::udf(
+            "regexp_extract",
+            &[],
+            &[2, 3],
+            |_| Ok(DataType::Utf8),
+            regexp_extract,
+        ),
+        RowWise::udf("split_part", &[], &[3], |_| Ok(DataType::Utf8), split_part),
+    ]
+}
+
+/// Field `index` (from 1) of `string` split at `delimiter`; NULL past the last field. An empty
+/// delimiter makes each character a field. An index below 1 is an error, as in Trino.
+fn split_part(args: &[ScalarValue]) -> Result<ScalarValue> {
+    let (Some(string), Some(delimiter), Some(index)) = (
+        text(&args[0], "split_part")?,
+        text(&args[1], "split_part")?,
+        integer(&args[2], "split_part")?,
+    ) else {
+        return Ok(ScalarValue::Utf8(None));
+    };
+    if index < 1 {
+        return exec_err!("split_part: Index must be greater than zero, got {index}");
+    }
+    let n = (index - 1) as usize;
+    let field = if delimiter.is_empty() {
+        string.chars().nth(n).map(String::from)
+    } else {
+        string.split(delimiter).nth(n).map(str::to_owned)
+    };
+    Ok(ScalarValue::Utf8(field))
 }
 
 /// The last pattern compiled: a pattern is nearly always the same literal for every row.
