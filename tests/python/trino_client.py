@@ -290,13 +290,14 @@ def main():
         )
         ended = conn.cursor()
         ended.execute(
-            'SELECT state, "user", error_code, query FROM system.runtime.queries WHERE query_id = ?',
+            'SELECT state, "user", error_code, query, source, lane, started IS NOT NULL, '
+            "analysis_time_ms >= 0, queued_time_ms >= 0 FROM system.runtime.queries WHERE query_id = ?",
             [slow.query_id],
         )
         row = ended.fetchall()
         check(
             f"system.runtime.queries after {how}",
-            row == [["FAILED", user, "USER_CANCELED", SLOW_QUERY]],
+            row == [["FAILED", user, "USER_CANCELED", SLOW_QUERY, "trino-python-client", "general", True, True, True]],
             row,
         )
     e = expect_error(cur, "CALL system.runtime.kill_query(query_id => 'no-such-query')", "NOT_FOUND")
