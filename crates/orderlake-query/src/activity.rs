@@ -110,8 +110,8 @@ struct RunningQuery {
     created: Instant,
     created_at_ms: u64,
     phase: QueryPhase,
-    /// When the current phase began.
-    phase_began: Instant,
+    /// When it joined its lane's queue (its creation until then).
+    queued_at: Instant,
     times: QueryTimes,
     /// The query's memory pool, once it runs.
     memory: Option<Arc<dyn MemoryPool>>,
@@ -273,7 +273,7 @@ impl RunningGuard {
                 created: now,
                 created_at_ms: unix_ms(),
                 phase: QueryPhase::Planning,
-                phase_began: now,
+                queued_at: now,
                 times: QueryTimes::default(),
                 memory: None,
                 cancel,
@@ -286,25 +286,23 @@ impl RunningGuard {
         }
     }
 
-    /// The query is planned and waits for a slot in `lane`. Its planning took `took` when it was
-    /// planned ahead (a Flight SQL GetFlightInfo), else the time since it was registered.
-    pub(crate) fn queued(&self, lane: Lane, took: Option<Duration>) {
+    /// The query is planned (in `planning`, here or ahead in a Flight SQL GetFlightInfo) and
+    /// waits for a slot in `lane`.
+    pub(crate) fn queued(&self, lane: Lane, planning: Duration) {
         self.update(|q| {
-            let planning = took.unwrap_or_else(|| q.phase_began.elapsed());
             q.times.analysis_ms = Some(planning.as_millis() as u64);
             q.times.lane = Some(lane.as_str());
             q.phase = QueryPhase::Queued;
-            q.phase_began = Instant::now();
+            q.queued_at = Instant::now();
         });
     }
 
     /// The query got its slot; `memory` is its pool, read for its peak.
     pub(crate) fn admitted(&self, memory: Arc<dyn MemoryPool>) {
         self.update(|q| {
-            q.times.queued_ms = Some(q.phase_began.elapsed().as_millis() as u64);
+            q.times.queued_ms = Some(q.queued_at.elapsed().as_millis() as u64);
             q.times.started_at_ms = Some(unix_ms());
             q.phase = QueryPhase::Running;
-            q.phase_began = Instant::now();
             q.memory = Some(memory);
         });
     }

@@ -850,12 +850,13 @@ impl ColdQueryEngine {
         .await
     }
 
-    /// Binds the parameter values and plans down to the physical plan.
-    /// Big plans are handed to the cluster, when there is one.
+    /// Binds the parameter values and plans down to the physical plan, recording how long
+    /// planning took since `started`. Big plans are handed to the cluster, when there is one.
     async fn physical_plan(
         &self,
         planned: PlannedQuery,
         params: Vec<ScalarValue>,
+        started: Instant,
     ) -> Result<ReadyPlan> {
         let bound = !planned.parameters.is_empty();
         let plan = bind(planned.plan, &planned.parameters, params)?;
@@ -878,12 +879,14 @@ impl ColdQueryEngine {
                 task = Arc::new(TaskContext::from(&state));
             }
         }
+        let planning = started.elapsed();
+        meters::planned(planning);
         Ok(ReadyPlan {
             physical,
             task,
             schema,
             made: Instant::now(),
-            planning: Duration::ZERO,
+            planning,
         })
     }
 
@@ -907,9 +910,9 @@ impl ColdQueryEngine {
         if planned.parameters.len() != request.params.len() {
             return Ok(planned.schema);
         }
-        let mut ready = self.physical_plan(planned, request.params.clone()).await?;
-        ready.planning = started.elapsed();
-        meters::planned(ready.planning);
+        let ready = self
+            .physical_plan(planned, request.params.clone(), started)
+            .await?;
         let schema = Arc::clone(&ready.schema);
         let mut plans = self.ready.lock().expect("ready plans lock");
         plans.retain(|(_, p)| p.made.elapsed() < READY_PLAN_TTL);
@@ -959,21 +962,17 @@ impl ColdQueryEngine {
         // Planned first (unless planned ahead), then admitted to the lane its plan belongs in:
         // what a plan reads is known only once it is planned.
         let prepare = unless_panicking(async {
-            let (ready, planned_ahead) = match ready {
-                Some(ready) => {
-                    let took = ready.planning;
-                    (ready, Some(took))
-                }
+            let ready = match ready {
+                Some(ready) => ready,
                 None => {
                     let started = Instant::now();
                     let planned = self.plan_request(&request).await?;
-                    let ready = self.physical_plan(planned, request.params.clone()).await?;
-                    meters::planned(started.elapsed());
-                    (ready, None)
+                    self.physical_plan(planned, request.params.clone(), started)
+                        .await?
                 }
             };
             let lane = self.admission.lane(&PlanReads::of(&ready.physical));
-            guard.queued(lane, planned_ahead);
+            guard.queued(lane, ready.planning);
             let permit = self.admission.admit(lane, limits.timeout).await?;
             guard.admitted(Arc::clone(ready.task.memory_pool()));
             let stream = execute_stream(ready.physical, ready.task)?;

@@ -20,7 +20,7 @@ use crate::scan::is_key_lookup_scan;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PlanReads {
     /// Bytes of the files its Parquet scans list, key lookups' scans left out (see
-    /// [`scanned_bytes`]).
+    /// [`scanned_bytes`]: the key and page indexes make those read a few pages of each file).
     pub file_bytes: u64,
     /// Whether every leaf is a scan of the archive, a table held in memory (`system`,
     /// `information_schema`, the rollup) or a constant: a leaf that makes rows (a
@@ -30,18 +30,26 @@ pub(crate) struct PlanReads {
 
 impl PlanReads {
     pub(crate) fn of(plan: &Arc<dyn ExecutionPlan>) -> Self {
-        let mut only_tables = true;
+        let mut reads = Self {
+            file_bytes: 0,
+            only_tables: true,
+        };
         plan.apply(|node| {
+            if let Some(config) = file_scan(node.as_ref()).filter(|c| !is_key_lookup_scan(c)) {
+                reads.file_bytes += config
+                    .file_groups
+                    .iter()
+                    .flat_map(|g| g.files())
+                    .map(|f| f.object_meta.size)
+                    .sum::<u64>();
+            }
             if node.children().is_empty() && !is_table_leaf(node.as_ref()) {
-                only_tables = false;
+                reads.only_tables = false;
             }
             Ok(TreeNodeRecursion::Continue)
         })
         .expect("the visit returns no error");
-        Self {
-            file_bytes: scanned_bytes(plan),
-            only_tables,
-        }
+        reads
     }
 
     /// Whether the plan is a lookup: it reads tables only, and files of fewer than `below` bytes.
@@ -70,20 +78,7 @@ fn is_table_leaf(node: &dyn ExecutionPlan) -> bool {
 /// and page indexes make those read a few pages of each file they list (measured: a customer
 /// lookup listing 600 MB of files took 29 ms here and 61-74 ms on the cluster).
 pub(crate) fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let mut bytes = 0;
-    plan.apply(|node| {
-        if let Some(config) = file_scan(node.as_ref()).filter(|c| !is_key_lookup_scan(c)) {
-            bytes += config
-                .file_groups
-                .iter()
-                .flat_map(|g| g.files())
-                .map(|f| f.object_meta.size)
-                .sum::<u64>();
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })
-    .expect("the visit returns no error");
-    bytes
+    PlanReads::of(plan).file_bytes
 }
 
 /// The file scan of a `DataSourceExec` node, plain or narrowed by join keys.

@@ -1,8 +1,9 @@
 //! The Flight service the server registers: arrow-flight's Flight SQL dispatch over
 //! [`ColdQueryService`] for every call but GetSchema, which arrow-flight 59 answers UNIMPLEMENTED
 //! for every command (its blanket `FlightService` for a `FlightSqlService` has no hook for it).
-//! Clients do ask it: ADBC's `execute_schema` and pyarrow's `get_schema`. It is answered with the
-//! schema GetFlightInfo gives for the same descriptor: the statement planned, not run.
+//! Clients do ask it (pyarrow's `get_schema`; ADBC's `execute_schema` asks GetFlightInfo). It is
+//! answered with the schema GetFlightInfo gives for the same descriptor: the statement planned,
+//! not run.
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{

@@ -16,17 +16,11 @@ use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 
 use super::datetime::utc_and_zone;
-use super::{RowWise, text};
+use super::{RowWise, text, varchar};
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
     vec![
-        RowWise::udf(
-            "format_datetime",
-            &[],
-            &[2],
-            |_| Ok(DataType::Utf8),
-            format_datetime,
-        ),
+        RowWise::udf("format_datetime", &[], &[2], varchar, format_datetime),
         RowWise::udf(
             "parse_datetime",
             &[],

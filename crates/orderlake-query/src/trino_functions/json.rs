@@ -7,7 +7,7 @@ use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 use serde_json::Value;
 
-use super::{RowWise, text};
+use super::{RowWise, text, varchar};
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
     vec![
@@ -45,10 +45,6 @@ fn compact(args: &[ScalarValue], function: &str) -> Result<ScalarValue> {
         Ok(value) => Ok(ScalarValue::Utf8(Some(value.to_string()))),
         Err(e) => exec_err!("{function}: cannot convert '{json}' to JSON: {e}"),
     }
-}
-
-fn varchar(_: &[DataType]) -> Result<DataType> {
-    Ok(DataType::Utf8)
 }
 
 #[derive(Debug, PartialEq)]

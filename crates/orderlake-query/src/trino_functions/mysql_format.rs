@@ -7,17 +7,11 @@ use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 
 use super::datetime::local_time;
-use super::{RowWise, text};
+use super::{RowWise, text, varchar};
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
     vec![
-        RowWise::udf(
-            "date_format",
-            &[],
-            &[2],
-            |_| Ok(DataType::Utf8),
-            date_format,
-        ),
+        RowWise::udf("date_format", &[], &[2], varchar, date_format),
         RowWise::udf(
             "date_parse",
             &[],

@@ -4,23 +4,16 @@
 
 use std::sync::Mutex;
 
-use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 use regex::Regex;
 
-use super::{RowWise, integer, text};
+use super::{RowWise, integer, text, varchar};
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
     vec![
-        RowWise::udf(
-            "regexp_extract",
-            &[],
-            &[2, 3],
-            |_| Ok(DataType::Utf8),
-            regexp_extract,
-        ),
-        RowWise::udf("split_part", &[], &[3], |_| Ok(DataType::Utf8), split_part),
+        RowWise::udf("regexp_extract", &[], &[2, 3], varchar, regexp_extract),
+        RowWise::udf("split_part", &[], &[3], varchar, split_part),
     ]
 }
 
