@@ -38,10 +38,22 @@ def expect_error(name, kind, words, call):
     check(name, False, "no error")
 
 
+# Every client made, closed before the interpreter exits: a pyarrow Flight client (or a reader
+# an exception still holds) torn down during interpreter shutdown can crash it ("double free"
+# after every check passed, once in a TLS run).
+CLIENTS = []
+
+
+def client(uri, root_cert):
+    kwargs = {"tls_root_certs": root_cert} if root_cert else {}
+    made = flight.FlightClient(uri, **kwargs)
+    CLIENTS.append(made)
+    return made
+
+
 class Session:
     def __init__(self, uri, root_cert, header):
-        kwargs = {"tls_root_certs": root_cert} if root_cert else {}
-        self.client = flight.FlightClient(uri, **kwargs)
+        self.client = client(uri, root_cert)
         self.options = flight.FlightCallOptions(headers=[header] if header else [])
 
     def info(self, command):
@@ -58,8 +70,7 @@ class Session:
 def main():
     uri, user, password, token = sys.argv[1:5]
     root_cert = open(sys.argv[5], "rb").read() if len(sys.argv) > 5 else None
-    kwargs = {"tls_root_certs": root_cert} if root_cert else {}
-    signing_in = flight.FlightClient(uri, **kwargs)
+    signing_in = client(uri, root_cert)
     header = signing_in.authenticate_basic_token(user, password)
     check("basic sign-in returns a bearer token", header[0].lower() == b"authorization" and header[1].startswith(b"Bearer "), header[0])
     s = Session(uri, root_cert, header)
@@ -136,6 +147,7 @@ def main():
     worker.join(timeout=30)
     check("CancelFlightInfo cancels a running query", result.get(1) == [1] and not worker.is_alive()
           and isinstance(outcome.get("error"), flight.FlightCancelledError), (result, outcome))
+    outcome.clear()  # the error's traceback holds the cancelled reader
 
     expect_error("a syntax error is INVALID_ARGUMENT with its place", pa.ArrowInvalid, ["Line: 1, Column: 1"],
                  lambda: s.read(sql.statement_query("SELEC 1")))
@@ -147,10 +159,14 @@ def main():
     expect_error("a bad token is UNAUTHENTICATED", flight.FlightUnauthenticatedError, [],
                  lambda: bad.read(sql.statement_query("SELECT 1")))
     expect_error("a wrong password is UNAUTHENTICATED", flight.FlightUnauthenticatedError, [],
-                 lambda: flight.FlightClient(uri, **kwargs).authenticate_basic_token(user, password + "x"))
+                 lambda: client(uri, root_cert).authenticate_basic_token(user, password + "x"))
     check("the server still answers", s.read(sql.statement_query("SELECT 1 AS one")).to_pylist() == [{"one": 1}])
     check("all", True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        for made in CLIENTS:
+            made.close()
