@@ -1,5 +1,6 @@
 -- The current state of each order: its latest status, when it was placed and last changed, its
--- customer and facility, and the total, currency and line items of its placement event.
+-- customer and facility, and the total, currency, line items and units (the items' quantities
+-- added up) of its placement event.
 SELECT
     order_id,
     CASE upper(latest_status) WHEN 'PLACED' THEN 'CREATED' ELSE upper(latest_status) END AS status,
@@ -12,6 +13,7 @@ SELECT
     currency,
     items,
     cardinality(items) AS item_count,
+    item_quantity,
     events
 FROM (
     SELECT
@@ -29,6 +31,8 @@ FROM (
         first_value(currency ORDER BY event_time) FILTER (WHERE currency IS NOT NULL)
             AS currency,
         first_value(items ORDER BY event_time) FILTER (WHERE total_amount IS NOT NULL) AS items,
+        first_value(CAST(array_sum(transform(items, i -> i.quantity)) AS BIGINT) ORDER BY event_time)
+            FILTER (WHERE total_amount IS NOT NULL) AS item_quantity,
         count(*) AS events
     FROM order_events
     WHERE order_id IS NOT NULL AND decode_error IS NULL

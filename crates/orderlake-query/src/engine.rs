@@ -18,7 +18,6 @@ use datafusion::catalog::{
     MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::common::{DataFusionError, ScalarValue, SchemaError};
-use datafusion::config::Dialect;
 use datafusion::datasource::{TableProvider, ViewTable};
 use datafusion::execution::TaskContext;
 use datafusion::execution::cache::cache_manager::{
@@ -587,7 +586,7 @@ impl ColdQueryEngine {
             let mut failed = Vec::new();
             let mut first_error = None;
             for view in pending {
-                match base.create_logical_plan(&view.sql).await {
+                match plan_view(&base, &view.sql).await {
                     Ok(plan) => {
                         let view_table = ViewTable::new(plan, Some(view.sql.clone()));
                         schema.register_table(view.name.clone(), Arc::new(view_table))?;
@@ -807,10 +806,7 @@ impl ColdQueryEngine {
         // plan is simplified (without it they fail: "invoke should not be called on a simplified
         // now() function").
         state.mark_start_execution();
-        let dialect = match state.config().options().sql_parser.dialect {
-            _ if statement::may_hold_lambdas(sql) => Dialect::DuckDB,
-            configured => configured,
-        };
+        let dialect = statement::dialect_for(sql, state.config().options().sql_parser.dialect);
         let parsed =
             statement::prepare(sql, scope, |sql| Ok(state.sql_to_statement(sql, &dialect)?))?;
         let plan = match state.statement_to_plan(parsed).await {
@@ -1009,6 +1005,15 @@ type HiddenColumns = Arc<Mutex<std::collections::BTreeSet<HiddenColumn>>>;
 
 /// A planning error about a field the access rules hide from the user: refused as such, naming
 /// the column and its table, rather than reported as a column that does not exist.
+/// A view's query planned over `base`: in the dialect its text needs, Trino's lambdas read as
+/// clients' statements are (a view may use what a query may).
+async fn plan_view(base: &SessionState, sql: &str) -> datafusion::error::Result<LogicalPlan> {
+    let dialect = statement::dialect_for(sql, base.config().options().sql_parser.dialect);
+    let mut parsed = base.sql_to_statement(sql, &dialect)?;
+    statement::trino_lambda_functions(&mut parsed);
+    base.statement_to_plan(parsed).await
+}
+
 fn denied_column(e: &DataFusionError, hidden: Option<&HiddenColumns>) -> Option<QueryError> {
     let DataFusionError::SchemaError(schema_error, _) = e.find_root() else {
         return None;

@@ -23,7 +23,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, Column, DynamicFilterPhysicalExpr, InListExpr, Literal,
+    BinaryExpr, CaseExpr, Column, DynamicFilterPhysicalExpr, InListExpr, Literal,
 };
 use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalExpr};
 use datafusion::physical_expr_common::sort_expr::PhysicalSortExpr;
@@ -168,8 +168,29 @@ fn decoding_filtered(source: &Arc<dyn FileSource>) -> Arc<dyn FileSource> {
 }
 
 /// The keys an (already complete) dynamic filter admits, if it is a list of string literals on
-/// one key column, alone or in a conjunction (a hash join's is `bounds AND column IN (…)`).
+/// one key column, alone or in a conjunction (a hash join's is `bounds AND column IN (…)`), or
+/// such lists routed by partition (a partitioned hash join's is `CASE hash(column) % n WHEN 0
+/// THEN column IN (…) … ELSE false END`: the keys of every partition).
 fn keys_in(expr: &Arc<dyn PhysicalExpr>) -> Option<(KeyColumn, Vec<String>)> {
+    if let Some(case) = expr.downcast_ref::<CaseExpr>() {
+        // A row no branch takes must be refused, or any key would pass.
+        if !case.else_expr().is_none_or(is_false) {
+            return None;
+        }
+        let mut column = None;
+        let mut keys = Vec::new();
+        for (_, then) in case.when_then_expr() {
+            if is_false(then) {
+                continue;
+            }
+            let (c, more) = keys_in(then)?;
+            if column.replace(c).is_some_and(|before| before != c) {
+                return None;
+            }
+            keys.extend(more);
+        }
+        return column.map(|c| (c, keys));
+    }
     if let Some(b) = expr.downcast_ref::<BinaryExpr>() {
         if *b.op() != Operator::And {
             return None;
@@ -192,6 +213,11 @@ fn keys_in(expr: &Arc<dyn PhysicalExpr>) -> Option<(KeyColumn, Vec<String>)> {
         })
         .collect::<Option<Vec<_>>>()?;
     Some((column, keys))
+}
+
+fn is_false(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<Literal>()
+        .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(false)))
 }
 
 impl DataSource for KeyJoinScan {
@@ -401,5 +427,55 @@ mod tests {
             in_list("status", &["PAID"]),
         ));
         assert_eq!(keys_in(&either), None);
+    }
+
+    /// `CASE hash % 2 WHEN 0 THEN <then0> WHEN 1 THEN <then1> ELSE <otherwise> END`.
+    fn routed(
+        then0: Arc<dyn PhysicalExpr>,
+        then1: Arc<dyn PhysicalExpr>,
+        otherwise: Arc<dyn PhysicalExpr>,
+    ) -> Arc<dyn PhysicalExpr> {
+        let route: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            col("order_id", &schema()).unwrap(),
+            Operator::Modulo,
+            lit(2u64),
+        ));
+        Arc::new(
+            CaseExpr::try_new(
+                Some(route),
+                vec![(lit(0u64), then0), (lit(1u64), then1)],
+                Some(otherwise),
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_partitioned_joins_lists_are_read_together_unless_a_row_may_pass_without_one() {
+        let (a, b) = (
+            in_list("order_id", &["a"]),
+            in_list("order_id", &["b", "c"]),
+        );
+        let keys = |k: &[&str]| {
+            Some((
+                KeyColumn::OrderId,
+                k.iter().map(|s| s.to_string()).collect(),
+            ))
+        };
+        assert_eq!(
+            keys_in(&routed(a.clone(), b.clone(), lit(false))),
+            keys(&["a", "b", "c"])
+        );
+        // A partition without build rows refuses every row of its own.
+        assert_eq!(
+            keys_in(&routed(lit(false), b.clone(), lit(false))),
+            keys(&["b", "c"])
+        );
+        // A partition whose build side is unknown (cancelled) lets every row through.
+        assert_eq!(keys_in(&routed(a.clone(), b.clone(), lit(true))), None);
+        assert_eq!(keys_in(&routed(a.clone(), lit(true), lit(false))), None);
+        // Lists on different columns say nothing about either.
+        let status = in_list("status", &["PAID"]);
+        assert_eq!(keys_in(&routed(a, status, lit(false))), None);
     }
 }

@@ -20,7 +20,8 @@
 //! (`join_keys.rs`). Every group whose aggregate equals a key keeps all of its rows, so the
 //! aggregate's values are unchanged and the filter above still decides.
 //!
-//! It applies when the aggregate groups by one column, the filtered output is `first_value`,
+//! It applies when the aggregate groups by one column (under the filter directly or through a
+//! projection of its columns), the filtered output is `first_value`,
 //! `last_value`, `min` or `max` of an indexed key column (each returns one of its input values),
 //! and both columns come unchanged from one scan through projections, filters and aliases.
 
@@ -31,7 +32,7 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    Aggregate, Expr, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, TableScan,
+    Aggregate, Expr, Filter, JoinType, LogicalPlan, LogicalPlanBuilder, Projection, TableScan,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
@@ -65,21 +66,30 @@ impl OptimizerRule for KeysThroughAggregates {
         let LogicalPlan::Filter(filter) = &plan else {
             return Ok(Transformed::no(plan));
         };
-        let LogicalPlan::Aggregate(aggregate) = filter.input.as_ref() else {
-            return Ok(Transformed::no(plan));
+        // The optimizer may leave a projection of the aggregate's columns between the two.
+        let (passing, aggregate) = match filter.input.as_ref() {
+            LogicalPlan::Aggregate(aggregate) => (None, aggregate),
+            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+                match p.input.as_ref() {
+                    LogicalPlan::Aggregate(aggregate) => (Some(&p.expr), aggregate),
+                    _ => return Ok(Transformed::no(plan)),
+                }
+            }
+            _ => return Ok(Transformed::no(plan)),
         };
         let Some(input) = narrowed_input(filter, aggregate)? else {
             return Ok(Transformed::no(plan));
         };
-        let aggregate = Aggregate::try_new(
+        let mut narrowed = LogicalPlan::Aggregate(Aggregate::try_new(
             Arc::new(input),
             aggregate.group_expr.clone(),
             aggregate.aggr_expr.clone(),
-        )?;
-        let filter = Filter::try_new(
-            filter.predicate.clone(),
-            Arc::new(LogicalPlan::Aggregate(aggregate)),
-        )?;
+        )?);
+        if let Some(columns) = passing {
+            narrowed =
+                LogicalPlan::Projection(Projection::try_new(columns.clone(), Arc::new(narrowed))?);
+        }
+        let filter = Filter::try_new(filter.predicate.clone(), Arc::new(narrowed))?;
         Ok(Transformed::yes(LogicalPlan::Filter(filter)))
     }
 }

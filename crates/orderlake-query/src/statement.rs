@@ -6,6 +6,7 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::config::Dialect;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr, Statement, Value};
 
@@ -333,6 +334,16 @@ const TRINO_LAMBDA_FUNCTIONS: [(&str, &str); 3] = [
 /// `->` operator for the arrow to mean instead.
 pub fn may_hold_lambdas(sql: &str) -> bool {
     sql.contains("->")
+}
+
+/// The dialect `sql` is parsed in: the configured one, or DuckDB's for a statement that may hold
+/// lambdas ([`may_hold_lambdas`]).
+pub fn dialect_for(sql: &str, configured: Dialect) -> Dialect {
+    if may_hold_lambdas(sql) {
+        Dialect::DuckDB
+    } else {
+        configured
+    }
 }
 
 /// Trino's `transform`, `filter` and `any_match` called with a lambda become DataFusion's

@@ -4,6 +4,7 @@
 //! holds (its coverage). Segments are written before the commit that adds their files, so
 //! coverage may name files that never became live: harmless, they are never scanned.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray as _, Date32Array, RecordBatch, StringArray, UInt8Array};
@@ -287,7 +288,8 @@ impl Segment {
         groups.sort_unstable();
         groups.dedup();
         let mut found = self.read(store, Some(groups)).await?;
-        found.retain(|e| e.column == column && keys.contains(&e.key));
+        let keys: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        found.retain(|e| e.column == column && keys.contains(e.key.as_str()));
         Ok(found)
     }
 }
