@@ -165,13 +165,47 @@ pub struct SchedulerArgs {
     )]
     pub listen: SocketAddr,
     #[command(flatten)]
+    pub tls: ClusterTlsArgs,
+    #[command(flatten)]
     pub archive: ArchiveArgs,
+}
+
+/// TLS inside the cluster: the certificate a scheduler or an executor presents, and the CA it
+/// checks the others' certificates against. All three, or none.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterTlsArgs {
+    /// Serve TLS with this certificate (PEM); clients then dial `https://`.
+    #[arg(long, env = "ORDERLAKE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "ORDERLAKE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signed the scheduler's and the executors' certificates.
+    #[arg(long, env = "ORDERLAKE_CLUSTER_CA")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl ClusterTlsArgs {
+    /// The TLS this process serves and dials with, if any.
+    pub fn resolve(&self) -> Result<Option<crate::cluster::ServingTls>, ServerError> {
+        match (&self.tls_cert, &self.tls_key, &self.ca_cert) {
+            (None, None, None) => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::cluster::ServingTls {
+                identity: crate::tls::identity(cert, key)?,
+                trust: orderlake_query::cluster::ClusterTls::from_pem_file(ca)
+                    .map_err(|reason| ServerError::Cluster(format!("--ca-cert: {reason}")))?,
+            })),
+            _ => Err(ServerError::Cluster(
+                "TLS in the cluster needs --tls-cert, --tls-key and --ca-cert together".into(),
+            )),
+        }
+    }
 }
 
 /// `orderlake-server executor`: its scheduler, its addresses, and the archive it reads.
 #[derive(Debug, Clone, Args)]
 pub struct ExecutorArgs {
-    /// The scheduler's address, `http://host:port`.
+    /// The scheduler's address, `http://host:port` (`https://` with TLS).
     #[arg(
         long,
         env = "ORDERLAKE_SCHEDULER",
@@ -195,12 +229,22 @@ pub struct ExecutorArgs {
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
     #[command(flatten)]
+    pub tls: ClusterTlsArgs,
+    #[command(flatten)]
     pub archive: ArchiveArgs,
 }
 
 impl ExecutorArgs {
     /// The executor's settings.
     pub fn resolve(&self) -> Result<crate::cluster::ExecutorSettings, ServerError> {
+        let tls = self.tls.resolve()?;
+        if tls.is_some() != self.scheduler.starts_with("https://") {
+            return Err(ServerError::Cluster(
+                "an executor serves TLS (--tls-cert, --tls-key, --ca-cert) exactly when its \
+                 scheduler is https://: TLS in a cluster is all or nothing"
+                    .into(),
+            ));
+        }
         Ok(crate::cluster::ExecutorSettings {
             scheduler: self.scheduler.clone(),
             listen: self.listen,
@@ -211,6 +255,7 @@ impl ExecutorArgs {
             grpc_port: self.grpc_port,
             tasks: self.tasks,
             work_dir: self.work_dir.clone(),
+            tls,
             table: self.archive.location()?,
         })
     }

@@ -7,11 +7,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballista_core::RuntimeProducer;
+use arrow_flight::flight_service_server::FlightServiceServer;
 use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::error::BallistaError;
+use ballista_core::extension::SessionConfigExt as _;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_core::{ConfigProducer, RuntimeProducer};
+use ballista_executor::ArrowFlightServerProvider;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_executor::flight_service::BallistaFlightService;
 use ballista_scheduler::cluster::{BallistaCluster, ClusterStateEvent};
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
@@ -24,7 +30,9 @@ use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use futures::StreamExt as _;
 use orderlake_archive::{ArchiveTable, TableLocation};
-use orderlake_query::cluster::cluster_session_state;
+use orderlake_query::cluster::{ClusterTls, cluster_session_state};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use crate::error::ServerError;
 
@@ -65,11 +73,35 @@ fn runtime(
     builder.build_arc()
 }
 
+/// TLS a scheduler or an executor serves (`identity`) and checks the others with (`trust`).
+pub struct ServingTls {
+    pub identity: Identity,
+    pub trust: ClusterTls,
+}
+
+impl std::fmt::Debug for ServingTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingTls")
+            .field("trust", &self.trust)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for ServingTls {
+    fn clone(&self) -> Self {
+        Self {
+            identity: self.identity.clone(),
+            trust: self.trust.clone(),
+        }
+    }
+}
+
 /// A Ballista scheduler on `listener` that decodes plans with the engine's functions and the
-/// archive's store at `table`. Runs until the process ends.
+/// archive's store at `table`, over TLS when `tls` is given. Runs until the process ends.
 pub async fn run_scheduler(
     listener: tokio::net::TcpListener,
     table: TableLocation,
+    tls: Option<ServingTls>,
 ) -> Result<(), ServerError> {
     let stores = archive_stores(table).await?;
     let session: SessionBuilder = Arc::new(move |config: SessionConfig| {
@@ -90,6 +122,8 @@ pub async fn run_scheduler(
         no_executors_grace_period_seconds: EXECUTOR_TIMEOUT.as_secs(),
         override_session_builder: Some(session),
         scheduling_policy: SCHEDULING,
+        use_tls: tls.is_some(),
+        override_create_grpc_client_endpoint: tls.as_ref().map(|t| t.trust.endpoint_override()),
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config)
@@ -113,10 +147,27 @@ pub async fn run_scheduler(
             }
         }
     });
-    tracing::info!(%address, "Ballista scheduler listening");
-    start_grpc_service_with_listener(listener, scheduler)
-        .await
-        .map_err(|e| cluster_error("scheduler", e))
+    tracing::info!(%address, tls = tls.is_some(), "Ballista scheduler listening");
+    match tls {
+        None => start_grpc_service_with_listener(listener, scheduler)
+            .await
+            .map_err(|e| cluster_error("scheduler", e)),
+        // Ballista serves its scheduler in plain gRPC only; its gRPC service is served here with
+        // TLS instead (without Ballista's REST routes and Flight proxy, which the server does not
+        // use: it fetches results from the executors).
+        Some(tls) => {
+            let max = scheduler.state.config.grpc_server_max_decoding_message_size as usize;
+            let grpc = SchedulerGrpcServer::new(scheduler)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
+            Server::builder()
+                .tls_config(ServerTlsConfig::new().identity(tls.identity))?
+                .add_service(grpc)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await
+                .map_err(|e| cluster_error("scheduler", e))
+        }
+    }
 }
 
 /// Fails every running job when an executor is lost. Ballista 55 would run the lost tasks again,
@@ -159,6 +210,8 @@ pub struct ExecutorSettings {
     pub tasks: usize,
     /// Shuffle files; a temporary directory when unset.
     pub work_dir: Option<PathBuf>,
+    /// TLS for its Flight service and its calls (the scheduler is then `https://`).
+    pub tls: Option<ServingTls>,
     /// The archive the queries read (its store's address and credentials).
     pub table: TableLocation,
 }
@@ -192,6 +245,10 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ServerError>
         print_thread_info: false,
         ..ExecutorProcessConfig::default()
     };
+    let config = match &settings.tls {
+        Some(tls) => with_tls(config, tls),
+        None => config,
+    };
     tracing::info!(
         listen = %settings.listen,
         scheduler = %settings.scheduler,
@@ -203,11 +260,57 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ServerError>
         .map_err(|e| cluster_error("executor", e))
 }
 
-/// Waits until the scheduler at `address` answers (for scripts and tests that start one).
-pub async fn wait_for_scheduler(address: &str, timeout: Duration) -> Result<(), ServerError> {
+/// An executor's settings with TLS: its Flight service (results and shuffles) served with
+/// `tls`'s identity, its calls to the scheduler and to other executors made over TLS.
+fn with_tls(config: ExecutorProcessConfig, tls: &ServingTls) -> ExecutorProcessConfig {
+    let (max_decoding, max_encoding) = (
+        config.grpc_max_decoding_message_size as usize,
+        config.grpc_max_encoding_message_size as usize,
+    );
+    let identity = tls.identity.clone();
+    let flight: Arc<ArrowFlightServerProvider> =
+        Arc::new(move |work_dir, address, mut shutdown, _grpc| {
+            let identity = identity.clone();
+            tokio::spawn(async move {
+                let flight = FlightServiceServer::new(BallistaFlightService::new(work_dir))
+                    .max_decoding_message_size(max_decoding)
+                    .max_encoding_message_size(max_encoding);
+                Server::builder()
+                    .tls_config(ServerTlsConfig::new().identity(identity))?
+                    .add_service(flight)
+                    .serve_with_shutdown(address, shutdown.recv())
+                    .await
+                    .map_err(BallistaError::TonicError)
+            })
+        });
+    let trust = tls.trust.clone();
+    let sessions: ConfigProducer = Arc::new(move || {
+        SessionConfig::new_with_ballista()
+            .with_ballista_use_tls(true)
+            .with_ballista_override_create_grpc_client_endpoint(trust.endpoint_override())
+    });
+    ExecutorProcessConfig {
+        override_arrow_flight_service: Some(flight),
+        override_create_grpc_client_endpoint: Some(tls.trust.endpoint_override()),
+        override_config_producer: Some(sessions),
+        ..config
+    }
+}
+
+/// Waits until the scheduler at `address` answers (for scripts and tests that start one), over
+/// TLS checked against `tls` when given.
+pub async fn wait_for_scheduler(
+    address: &str,
+    tls: Option<&ClusterTls>,
+    timeout: Duration,
+) -> Result<(), ServerError> {
     let until = tokio::time::Instant::now() + timeout;
     loop {
-        match SchedulerGrpcClient::connect(address.to_owned()).await {
+        let endpoint = match tls {
+            Some(tls) => tls.endpoint(address),
+            None => tonic::transport::Endpoint::from_shared(address.to_owned()),
+        }?;
+        match endpoint.connect().await.map(SchedulerGrpcClient::new) {
             Ok(_) => return Ok(()),
             Err(e) if tokio::time::Instant::now() >= until => {
                 return Err(cluster_error(&format!("scheduler at {address}"), e));

@@ -202,9 +202,14 @@ impl Default for TrinoConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributedConfig {
-    /// The scheduler's gRPC address, `http://host:port`. Unset: every query runs on this server.
+    /// The scheduler's gRPC address, `http://host:port`, or `https://host:port` for a cluster
+    /// that speaks TLS (then `ca_cert` is needed). Unset: every query runs on this server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
+    /// The CA certificate (PEM) that signed the scheduler's and the executors' certificates,
+    /// for an `https://` scheduler.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
     /// Queries whose scans list fewer bytes of files run on this server (lookups, rollup-served
     /// answers): the cluster's round trips would cost more than they save.
     pub local_below_bytes: u64,
@@ -214,6 +219,7 @@ impl Default for DistributedConfig {
     fn default() -> Self {
         Self {
             scheduler: None,
+            ca_cert: None,
             local_below_bytes: orderlake_query::cluster::DEFAULT_LOCAL_BELOW_BYTES,
         }
     }
@@ -301,6 +307,8 @@ impl ServerConfig {
             orderlake_query::cluster::scheduler_host_port(scheduler)
                 .map_err(|reason| bad("distributed.scheduler", reason))?;
         }
+        self.cluster_tls()
+            .map_err(|reason| bad("distributed.ca_cert", reason))?;
         if self.auth.required && self.auth.users.is_empty() && self.auth.service_tokens.is_empty() {
             return Err(bad(
                 "auth.users",
@@ -333,10 +341,33 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// TLS to the cluster: for an `https://` scheduler, with the CA of `ca_cert`; or why the
+    /// two do not go together.
+    fn cluster_tls(&self) -> Result<Option<orderlake_query::cluster::ClusterTls>, String> {
+        let d = &self.distributed;
+        let tls = d
+            .scheduler
+            .as_deref()
+            .is_some_and(|s| s.starts_with("https://"));
+        match (&d.ca_cert, tls) {
+            (Some(ca), true) => orderlake_query::cluster::ClusterTls::from_pem_file(ca).map(Some),
+            (None, true) => Err(
+                "an https:// scheduler needs the CA that signed the cluster's \
+                                 certificates"
+                    .into(),
+            ),
+            (Some(_), false) => Err("a CA is only used with an https:// scheduler".into()),
+            (None, false) => Ok(None),
+        }
+    }
+
     /// The query engine's settings from these blocks.
-    pub fn engine_settings(&self) -> EngineSettings {
+    pub fn engine_settings(&self) -> Result<EngineSettings, ServerError> {
         let non_empty = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
-        EngineSettings {
+        let tls = self
+            .cluster_tls()
+            .map_err(|reason| ServerError::Cluster(format!("distributed.ca_cert: {reason}")))?;
+        Ok(EngineSettings {
             catalog: self.sql.catalog.clone(),
             schema: self.sql.schema.clone(),
             views_dir: non_empty(&self.sql.views_dir),
@@ -350,6 +381,7 @@ impl ServerConfig {
                 orderlake_query::cluster::ClusterSettings {
                     scheduler: scheduler.clone(),
                     local_below_bytes: self.distributed.local_below_bytes,
+                    tls: tls.clone(),
                 }
             }),
             // Checked by `validate`; rules that do not compile shut everything rather than open it.
@@ -367,7 +399,7 @@ impl ServerConfig {
                 max_result_rows: self.limits.max_result_rows,
                 max_result_bytes: self.limits.max_result_bytes,
             },
-        }
+        })
     }
 
     /// The effective configuration as TOML, secrets redacted.
@@ -427,6 +459,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("distributed.scheduler"), "{err}");
+        for distributed in [
+            "scheduler = \"https://sched:50050\"\n",
+            "scheduler = \"http://sched:50050\"\nca_cert = \"/etc/ca.pem\"\n",
+            "scheduler = \"https://sched:50050\"\nca_cert = \"/no/such/ca.pem\"\n",
+        ] {
+            let err = parse(&format!(
+                "[auth]\nrequired = false\n[distributed]\n{distributed}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("distributed.ca_cert"), "{distributed}: {err}");
+        }
         let err = parse(
             "[auth]\nrequired = false\n[[access.tables]]\ngroup = \"bi\"\nprivileges = [\"SELECT\"]\n",
         )
@@ -464,7 +508,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(
-            ok.engine_settings().datafusion_options["execution.parquet.pushdown_filters"],
+            ok.engine_settings().unwrap().datafusion_options["execution.parquet.pushdown_filters"],
             "false"
         );
     }

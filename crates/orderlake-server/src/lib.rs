@@ -29,7 +29,7 @@ use orderlake_query::{ColdQueryEngine, EngineSettings};
 use orderlake_telemetry::{BeforeScrape, OpsListener, Readiness};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Server, ServerTlsConfig};
 
 pub use config::ServerConfig;
 pub use error::ServerError;
@@ -85,7 +85,7 @@ impl RunningServer {
             );
         }
         let location = config.archive.location()?;
-        let engine = Arc::new(open_waiting(location, config.engine_settings(), &readiness).await?);
+        let engine = Arc::new(open_waiting(location, config.engine_settings()?, &readiness).await?);
         let _ = opened.set(Arc::clone(&engine));
         readiness.set("snapshot", Ok(()));
         let refresh = engine.spawn_refresh(Duration::from_secs(config.sql.refresh_interval_secs));
@@ -122,16 +122,8 @@ impl RunningServer {
         })?;
         let mut builder = Server::builder();
         if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
-            install_tls_provider();
-            let read = |what: &'static str, path: &std::path::Path| {
-                std::fs::read(path).map_err(|source| ServerError::Tls {
-                    what,
-                    path: path.to_owned(),
-                    source,
-                })
-            };
-            let identity = Identity::from_pem(read("certificate", cert)?, read("key", key)?);
-            builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+            builder =
+                builder.tls_config(ServerTlsConfig::new().identity(tls::identity(cert, key)?))?;
         }
         let flight = FlightServiceServer::new(flight_door::FlightDoor(service))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -75,7 +75,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
-            return Ok(cluster::run_scheduler(listener, args.archive.location()?).await?);
+            let tls = args.tls.resolve()?;
+            return Ok(cluster::run_scheduler(listener, args.archive.location()?, tls).await?);
         }
         Some(Command::Executor(args)) => {
             return Ok(cluster::run_executor(args.resolve()?).await?);

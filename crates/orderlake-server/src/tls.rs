@@ -1,4 +1,5 @@
-//! TLS for the HTTP front door, from the same PEM certificate and key as Flight SQL.
+//! TLS for the HTTP front door, from the same PEM certificate and key as Flight SQL, and the
+//! identity tonic's servers (Flight SQL, the cluster's scheduler and executors) present.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,19 +16,29 @@ use tokio_rustls::server::TlsStream;
 
 use crate::error::ServerError;
 
+/// tonic's server identity from the certificate chain and key in these PEM files.
+pub fn identity(cert: &Path, key: &Path) -> Result<tonic::transport::Identity, ServerError> {
+    crate::install_tls_provider();
+    Ok(tonic::transport::Identity::from_pem(
+        read("certificate", cert)?,
+        read("key", key)?,
+    ))
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, ServerError> {
+    std::fs::read(path).map_err(|source| ServerError::Tls {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// A client has this long to finish its TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// An acceptor for the certificate chain and key in these PEM files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServerError> {
     crate::install_tls_provider();
-    let read = |what: &'static str, path: &Path| {
-        std::fs::read(path).map_err(|source| ServerError::Tls {
-            what,
-            path: path.to_owned(),
-            source,
-        })
-    };
     let invalid = |what: &'static str, path: &Path, e: &dyn std::fmt::Display| ServerError::Tls {
         what,
         path: path.to_owned(),

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+use ballista_core::serde::protobuf::GetJobStatusParams;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use futures::TryStreamExt as _;
 use orderlake_ingest::SourceRecord;
-use orderlake_query::cluster::ClusterSettings;
+use orderlake_query::cluster::{ClusterSettings, ClusterTls};
 use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
 use orderlake_samples::{OrderEventGenerator, RecordKind, SampleSettings};
 use orderlake_server::cluster;
@@ -143,6 +145,27 @@ async fn engine(dir: &Path, cluster: Option<ClusterSettings>) -> Arc<ColdQueryEn
     )
 }
 
+/// `sql` on `distributed` returns the rows it returns on `local`, from one job the cluster ran
+/// (not one the server answered after the cluster failed it).
+async fn assert_the_cluster_answers_as_locally(
+    local: &Arc<ColdQueryEngine>,
+    distributed: &Arc<ColdQueryEngine>,
+    sql: &str,
+) {
+    let expected = rows(local, sql).await.unwrap();
+    let (jobs, fallbacks) = distributed.cluster_jobs();
+    let got = tokio::time::timeout(Duration::from_secs(120), rows(distributed, sql))
+        .await
+        .expect("an answer within 120 s")
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert_eq!(
+        distributed.cluster_jobs(),
+        (jobs + 1, fallbacks),
+        "{sql} ran on the cluster"
+    );
+    assert_eq!(got, expected, "{sql}");
+}
+
 /// A free loopback port (bound, then released for the executor to take).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -164,8 +187,9 @@ async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
     tokio::spawn(cluster::run_scheduler(
         listener,
         support::table_location(&archive),
+        None,
     ));
-    cluster::wait_for_scheduler(&scheduler, Duration::from_secs(10))
+    cluster::wait_for_scheduler(&scheduler, None, Duration::from_secs(10))
         .await
         .unwrap();
     let executor = cluster::ExecutorSettings {
@@ -175,6 +199,7 @@ async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
         grpc_port: free_port(),
         tasks: 2,
         work_dir: Some(dir.path().join("shuffle")),
+        tls: None,
         table: support::table_location(&archive),
     };
     tokio::spawn(cluster::run_executor(executor));
@@ -187,6 +212,7 @@ async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
             Some(ClusterSettings {
                 scheduler: scheduler.clone(),
                 local_below_bytes,
+                tls: None,
             }),
         )
     };
@@ -276,7 +302,7 @@ fn s3_env() -> Vec<(&'static str, String)> {
 struct Process(std::process::Child);
 
 impl Process {
-    fn start(args: &[&str], env: &[(&'static str, String)]) -> Self {
+    fn start(args: &[impl AsRef<std::ffi::OsStr>], env: &[(&'static str, String)]) -> Self {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_orderlake-server"))
             .args(args)
             .env_remove("AWS_ENDPOINT_URL")
@@ -296,24 +322,28 @@ impl Drop for Process {
 }
 
 fn executor_process(scheduler: &str, table_uri: &str, env: &[(&'static str, String)]) -> Process {
+    Process::start(&executor_args(scheduler, table_uri), env)
+}
+
+/// An executor's arguments on free loopback ports (the caller may add more).
+fn executor_args(scheduler: &str, table_uri: &str) -> Vec<String> {
     let listen = format!("127.0.0.1:{}", free_port());
     let grpc = free_port().to_string();
-    Process::start(
-        &[
-            "executor",
-            "--scheduler",
-            scheduler,
-            "--listen",
-            &listen,
-            "--grpc-port",
-            &grpc,
-            "--tasks",
-            "2",
-            "--table-uri",
-            table_uri,
-        ],
-        env,
-    )
+    [
+        "executor",
+        "--scheduler",
+        scheduler,
+        "--listen",
+        &listen,
+        "--grpc-port",
+        &grpc,
+        "--tasks",
+        "2",
+        "--table-uri",
+        table_uri,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -347,7 +377,7 @@ async fn scheduler_and_executor_processes_read_the_archive_on_s3_and_survive_a_l
         ],
         &env,
     );
-    cluster::wait_for_scheduler(&scheduler, Duration::from_secs(20))
+    cluster::wait_for_scheduler(&scheduler, None, Duration::from_secs(20))
         .await
         .unwrap();
     let _first = executor_process(&scheduler, &table_uri, &env);
@@ -368,6 +398,7 @@ async fn scheduler_and_executor_processes_read_the_archive_on_s3_and_survive_a_l
     let distributed = open(Some(ClusterSettings {
         scheduler: scheduler.clone(),
         local_below_bytes: 0,
+        tls: None,
     }))
     .await;
     let checks = [
@@ -379,18 +410,7 @@ async fn scheduler_and_executor_processes_read_the_archive_on_s3_and_survive_a_l
          GROUP BY customer_id ORDER BY 2 DESC, 1 LIMIT 10",
     ];
     for sql in checks {
-        let expected = rows(&local, sql).await.unwrap();
-        let (jobs, fallbacks) = distributed.cluster_jobs();
-        let got = tokio::time::timeout(Duration::from_secs(120), rows(&distributed, sql))
-            .await
-            .expect("an answer within 120 s")
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        assert_eq!(
-            distributed.cluster_jobs(),
-            (jobs + 1, fallbacks),
-            "{sql} ran on the cluster"
-        );
-        assert_eq!(got, expected, "{sql}");
+        assert_the_cluster_answers_as_locally(&local, &distributed, sql).await;
     }
 
     // A query long enough to lose an executor in the middle: Ballista runs the lost tasks again,
@@ -437,8 +457,8 @@ async fn the_trino_door_runs_on_the_cluster_and_the_jobs_are_counted() {
     })
     .await;
     let table = support::table_location(&server.archive_dir);
-    tokio::spawn(cluster::run_scheduler(listener, table.clone()));
-    cluster::wait_for_scheduler(&scheduler, Duration::from_secs(10))
+    tokio::spawn(cluster::run_scheduler(listener, table.clone(), None));
+    cluster::wait_for_scheduler(&scheduler, None, Duration::from_secs(10))
         .await
         .unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -449,6 +469,7 @@ async fn the_trino_door_runs_on_the_cluster_and_the_jobs_are_counted() {
         grpc_port: free_port(),
         tasks: 2,
         work_dir: Some(work.path().join("shuffle")),
+        tls: None,
         table,
     }));
 
@@ -488,4 +509,97 @@ async fn the_trino_door_runs_on_the_cluster_and_the_jobs_are_counted() {
         by_cluster >= 1.0,
         "no job counted as answered by the cluster:\n{page:?}"
     );
+}
+
+/// TLS inside the cluster: a scheduler and two executors started with a certificate, the CA that
+/// signed it, and an `https://` scheduler address. Every connection is TLS (the server to the
+/// scheduler and to the executors, the executors to the scheduler and to each other); the answers
+/// are the local engine's and come from the cluster, and a plaintext client reaches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_over_tls_answers_as_the_local_engine_does_and_refuses_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let (records, _) = sample(10_000);
+    support::archive(&archive, &records).await;
+    let table_uri = archive.display().to_string();
+    let (ca, cert, key) = support::test_certificates(dir.path());
+    let tls_args: Vec<String> = [
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+        "--ca-cert".into(),
+        ca.display().to_string(),
+    ]
+    .to_vec();
+
+    let port = free_port();
+    let scheduler = format!("https://localhost:{port}");
+    let mut args: Vec<String> = ["scheduler", "--listen", &format!("127.0.0.1:{port}")]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(["--table-uri".to_owned(), table_uri.clone()]);
+    args.extend(tls_args.iter().cloned());
+    let _scheduler = Process::start(&args, &[]);
+    let trust = ClusterTls::from_pem_file(&ca).unwrap();
+    cluster::wait_for_scheduler(&scheduler, Some(&trust), Duration::from_secs(20))
+        .await
+        .unwrap();
+    // A plaintext client gets no answer to anything.
+    let plaintext = format!("http://127.0.0.1:{port}");
+    let asked = match tonic::transport::Endpoint::from_shared(plaintext.clone())
+        .unwrap()
+        .connect()
+        .await
+    {
+        Err(e) => Err(e.to_string()),
+        Ok(channel) => SchedulerGrpcClient::new(channel)
+            .get_job_status(GetJobStatusParams {
+                job_id: "no-such-job".into(),
+            })
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    assert!(asked.is_err(), "a plaintext client was answered: {asked:?}");
+
+    // An executor given TLS for a plaintext scheduler address is refused at start.
+    let mut mismatched = executor_args(&plaintext, &table_uri);
+    mismatched.extend(tls_args.iter().cloned());
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_orderlake-server"))
+        .args(&mismatched)
+        .env_remove("ORDERLAKE_SERVER_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("all or nothing"), "{said}");
+
+    let executors: Vec<Process> = (0..2)
+        .map(|_| {
+            let mut args = executor_args(&scheduler, &table_uri);
+            // The certificate names localhost: the executors announce themselves by that name.
+            args.extend(["--external-host".to_owned(), "localhost".to_owned()]);
+            args.extend(tls_args.iter().cloned());
+            Process::start(&args, &[])
+        })
+        .collect();
+
+    let local = engine(&archive, None).await;
+    let distributed = engine(
+        &archive,
+        Some(ClusterSettings {
+            scheduler: scheduler.clone(),
+            local_below_bytes: 0,
+            tls: Some(trust),
+        }),
+    )
+    .await;
+    for sql in [
+        "SELECT status, count(DISTINCT order_id) FROM order_events GROUP BY status",
+        "SELECT customer_id, count(*) FROM order_events WHERE status IS NOT NULL \
+         GROUP BY customer_id ORDER BY 2 DESC, 1 LIMIT 10",
+    ] {
+        assert_the_cluster_answers_as_locally(&local, &distributed, sql).await;
+    }
+    drop(executors);
 }

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use support::{PASSWORD, TestServer, USER, fixture_records, query, rows, run_python_checks};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
@@ -13,72 +11,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_from_configured_certificate_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name);
-    let (ca, cert, key) = (path("ca.crt"), path("server.crt"), path("server.key"));
-    std::fs::write(
-        path("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    // A test CA, and a server certificate for localhost signed by it.
-    let steps: [&[&str]; 3] = [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=orderlake test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ],
-    ];
-    for args in steps {
-        let made = Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("openssl makes the test certificates");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    }
+    let (ca, cert, key) = support::test_certificates(dir.path());
 
     let (c, k) = (cert.clone(), key.clone());
     let server = TestServer::start(&fixture_records(), move |config| {

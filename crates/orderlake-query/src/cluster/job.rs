@@ -25,7 +25,9 @@ use datafusion::physical_plan::{
 };
 use datafusion::prelude::SessionConfig;
 use futures::{StreamExt as _, TryStreamExt as _};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{ClusterSettings, ClusterTls, USE_TLS_SETTING};
 
 /// Plans and result batches up to this size cross the wire in one message.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -43,6 +45,7 @@ pub struct ClusterExec {
     /// Incremented when `local` had to answer.
     fallbacks: Arc<AtomicU64>,
     scheduler: String,
+    tls: Option<ClusterTls>,
     session_id: String,
     settings: Vec<KeyValuePair>,
     properties: Arc<PlanProperties>,
@@ -62,11 +65,11 @@ impl ClusterExec {
         plan: Vec<u8>,
         local: Arc<dyn ExecutionPlan>,
         fallbacks: Arc<AtomicU64>,
-        scheduler: &str,
+        cluster: &ClusterSettings,
         session_id: &str,
         config: &SessionConfig,
     ) -> Self {
-        let settings = config
+        let mut settings: Vec<KeyValuePair> = config
             .options()
             .entries()
             .into_iter()
@@ -75,6 +78,13 @@ impl ClusterExec {
                 value: entry.value,
             })
             .collect();
+        if cluster.tls.is_some() {
+            // The executors' shuffle reads from each other dial `https://` too.
+            settings.push(KeyValuePair {
+                key: USE_TLS_SETTING.to_owned(),
+                value: Some("true".to_owned()),
+            });
+        }
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(local.schema()),
             Partitioning::UnknownPartitioning(1),
@@ -85,7 +95,8 @@ impl ClusterExec {
             plan: plan.into(),
             local,
             fallbacks,
-            scheduler: scheduler.to_owned(),
+            scheduler: cluster.scheduler.clone(),
+            tls: cluster.tls.clone(),
             session_id: session_id.to_owned(),
             settings,
             properties,
@@ -119,6 +130,7 @@ impl ExecutionPlan for ClusterExec {
         }
         let job = Job {
             scheduler: self.scheduler.clone(),
+            tls: self.tls.clone(),
             params: ExecuteQueryParams {
                 session_id: self.session_id.clone(),
                 settings: self.settings.clone(),
@@ -158,6 +170,7 @@ impl ExecutionPlan for ClusterExec {
 
 struct Job {
     scheduler: String,
+    tls: Option<ClusterTls>,
     params: ExecuteQueryParams,
 }
 
@@ -170,7 +183,11 @@ fn cluster_error(what: &str, e: impl fmt::Display) -> DataFusionError {
 impl Job {
     /// Submits the job, waits for it, and returns its result partitions as one stream.
     async fn run(self) -> Result<impl futures::Stream<Item = Result<arrow::array::RecordBatch>>> {
-        let channel = Channel::from_shared(self.scheduler.clone())
+        let endpoint = match &self.tls {
+            Some(tls) => tls.endpoint(&self.scheduler),
+            None => Endpoint::from_shared(self.scheduler.clone()),
+        };
+        let channel = endpoint
             .map_err(|e| cluster_error("bad scheduler address", e))?
             .connect()
             .await
@@ -230,12 +247,18 @@ impl Job {
         };
         running.done = true;
         tracing::debug!(%job_id, partitions = locations.len(), "cluster job finished");
-        Ok(futures::stream::iter(locations).then(fetch).try_flatten())
+        let tls = self.tls;
+        Ok(futures::stream::iter(locations)
+            .then(move |location| fetch(location, tls.clone()))
+            .try_flatten())
     }
 }
 
 /// Reads one result partition from the executor holding it.
-async fn fetch(location: PartitionLocation) -> Result<SendableRecordBatchStream> {
+async fn fetch(
+    location: PartitionLocation,
+    tls: Option<ClusterTls>,
+) -> Result<SendableRecordBatchStream> {
     let layout = location.layout();
     let executor = location
         .executor_meta
@@ -249,8 +272,8 @@ async fn fetch(location: PartitionLocation) -> Result<SendableRecordBatchStream>
         &executor.host,
         port,
         MAX_MESSAGE_BYTES,
-        false,
-        None,
+        tls.is_some(),
+        tls.map(|tls| tls.ballista_endpoint()),
         3,
         100,
         0,

@@ -18,6 +18,7 @@
 //!   the same there.
 
 mod job;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,16 +33,19 @@ use datafusion_proto::physical_plan::AsExecutionPlan as _;
 use datafusion_proto::protobuf::PhysicalPlanNode;
 
 pub use job::ClusterExec;
+pub use tls::{ClusterTls, USE_TLS_SETTING};
 
 use crate::reads::{key_join_scan, scanned_bytes};
 
 /// Where the cluster is and which queries go to it (`[distributed]` in the server's config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
-    /// The Ballista scheduler's gRPC address, `http://host:port`.
+    /// The Ballista scheduler's gRPC address, `http://host:port` (`https://` with `tls`).
     pub scheduler: String,
     /// A plan whose scans read fewer bytes than this runs on the server.
     pub local_below_bytes: u64,
+    /// TLS to the scheduler and the executors (a cluster addressed as `https://`).
+    pub tls: Option<ClusterTls>,
 }
 
 /// The host and port of a scheduler address, `http://host:port` (`https` too), or why it is not
@@ -127,7 +131,7 @@ impl Cluster {
                     encoded,
                     plan,
                     Arc::clone(&self.fallbacks),
-                    &self.settings.scheduler,
+                    &self.settings,
                     &self.session_id,
                     config,
                 )))
