@@ -16,7 +16,8 @@
 #   BENCH_PARTITIONING=daily ./scripts/bench-queries.sh          a table partitioned by date instead
 #     of by month (the default, as the archiver's)
 #   BENCH_PHASES="after cluster-1 cluster-2" ./scripts/bench-queries.sh  then the big queries on
-#     a Ballista cluster of 1 and of 2 executors on this machine
+#     a Ballista cluster of 1 and of 2 executors on this machine ("cluster-tls-2": 2 executors,
+#     TLS between every process)
 source "$(dirname "$0")/lib.sh"
 cd "$ORDERLAKE_ROOT"
 events=${BENCH_EVENTS:-50000000}
@@ -71,35 +72,57 @@ if [ "${BENCH_STORE:-local}" = s3 ]; then start_moto orderlake-bench "$work/moto
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 hash=$(printf '%s\n' "$password" | "$bin/orderlake-server" hash-password)
 
-# cluster N URI: a Ballista scheduler and N executors over the table at URI (N = 0: none); prints
-# the server's [distributed] block.
+# certificates DIR: a test CA and a certificate for localhost signed by it (a TLS cluster's).
+certificates() {
+  local d=$1
+  mkdir -p "$d"
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$d/san.ext"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=orderlake bench CA" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$d/node.key" \
+    -out "$d/node.csr" 2>/dev/null
+  openssl x509 -req -in "$d/node.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 1 -extfile "$d/san.ext" -out "$d/node.crt" 2>/dev/null
+}
+
+# cluster N URI [tls]: a Ballista scheduler and N executors over the table at URI (N = 0: none),
+# speaking TLS among themselves and with the server when the third argument is "tls"; prints the
+# server's [distributed] block.
 cluster() {
-  local n=$1 uri=$2
+  local n=$1 uri=$2 tls=${3:-} scheme=http host=127.0.0.1 ca_line="" tls_args=()
   [ "$n" -gt 0 ] || return 0
+  if [ "$tls" = tls ]; then
+    certificates "$work/certs"
+    scheme=https host=localhost
+    tls_args=(--tls-cert "$work/certs/node.crt" --tls-key "$work/certs/node.key"
+      --ca-cert "$work/certs/ca.crt")
+    ca_line="ca_cert = \"$work/certs/ca.crt\""
+  fi
   local port; port=$(free_port)
-  "$bin/orderlake-server" scheduler --listen "127.0.0.1:$port" --table-uri "$uri" \
+  "$bin/orderlake-server" scheduler --listen "127.0.0.1:$port" --table-uri "$uri" "${tls_args[@]}" \
     >"$work/scheduler-$n.log" 2>&1 &
   ORDERLAKE_PIDS+=("$!")
   wait_for_port "$port" scheduler >&2
   for i in $(seq "$n"); do
-    "$bin/orderlake-server" executor --scheduler "http://127.0.0.1:$port" \
-      --listen "127.0.0.1:$(free_port)" --grpc-port "$(free_port)" --table-uri "$uri" \
-      --work-dir "$work/executor-$n-$i" >"$work/executor-$n-$i.log" 2>&1 &
+    "$bin/orderlake-server" executor --scheduler "$scheme://$host:$port" \
+      --listen "127.0.0.1:$(free_port)" --external-host "$host" --grpc-port "$(free_port)" \
+      --table-uri "$uri" --work-dir "$work/executor-$n-$i" "${tls_args[@]}" \
+      >"$work/executor-$n-$i.log" 2>&1 &
     ORDERLAKE_PIDS+=("$!")
   done
   sleep 3
-  printf '[distributed]\nscheduler = "http://127.0.0.1:%s"\nlocal_below_bytes = %s\n' \
-    "$port" "${BENCH_LOCAL_BELOW:-268435456}"
+  printf '[distributed]\nscheduler = "%s://%s:%s"\nlocal_below_bytes = %s\n%s\n' \
+    "$scheme" "$host" "$port" "${BENCH_LOCAL_BELOW:-268435456}" "$ca_line"
 }
 
 # EXPLAIN ANALYZE is kept of the suite's first queries, the lookups by order id and by customer
 # id, under these names.
 explained=(point-lookup customer-lookup)
 
-# suite PHASE [EXECUTORS]: DuckDB, then orderlake-server (started fresh over the table as it is
-# now), its big queries on a Ballista cluster of EXECUTORS executors when that is above 0.
+# suite PHASE [EXECUTORS [tls]]: DuckDB, then orderlake-server (started fresh over the table as
+# it is now), its big queries on a Ballista cluster of EXECUTORS executors when that is above 0.
 suite() {
-  local phase=$1 dir="$out/$1" executors=${2:-0} first=${#ORDERLAKE_PIDS[@]}
+  local phase=$1 dir="$out/$1" executors=${2:-0} tls=${3:-} first=${#ORDERLAKE_PIDS[@]}
   log "[$phase] DuckDB over the same Parquet files ($reps runs each after a warm-up)"
   "$PYTHON" tests/python/bench_queries.py prepare bench/queries.toml "$table" "$reps" "$dir" \
     ${first_params:-}
@@ -107,7 +130,7 @@ suite() {
   local uri; uri=$(server_table)
   printf '[server]\nlisten = "127.0.0.1:%s"\n[archive]\ntable_uri = "%s"\n[sql]\nviews_dir = "sql"\n[[auth.users]]\nname = "bench"\npassword_hash = "%s"\n' \
     "$port" "$uri" "$hash" >"$work/server.toml"
-  cluster "$executors" "$uri" >>"$work/server.toml"
+  cluster "$executors" "$uri" "$tls" >>"$work/server.toml"
   ORDERLAKE_LOG=warn "$bin/orderlake-server" --config "$work/server.toml" >"$work/server-$phase.log" 2>&1 &
   local pid=$!
   ORDERLAKE_PIDS+=("$pid")
@@ -148,6 +171,10 @@ for phase in $phases; do
       # The lookups of the "before" phase, when there was one.
       if [ -f "$out/before/orderlake.json" ]; then first_params="$out/before/orderlake.json"; fi
       suite after ;;
+    cluster-tls-*)
+      # The same on a cluster speaking TLS (BENCH_PHASES="cluster-tls-2").
+      if [ -f "$out/after/orderlake.json" ]; then first_params="$out/after/orderlake.json"; fi
+      suite "$phase" "${phase#cluster-tls-}" tls ;;
     cluster-*)
       # The suite with its big queries on a cluster of N executors (BENCH_PHASES="cluster-1
       # cluster-2" after an "after" run in the same BENCH_OUT).
@@ -155,7 +182,7 @@ for phase in $phases; do
       suite "$phase" "${phase#cluster-}" ;;
   esac
 done
-for phase in before after cluster-1 cluster-2 cluster-3; do
+for phase in before after cluster-1 cluster-2 cluster-3 cluster-tls-1 cluster-tls-2; do
   if [ -d "$out/$phase" ]; then dirs+=("$out/$phase"); fi
 done
 

@@ -88,6 +88,11 @@ impl KeyJoinScan {
         &self.inner
     }
 
+    /// Whether a join above hands this scan its keys when it runs (a dynamic filter reached it).
+    pub(crate) fn gets_join_keys(&self) -> bool {
+        !self.dynamic.is_empty()
+    }
+
     fn with_inner(&self, inner: Arc<dyn DataSource>) -> Option<Arc<dyn DataSource>> {
         let inner = inner.downcast_ref::<FileScanConfig>()?.clone();
         Some(Arc::new(Self {
