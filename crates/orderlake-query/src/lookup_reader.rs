@@ -22,6 +22,8 @@ use datafusion::datasource::physical_plan::parquet::{
 use datafusion::execution::cache::cache_manager::{
     CachedFileMetadataEntry, FileMetadata, FileMetadataCache,
 };
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -44,6 +46,25 @@ impl LookupReaderFactory {
     pub fn new(readers: CachedParquetFileReaderFactory, cache: Arc<FileMetadataCache>) -> Self {
         Self { readers, cache }
     }
+}
+
+/// The readers of a scan of files in the store at `url`, through the session's metadata cache,
+/// which outlives queries and versions (a file's footer never changes): footers from it always
+/// (DataFusion's own default factory reads every footer again: 0.4 s of a scan over 2,900
+/// files), page indexes and bloom filters too when `lookup` (a key lookup's scan).
+pub(crate) fn cached_readers(
+    runtime: &RuntimeEnv,
+    url: &ObjectStoreUrl,
+    lookup: bool,
+) -> datafusion::error::Result<Arc<dyn ParquetFileReaderFactory>> {
+    let store = runtime.object_store(url)?;
+    let cache = runtime.cache_manager.get_file_metadata_cache();
+    let cached = CachedParquetFileReaderFactory::new(store, Arc::clone(&cache));
+    Ok(if lookup {
+        Arc::new(LookupReaderFactory::new(cached, cache))
+    } else {
+        Arc::new(cached)
+    })
 }
 
 impl ParquetFileReaderFactory for LookupReaderFactory {
