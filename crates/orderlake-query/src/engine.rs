@@ -517,7 +517,14 @@ impl ColdQueryEngine {
         let index = if self.settings.use_key_index {
             let mut cache = self.index_segments.lock().await;
             match table.key_index(&mut cache).await {
-                Ok(index) => Some((index, table.index_store())),
+                Ok(index) => {
+                    let live = files
+                        .files
+                        .iter()
+                        .map(|f| f.relative_path.as_str())
+                        .collect();
+                    Some((index.for_live_files(&live), table.index_store()))
+                }
                 Err(e) => {
                     tracing::warn!(
                         error = %e,
