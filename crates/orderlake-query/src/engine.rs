@@ -1010,8 +1010,6 @@ impl ColdQueryEngine {
 /// The hidden columns a user's session resolved, shared with its catalogs.
 type HiddenColumns = Arc<Mutex<std::collections::BTreeSet<HiddenColumn>>>;
 
-/// A planning error about a field the access rules hide from the user: refused as such, naming
-/// the column and its table, rather than reported as a column that does not exist.
 /// A view's query planned over `base`: in the dialect its text needs, Trino's lambdas read as
 /// clients' statements are (a view may use what a query may).
 async fn plan_view(base: &SessionState, sql: &str) -> datafusion::error::Result<LogicalPlan> {
@@ -1021,6 +1019,8 @@ async fn plan_view(base: &SessionState, sql: &str) -> datafusion::error::Result<
     base.statement_to_plan(parsed).await
 }
 
+/// A planning error about a field the access rules hide from the user: refused as such, naming
+/// the column and its table, rather than reported as a column that does not exist.
 fn denied_column(e: &DataFusionError, hidden: Option<&HiddenColumns>) -> Option<QueryError> {
     let DataFusionError::SchemaError(schema_error, _) = e.find_root() else {
         return None;

@@ -135,11 +135,10 @@ impl KeyJoinScan {
             });
         }
         let mut config = self.inner.clone();
-        if keyed {
-            config.file_source = decoding_filtered(&config.file_source);
-        }
         if !key_lists.is_empty() {
             config.file_source = read_as_lookup(&config, &key_lists, context)?;
+        } else if keyed {
+            config.file_source = decoding_filtered(&config.file_source);
         }
         if let Some(dates) = dates {
             let mut pruned = 0;
@@ -185,7 +184,7 @@ fn read_as_lookup(
     for (column, keys) in key_lists {
         let name = column.name();
         let Ok(at) = schema.index_of(name) else {
-            return Ok(Arc::clone(&config.file_source));
+            return Ok(decoding_filtered(&config.file_source));
         };
         let key_type = schema.field(at).data_type();
         let values = keys
@@ -203,8 +202,7 @@ fn read_as_lookup(
         });
     }
     let mut options = parquet.table_parquet_options().clone();
-    options.global.pushdown_filters = true;
-    options.global.enable_page_index = true;
+    crate::scan::read_as_key_lookup(&mut options);
     options.global.bloom_filter_on_read = true;
     let readers = crate::lookup_reader::cached_readers(
         context.runtime_env().as_ref(),

@@ -285,6 +285,13 @@ pub(crate) fn literal_disjuncts(filter: &Expr) -> Option<Vec<(&Column, Vec<Scala
     }
 }
 
+/// Sets a scan up as a key lookup's: it filters while decoding and prunes by page index (the
+/// engine's defaults do neither), which [`is_key_lookup_scan`] recognises.
+pub(crate) fn read_as_key_lookup(options: &mut TableParquetOptions) {
+    options.global.pushdown_filters = true;
+    options.global.enable_page_index = true;
+}
+
 /// Whether `config` is a key lookup's scan: one that filters while decoding and prunes by page
 /// index, as [`ArchiveScanProvider::scan`] sets up a lookup by `order_id` or `customer_id` (the
 /// engine's defaults do neither). It reads a few pages of the files it lists, not the files.
@@ -412,8 +419,7 @@ impl TableProvider for ArchiveScanProvider {
         // otherwise (the engine's defaults: none of the three, measured in docs/benchmarks.md).
         let lookups: Vec<_> = filters.iter().filter_map(key_lookup).flatten().collect();
         if !lookups.is_empty() {
-            options.global.pushdown_filters = true;
-            options.global.enable_page_index = true;
+            read_as_key_lookup(&mut options);
             options.global.bloom_filter_on_read |=
                 reads_uncovered || lookups.iter().any(|(c, _)| *c == KeyColumn::OrderId);
         }

@@ -238,7 +238,7 @@ impl ExecutorArgs {
     /// The executor's settings.
     pub fn resolve(&self) -> Result<crate::cluster::ExecutorSettings, ServerError> {
         let tls = self.tls.resolve()?;
-        if tls.is_some() != self.scheduler.starts_with("https://") {
+        if tls.is_some() != orderlake_query::cluster::speaks_tls(&self.scheduler) {
             return Err(ServerError::Cluster(
                 "an executor serves TLS (--tls-cert, --tls-key, --ca-cert) exactly when its \
                  scheduler is https://: TLS in a cluster is all or nothing"

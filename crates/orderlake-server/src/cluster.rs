@@ -74,6 +74,8 @@ fn runtime(
 }
 
 /// TLS a scheduler or an executor serves (`identity`) and checks the others with (`trust`).
+/// Its `Debug` leaves the identity out: tonic's would print the private key.
+#[derive(Clone)]
 pub struct ServingTls {
     pub identity: Identity,
     pub trust: ClusterTls,
@@ -84,15 +86,6 @@ impl std::fmt::Debug for ServingTls {
         f.debug_struct("ServingTls")
             .field("trust", &self.trust)
             .finish_non_exhaustive()
-    }
-}
-
-impl Clone for ServingTls {
-    fn clone(&self) -> Self {
-        Self {
-            identity: self.identity.clone(),
-            trust: self.trust.clone(),
-        }
     }
 }
 

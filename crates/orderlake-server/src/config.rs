@@ -348,7 +348,7 @@ impl ServerConfig {
         let tls = d
             .scheduler
             .as_deref()
-            .is_some_and(|s| s.starts_with("https://"));
+            .is_some_and(orderlake_query::cluster::speaks_tls);
         match (&d.ca_cert, tls) {
             (Some(ca), true) => orderlake_query::cluster::ClusterTls::from_pem_file(ca).map(Some),
             (None, true) => Err(

@@ -59,6 +59,11 @@ pub fn scheduler_host_port(address: &str) -> std::result::Result<(String, u16), 
     }
 }
 
+/// Whether a cluster addressed by its scheduler at `address` speaks TLS (`https://`).
+pub fn speaks_tls(address: &str) -> bool {
+    address.starts_with("https://")
+}
+
 /// Below this a plan runs locally by default: a lookup reads a few files' pages, and the
 /// cluster's scheduling round trips (tens of milliseconds) would be most of its time.
 pub const DEFAULT_LOCAL_BELOW_BYTES: u64 = 256 * 1024 * 1024;
