@@ -15,6 +15,8 @@
 #     table on a local S3 server (moto); DuckDB reads the local files (it cannot install httpfs here)
 #   BENCH_PARTITIONING=daily ./scripts/bench-queries.sh          a table partitioned by date instead
 #     of by month (the default, as the archiver's)
+#   BENCH_CODEC=lz4 ./scripts/bench-queries.sh                   a table whose columns but the raw
+#     record are LZ4 (the [parquet] codec setting) instead of zstd
 #   BENCH_PHASES="after cluster-1 cluster-2" ./scripts/bench-queries.sh  then the big queries on
 #     a Ballista cluster of 1 and of 2 executors on this machine ("cluster-tls-2": 2 executors,
 #     TLS between every process)
@@ -25,8 +27,9 @@ years=${BENCH_YEARS:-10}
 reps=${BENCH_REPS:-5}
 maintain=${BENCH_MAINTAIN:-1}
 partitioning=${BENCH_PARTITIONING:-monthly}
-# Daily tables keep the cache's older name.
-layout_suffix=$([ "$partitioning" = daily ] || echo "-$partitioning")
+codec=${BENCH_CODEC:-zstd}
+# Daily tables keep the cache's older name; zstd ones too.
+layout_suffix=$([ "$partitioning" = daily ] || echo "-$partitioning")$([ "$codec" = zstd ] || echo "-$codec")
 table=${BENCH_TABLE:-$ORDERLAKE_CACHE/bench/archive-$events-${years}y$layout_suffix/order_events}
 
 ensure_venv
@@ -41,7 +44,7 @@ if [ -z "${BENCH_TABLE:-}" ]; then
   log "importing $events generated events over $years years into $table (nothing is added if it is there)"
   started=$SECONDS
   "$bin/orderlake-archiver" generate --into-table "$table" --events "$events" --years "$years" \
-    --partitioning "$partitioning" --quiet
+    --partitioning "$partitioning" --codec "$codec" --quiet
   log "import took $((SECONDS - started)) s"
 fi
 

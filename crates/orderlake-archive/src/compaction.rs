@@ -143,7 +143,7 @@ impl ArchiveTable {
         let ctx =
             sort_session(settings.sort_memory_bytes).map_err(ArchiveError::datafusion(&uri))?;
         let provider = self.provider(&ctx.state(), None).await?;
-        let column = self.partitioning().column();
+        let (column, codec) = (self.partitioning().column(), self.codec());
         // Partitions are sorted and encoded at the same time, a task per core, each with its own
         // pool (the encoding is most of the work, and one partition's writer uses one core; two
         // sorts sharing one pool ran out of it on a 50M-event month).
@@ -155,6 +155,7 @@ impl ArchiveTable {
             .map(|&partition| {
                 let writer = RecordBatchWriter::for_table(self.delta()).map(|w| {
                     w.with_writer_properties(schema::compacted_parquet_properties(
+                        codec,
                         settings.zstd_level,
                         settings.row_group_rows,
                     ))

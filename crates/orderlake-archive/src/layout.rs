@@ -20,6 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::{EVENT_DATE, EVENT_MONTH};
 
+/// What is chosen when a table is created and kept with it: its partitioning (read from its
+/// partition columns) and its columns' codec (read from its configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableLayout {
+    pub partitioning: Partitioning,
+    pub codec: crate::codec::ColumnCodec,
+}
+
 /// The table's partitioning by event time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

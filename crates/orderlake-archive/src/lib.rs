@@ -3,6 +3,7 @@
 //! schema users write SQL against, where the table lives, and the per-partition offset ledger that
 //! makes ingestion exactly once.
 
+pub mod codec;
 pub mod compaction;
 pub mod config_file;
 pub mod error;
@@ -22,12 +23,13 @@ pub mod time;
 pub mod unreachable;
 pub mod verify;
 
+pub use codec::ColumnCodec;
 pub use config_file::ConfigError;
 pub use error::{ArchiveError, Result, exit_code, one_line};
 pub use files::{ArchiveFile, ArchiveFiles, ColumnStatistics};
 pub use growth::{DaySize, Growth};
 pub use history::CommitSummary;
-pub use layout::Partitioning;
+pub use layout::{Partitioning, TableLayout};
 pub use ledger::{ImportSource, OffsetLedger, SourcePartition};
 pub use maintenance::{CompactReport, MaintenanceSettings};
 pub use storage::{ArchiveConfig, TableLocation};

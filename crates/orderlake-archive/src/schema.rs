@@ -9,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow as _;
 use deltalake::kernel::{ArrayType, DataType, StructField, StructType};
 
+use crate::codec::ColumnCodec;
 use crate::layout::Partitioning;
 
 pub const KAFKA_TOPIC: &str = "kafka_topic";
@@ -98,17 +99,20 @@ pub fn compacted_layout(row_group_rows: usize) -> String {
 /// row groups (measured against 8k, 32k and 128k in docs/benchmarks.md).
 pub const ROW_GROUP_ROWS: usize = 16 * 1024;
 
-/// How the archiver writes archive Parquet files: zstd, page-level statistics (for the page
-/// index) and bloom filters on the lookup columns.
+/// How the archiver writes archive Parquet files: the raw record in zstd, the other columns in
+/// the table's `codec`, page-level statistics (for the page index) and bloom filters on the
+/// lookup columns.
 pub fn parquet_properties(
+    codec: ColumnCodec,
     zstd_level: i32,
     row_group_rows: usize,
 ) -> parquet::file::properties::WriterProperties {
-    properties(zstd_level, row_group_rows).build()
+    properties(codec, zstd_level, row_group_rows).build()
 }
 
 /// How compaction writes them: as the archiver does, and marked with [`SORT_ORDER_KEY`].
 pub fn compacted_parquet_properties(
+    codec: ColumnCodec,
     zstd_level: i32,
     row_group_rows: usize,
 ) -> parquet::file::properties::WriterProperties {
@@ -116,7 +120,7 @@ pub fn compacted_parquet_properties(
         SORT_ORDER_KEY.to_owned(),
         compacted_layout(row_group_rows),
     );
-    let mut props = properties(zstd_level, row_group_rows);
+    let mut props = properties(codec, zstd_level, row_group_rows);
     for col in BLOOM_FILTER_COLUMNS {
         props = props.set_column_data_page_size_limit(
             parquet::schema::types::ColumnPath::from(col),
@@ -127,6 +131,7 @@ pub fn compacted_parquet_properties(
 }
 
 fn properties(
+    codec: ColumnCodec,
     zstd_level: i32,
     row_group_rows: usize,
 ) -> parquet::file::properties::WriterPropertiesBuilder {
@@ -135,7 +140,8 @@ fn properties(
     use parquet::schema::types::ColumnPath;
     let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
+        .set_compression(codec.compression(level))
+        .set_column_compression(ColumnPath::from(KAFKA_VALUE), Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_statistics_enabled(EnabledStatistics::Page);
     for col in BLOOM_FILTER_COLUMNS {

@@ -15,8 +15,9 @@ use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::StreamExt as _;
 use serde::Serialize;
 
+use crate::codec::{CODEC_PROPERTY, ColumnCodec};
 use crate::error::{ArchiveError, Result};
-use crate::layout::Partitioning;
+use crate::layout::{Partitioning, TableLayout};
 use crate::ledger::OffsetLedger;
 use crate::schema;
 use crate::storage::TableLocation;
@@ -31,6 +32,8 @@ pub struct ArchiveTable {
     table: DeltaTable,
     /// Read from the table's partition columns.
     partitioning: Partitioning,
+    /// Read from the table's configuration.
+    codec: ColumnCodec,
 }
 
 impl ArchiveTable {
@@ -52,10 +55,12 @@ impl ArchiveTable {
         }
         table.load().await.map_err(ArchiveError::delta(&uri))?;
         let partitioning = Self::check_schema(&uri, &table)?;
+        let codec = Self::codec_of(&uri, &table)?;
         Ok(Self {
             location,
             table,
             partitioning,
+            codec,
         })
     }
 
@@ -98,28 +103,31 @@ impl ArchiveTable {
         }
     }
 
-    /// Opens the archive table, creating it with the archive schema and the default
-    /// partitioning when nothing is there yet.
+    /// Opens the archive table, creating it with the archive schema and the default layout
+    /// when nothing is there yet.
     pub async fn open_or_create(location: TableLocation) -> Result<Self> {
-        Self::open_or_create_with(location, Partitioning::default()).await
+        Self::open_or_create_with(location, TableLayout::default()).await
     }
 
     /// Opens the archive table to write to it ([`Self::open_for_writing`]), creating it with the
-    /// archive schema and `partitioning` when nothing is there yet (an existing table keeps its
-    /// own partitioning). Two instances racing to create it both end up with the one table.
-    pub async fn open_or_create_with(
-        location: TableLocation,
-        partitioning: Partitioning,
-    ) -> Result<Self> {
+    /// archive schema and `layout` when nothing is there yet (an existing table keeps its own
+    /// layout). Two instances racing to create it both end up with the one table.
+    pub async fn open_or_create_with(location: TableLocation, layout: TableLayout) -> Result<Self> {
+        let TableLayout {
+            partitioning,
+            codec,
+        } = layout;
         match Self::open_for_writing(location.clone()).await {
             Err(ArchiveError::TableNotFound { .. }) => {}
             Ok(table) => {
-                if table.partitioning != partitioning {
+                if table.layout() != layout {
                     tracing::info!(
                         table = %location,
                         partitioning = %table.partitioning,
-                        configured = %partitioning,
-                        "the table exists with its own partitioning, which it keeps"
+                        codec = %table.codec,
+                        configured_partitioning = %partitioning,
+                        configured_codec = %codec,
+                        "the table exists with its own layout, which it keeps"
                     );
                 }
                 return Ok(table);
@@ -138,14 +146,18 @@ impl ArchiveTable {
                 TableProperty::DataSkippingStatsColumns,
                 Some(schema::stats_columns(partitioning).join(",")),
             )
+            // Our own key, outside Delta's `delta.` namespace (which delta-rs checks).
+            .with_configuration([(CODEC_PROPERTY, Some(codec.name()))])
+            .with_raise_if_key_not_exists(false)
             .await;
         match created {
             Ok(table) => {
-                tracing::info!(table = %uri, %partitioning, "created archive table");
+                tracing::info!(table = %uri, %partitioning, %codec, "created archive table");
                 Ok(Self {
                     location,
                     table,
                     partitioning,
+                    codec,
                 })
             }
             // Another instance created it between our open and create.
@@ -178,9 +190,33 @@ impl ArchiveTable {
         Ok(partitioning)
     }
 
+    /// The codec of the table's columns, once its configuration names one this build knows.
+    fn codec_of(uri: &str, table: &DeltaTable) -> Result<ColumnCodec> {
+        let state = table.snapshot().map_err(ArchiveError::delta(uri))?;
+        ColumnCodec::of_configuration(state.metadata().configuration()).map_err(|reason| {
+            ArchiveError::IncompatibleSchema {
+                uri: uri.to_owned(),
+                reason,
+            }
+        })
+    }
+
     /// How the table's files are partitioned by event time.
     pub fn partitioning(&self) -> Partitioning {
         self.partitioning
+    }
+
+    /// How the table's columns (all but the raw record) are compressed.
+    pub fn codec(&self) -> ColumnCodec {
+        self.codec
+    }
+
+    /// Everything chosen at the table's creation.
+    pub fn layout(&self) -> TableLayout {
+        TableLayout {
+            partitioning: self.partitioning,
+            codec: self.codec,
+        }
     }
 
     /// Brings the table to its latest version.
@@ -206,6 +242,7 @@ impl ArchiveTable {
             location: self.location.clone(),
             table,
             partitioning: self.partitioning,
+            codec: self.codec,
         }
     }
 
@@ -364,6 +401,7 @@ impl ArchiveTable {
         Ok(TableStatus {
             table_uri: uri,
             partitioning: self.partitioning,
+            codec: self.codec,
             version: self.version(),
             last_commit,
             files,
@@ -385,6 +423,7 @@ pub const FILE_COLUMN: &str = "__file";
 pub struct TableStatus {
     pub table_uri: String,
     pub partitioning: Partitioning,
+    pub codec: ColumnCodec,
     pub version: Option<u64>,
     pub last_commit: Option<DateTime<Utc>>,
     pub files: usize,

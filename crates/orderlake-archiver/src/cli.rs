@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use orderlake_archive::Partitioning;
+use orderlake_archive::{ColumnCodec, Partitioning};
 
 use crate::config::ArchiverConfig;
 
@@ -364,6 +364,11 @@ pub struct GenerateArgs {
     /// its own).
     #[arg(long, default_value_t = Partitioning::default())]
     pub partitioning: Partitioning,
+
+    /// With --into-table: how a new table compresses its columns other than the raw record
+    /// (zstd or lz4; an existing table keeps its own).
+    #[arg(long, default_value_t = ColumnCodec::default())]
+    pub codec: ColumnCodec,
 }
 
 impl RunArgs {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use orderlake_archive::ArchiveConfig;
-use orderlake_archive::{ConfigError, Partitioning, config_file};
+use orderlake_archive::{ColumnCodec, ConfigError, Partitioning, TableLayout, config_file};
 use orderlake_ingest::{SourceMapping, StartFrom, WriterSettings};
 use serde::{Deserialize, Serialize};
 
@@ -92,6 +92,9 @@ pub struct ParquetConfig {
     /// How a table the archiver creates is partitioned by event time: `monthly` or `daily`. An
     /// existing table keeps its own.
     pub partitioning: Partitioning,
+    /// How a table the archiver creates compresses its columns other than the raw record
+    /// (always zstd): `zstd` or `lz4`. An existing table keeps its own.
+    pub codec: ColumnCodec,
 }
 
 impl Default for ParquetConfig {
@@ -104,6 +107,7 @@ impl Default for ParquetConfig {
             max_open_files: w.max_open_files,
             key_index: w.key_index,
             partitioning: Partitioning::default(),
+            codec: ColumnCodec::default(),
         }
     }
 }
@@ -191,6 +195,14 @@ pub struct ArchiverConfig {
 
 impl ArchiverConfig {
     /// How the archive writer lays out files (the `[parquet]` block).
+    /// The layout of a table the archiver creates.
+    pub fn table_layout(&self) -> TableLayout {
+        TableLayout {
+            partitioning: self.parquet.partitioning,
+            codec: self.parquet.codec,
+        }
+    }
+
     pub fn writer_settings(&self) -> WriterSettings {
         WriterSettings {
             target_file_bytes: self.parquet.target_file_bytes,

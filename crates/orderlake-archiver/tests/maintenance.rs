@@ -1,7 +1,8 @@
 //! Maintenance and verification on real archive tables: `verify` finds gaps, duplicates and a
 //! ledger that disagrees; compaction drops the file count and changes no answer, also while
 //! another writer keeps committing; a closed partition of one unsorted file is sorted once, in
-//! either layout; vacuum never removes a file the current or a retained version
+//! either layout; a table's column codec, chosen at its creation, holds for every file written
+//! to it, compacted or not; vacuum never removes a file the current or a retained version
 //! references, and refuses a short retention unless forced; `verify` catches a rollup that
 //! disagrees with its rows and `maintain --rebuild-rollup` repairs it.
 
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use orderlake_archive::{ArchiveTable, Partitioning, SourcePartition, TableLocation};
+use orderlake_archive::{ArchiveTable, ColumnCodec, Partitioning, SourcePartition, TableLocation};
 use orderlake_ingest::rowbuf::{ArchiveRowBuffer, Envelope};
 use orderlake_ingest::writer::{Flush, FlushOutcome, LedgerAdvance};
 use orderlake_ingest::{ArchiveWriter, WriterSettings};
@@ -51,7 +52,18 @@ fn generate(table: &str, events: &str, seed: &str) {
 
 /// `events` generated events over the last 0.2 years into `table`, created with `partitioning`.
 fn generate_with(table: &str, events: &str, seed: &str, partitioning: Partitioning) {
-    let partitioning = partitioning.to_string();
+    generate_layout(table, events, seed, partitioning, ColumnCodec::default());
+}
+
+/// As [`generate_with`], a table created with `codec` too.
+fn generate_layout(
+    table: &str,
+    events: &str,
+    seed: &str,
+    partitioning: Partitioning,
+    codec: ColumnCodec,
+) {
+    let (partitioning, codec) = (partitioning.to_string(), codec.to_string());
     let out = archiver(&[
         "generate",
         "--into-table",
@@ -64,6 +76,8 @@ fn generate_with(table: &str, events: &str, seed: &str, partitioning: Partitioni
         seed,
         "--partitioning",
         &partitioning,
+        "--codec",
+        &codec,
         "--quiet",
     ]);
     assert!(out.status.success());
@@ -450,6 +464,98 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
         assert_eq!(smaller(), (0, 0, 0));
         assert_eq!(answers(&open(dir.path()).await).await, before);
     }
+}
+
+/// The codecs of the Parquet file at `path`: (column path, codec name) of every column chunk,
+/// once each.
+fn codecs(path: &Path) -> std::collections::BTreeSet<(String, String)> {
+    use parquet::file::reader::FileReader as _;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap();
+    let metadata = reader.metadata();
+    metadata
+        .row_groups()
+        .iter()
+        .flat_map(|g| g.columns())
+        .map(|c| {
+            let codec = match c.compression() {
+                parquet::basic::Compression::ZSTD(_) => "zstd".to_owned(),
+                other => other.to_string(),
+            };
+            (c.column_path().string(), codec)
+        })
+        .collect()
+}
+
+/// Asserts that every live file of the table in `dir` keeps the raw record in zstd and every
+/// other column in `columns` (a Parquet codec's name).
+async fn assert_codecs(dir: &Path, columns: &str) {
+    let table = open(dir).await;
+    let files = table.files().unwrap().files;
+    assert!(!files.is_empty());
+    for file in files {
+        for (column, codec) in codecs(&dir.join(&file.relative_path)) {
+            let expected = if column == orderlake_archive::schema::KAFKA_VALUE {
+                "zstd"
+            } else {
+                columns
+            };
+            assert_eq!(codec, expected, "{}: {column}", file.relative_path);
+        }
+    }
+}
+
+/// A table created with `--codec lz4` says so, writes its columns but the raw record in LZ4 (a
+/// zstd table all in zstd), keeps its codec when a writer configured otherwise adds to it and
+/// when compaction rewrites its files, and `status` shows it. An unknown codec in a config file
+/// is refused with the key and the file named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tables_column_codec_holds_for_every_file_written_to_it() {
+    let zstd = tempfile::tempdir().unwrap();
+    let zstd_uri = zstd.path().display().to_string();
+    generate(&zstd_uri, "1500", "1");
+    assert_eq!(open(zstd.path()).await.codec(), ColumnCodec::Zstd);
+    assert_codecs(zstd.path(), "zstd").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    generate_layout(&uri, "1500", "1", Partitioning::Daily, ColumnCodec::Lz4);
+    let table = open(dir.path()).await;
+    assert_eq!(table.codec(), ColumnCodec::Lz4);
+    assert_eq!(table.partitioning(), Partitioning::Daily);
+    assert_codecs(dir.path(), "LZ4_RAW").await;
+    // More of the same stream, by a writer that would create zstd tables.
+    generate_layout(&uri, "3000", "1", Partitioning::Daily, ColumnCodec::Zstd);
+    assert_eq!(open(dir.path()).await.codec(), ColumnCodec::Lz4);
+    assert_codecs(dir.path(), "LZ4_RAW").await;
+    let before = answers(&open(dir.path()).await).await;
+
+    let (_, files_before, files_after) = compacted(&compact(&uri));
+    assert!(
+        files_after < files_before,
+        "{files_before} -> {files_after}"
+    );
+    assert_eq!(answers(&open(dir.path()).await).await, before);
+    assert_codecs(dir.path(), "LZ4_RAW").await;
+
+    let status = stdout(&archiver(&["status", "--table-uri", &uri]));
+    assert!(
+        status.contains("(daily partitions, columns in lz4)"),
+        "{status}"
+    );
+
+    let config = dir.path().join("archiver.toml");
+    std::fs::write(&config, "[parquet]\ncodec = \"snappy\"\n").unwrap();
+    let config = config.display().to_string();
+    let out = archiver(&["maintain", "--config", &config, "--table-uri", &uri]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("parquet.codec") && stderr.contains(&config) && stderr.contains("snappy"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,8 @@ pub struct WriterSettings {
     pub target_file_bytes: u64,
     /// Rows per Parquet row group.
     pub row_group_rows: usize,
-    /// zstd level for Parquet pages.
+    /// zstd level for the Parquet pages the table's codec leaves to zstd (the raw record's at
+    /// least).
     pub zstd_level: i32,
     /// Longest wait between retries of a failing write or commit.
     pub max_backoff: Duration,
@@ -50,8 +51,8 @@ impl Default for WriterSettings {
 }
 
 impl WriterSettings {
-    fn writer_properties(&self) -> WriterProperties {
-        orderlake_archive::schema::parquet_properties(self.zstd_level, self.row_group_rows)
+    fn writer_properties(&self, codec: orderlake_archive::ColumnCodec) -> WriterProperties {
+        orderlake_archive::schema::parquet_properties(codec, self.zstd_level, self.row_group_rows)
     }
 }
 
@@ -198,7 +199,7 @@ impl ArchiveWriter {
         for group in by_partition.chunks(self.settings.max_open_files.max(1)) {
             let mut writer = RecordBatchWriter::for_table(self.table.delta())
                 .map_err(self.write_err())?
-                .with_writer_properties(self.settings.writer_properties())
+                .with_writer_properties(self.settings.writer_properties(self.table.codec()))
                 .with_target_file_size(self.settings.target_file_bytes);
             // Parquet encoding and zstd are CPU work: keep them off the async workers' polling path.
             let handle = tokio::runtime::Handle::current();

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use orderlake_archive::{ArchiveTable, ImportSource, TableLocation};
+use orderlake_archive::{ArchiveTable, ImportSource, TableLayout, TableLocation};
 use orderlake_ingest::decode::{DEFAULT_MAX_DECODE_BYTES, TopicDecoder};
 use orderlake_ingest::{ArchiveWriter, ImportRecord, MappingSet, SourceMapping, WriterSettings};
 use orderlake_samples::{
@@ -309,7 +309,14 @@ async fn generate_into_table(args: &GenerateArgs, uri: &str) -> Result<GenerateS
         ));
     }
     let location = TableLocation::parse(uri, HashMap::new())?;
-    let table = ArchiveTable::open_or_create_with(location, args.partitioning).await?;
+    let table = ArchiveTable::open_or_create_with(
+        location,
+        TableLayout {
+            partitioning: args.partitioning,
+            codec: args.codec,
+        },
+    )
+    .await?;
     let mut writer = ArchiveWriter::new(table, WriterSettings::default());
     let mut decoder = TopicDecoder::new(
         MappingSet::new(SourceMapping::defaults())?,

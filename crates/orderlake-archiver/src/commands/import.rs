@@ -38,11 +38,9 @@ pub async fn import(config: &ArchiverConfig, args: &ImportArgs) -> Result<String
         .iter()
         .map(|uri| ImportFile::open(uri, &options, args.format))
         .collect::<Result<Vec<_>, _>>()?;
-    let table = ArchiveTable::open_or_create_with(
-        super::table_location(config)?,
-        config.parquet.partitioning,
-    )
-    .await?;
+    let table =
+        ArchiveTable::open_or_create_with(super::table_location(config)?, config.table_layout())
+            .await?;
     let mut writer = ArchiveWriter::new(table, config.writer_settings());
     let mut decoder = TopicDecoder::new(
         MappingSet::new(config.all_mappings())?,

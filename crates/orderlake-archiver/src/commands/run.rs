@@ -39,7 +39,7 @@ pub async fn run(
             );
             !stop.is_stopped()
         },
-        || ArchiveTable::open_or_create_with(location.clone(), config.parquet.partitioning),
+        || ArchiveTable::open_or_create_with(location.clone(), config.table_layout()),
     )
     .await?;
     readiness.set("table", Ok(()));

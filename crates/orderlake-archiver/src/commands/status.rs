@@ -164,9 +164,10 @@ pub fn render_verify(r: &VerifyReport) -> String {
 
 pub fn render(s: &TableStatus) -> String {
     let mut out = format!(
-        "table      {} ({} partitions)\nversion    {}\ncommitted  {}\nfiles      {}\nrows       {} ({} imported)\n\n",
+        "table      {} ({} partitions, columns in {})\nversion    {}\ncommitted  {}\nfiles      {}\nrows       {} ({} imported)\n\n",
         s.table_uri,
         s.partitioning,
+        s.codec,
         s.version.map_or("-".into(), |v| v.to_string()),
         s.last_commit.map_or("-".into(), |t| t.to_rfc3339()),
         s.files,

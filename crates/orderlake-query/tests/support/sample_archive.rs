@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use orderlake_archive::{ArchiveTable, Partitioning, TableLocation};
+use orderlake_archive::{ArchiveTable, Partitioning, TableLayout, TableLocation};
 use orderlake_ingest::{ArchiveWriter, MappingSet, SourceMapping, SourceRecord, WriterSettings};
 use orderlake_query::{ColdQueryEngine, EngineSettings};
 use orderlake_samples::{OrderEventGenerator, RecordKind, SampleSettings};
@@ -71,7 +71,11 @@ pub fn records_after(
 
 /// Creates the archive table in `dir` with `partitioning`; [`archive`] then writes to it.
 pub async fn create(dir: &Path, partitioning: Partitioning) {
-    ArchiveTable::open_or_create_with(location(dir), partitioning)
+    let layout = TableLayout {
+        partitioning,
+        ..TableLayout::default()
+    };
+    ArchiveTable::open_or_create_with(location(dir), layout)
         .await
         .unwrap();
 }
