@@ -80,16 +80,18 @@ pub const SORT_ORDER_KEY: &str = "orderlake.sort_order";
 /// The columns compaction sorts rows by (ascending, nulls last); [`SORT_ORDER_KEY`] names them.
 pub const COMPACTION_SORT: [&str; 3] = [CUSTOMER_ID, ORDER_ID, EVENT_TIME];
 
-/// Bytes per data page of the key columns in the files compaction writes: a page of about a
-/// thousand keys (the writer cuts pages per write batch of 1,024 rows), so a lookup reads
-/// through the page index only the key pages whose statistics admit its key
-/// (docs/benchmarks.md, "Pages for lookups"). Other columns keep the writer's default pages.
-pub const COMPACTED_KEY_PAGE_BYTES: usize = 1024;
+/// Rows per data page of every column in the files compaction writes (the writer cuts pages per
+/// write batch of 1,024 rows). A lookup selects through the page index the key pages whose
+/// statistics admit its key, and decodes only the pages of the other columns holding the
+/// selected rows: with a row group's column in one page it decoded the whole 16k rows of every
+/// projected column for a handful of rows (docs/benchmarks.md, "Pages for lookups" and "Pages of
+/// every column").
+pub const COMPACTED_PAGE_ROWS: usize = 1024;
 
 /// The value of [`SORT_ORDER_KEY`] in files compaction writes with `row_group_rows`.
 pub fn compacted_layout(row_group_rows: usize) -> String {
     format!(
-        "{}; row_group_rows={row_group_rows}; key_page_bytes={COMPACTED_KEY_PAGE_BYTES}",
+        "{}; row_group_rows={row_group_rows}; page_rows={COMPACTED_PAGE_ROWS}",
         COMPACTION_SORT.join(",")
     )
 }
@@ -120,14 +122,10 @@ pub fn compacted_parquet_properties(
         SORT_ORDER_KEY.to_owned(),
         compacted_layout(row_group_rows),
     );
-    let mut props = properties(codec, zstd_level, row_group_rows);
-    for col in BLOOM_FILTER_COLUMNS {
-        props = props.set_column_data_page_size_limit(
-            parquet::schema::types::ColumnPath::from(col),
-            COMPACTED_KEY_PAGE_BYTES,
-        );
-    }
-    props.set_key_value_metadata(Some(vec![marker])).build()
+    properties(codec, zstd_level, row_group_rows)
+        .set_data_page_row_count_limit(COMPACTED_PAGE_ROWS)
+        .set_key_value_metadata(Some(vec![marker]))
+        .build()
 }
 
 fn properties(

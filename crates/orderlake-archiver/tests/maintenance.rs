@@ -316,6 +316,35 @@ fn marked_sorted(path: &Path) -> bool {
         })
 }
 
+/// The most rows a data page of any column holds in the Parquet file at `path`, and the most
+/// pages a column chunk is cut into (from the file's offset index).
+fn page_rows(path: &Path) -> (i64, usize) {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    let file = std::fs::File::open(path).unwrap();
+    let options = ArrowReaderOptions::new().with_page_index(true);
+    let metadata = ArrowReaderMetadata::load(&file, options).unwrap();
+    let metadata = metadata.metadata();
+    let offsets = metadata
+        .offset_index()
+        .expect("compacted files have an offset index");
+    let (mut most_rows, mut most_pages) = (0, 0);
+    for (group, columns) in metadata.row_groups().iter().zip(offsets) {
+        for column in columns {
+            let starts: Vec<i64> = column
+                .page_locations()
+                .iter()
+                .map(|p| p.first_row_index)
+                .chain([group.num_rows()])
+                .collect();
+            most_pages = most_pages.max(starts.len() - 1);
+            for pair in starts.windows(2) {
+                most_rows = most_rows.max(pair[1] - pair[0]);
+            }
+        }
+    }
+    (most_rows, most_pages)
+}
+
 /// Whether the rows of the Parquet file at `path` come in compaction's order: by customer, then
 /// order, then event time, ascending, nulls last.
 fn rows_in_compaction_order(path: &Path) -> bool {
@@ -423,6 +452,7 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
             before,
             "compaction changed an answer"
         );
+        let mut most_pages = 0;
         for file in table.files().unwrap().files {
             let local = dir.path().join(&file.relative_path);
             let is_closed = partitioning.dates_of(file.partition.unwrap()).1 < closed_before;
@@ -433,7 +463,18 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
                     "{}: rows out of order",
                     file.relative_path
                 );
+                // Every column is cut into small pages, so a lookup decodes few rows of each.
+                let (rows, pages) = page_rows(&local);
+                assert!(
+                    rows as usize <= orderlake_archive::schema::COMPACTED_PAGE_ROWS,
+                    "{}: a page of {rows} rows",
+                    file.relative_path
+                );
+                most_pages = most_pages.max(pages);
             }
+        }
+        if partitioning == Partitioning::Monthly {
+            assert!(most_pages > 1, "a month of these events spans pages");
         }
         assert_eq!(
             compacted(&compact(&uri)),
