@@ -321,7 +321,8 @@ fn marked_sorted(path: &Path) -> bool {
 fn page_rows(path: &Path) -> (i64, usize) {
     use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
     let file = std::fs::File::open(path).unwrap();
-    let options = ArrowReaderOptions::new().with_page_index(true);
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
     let metadata = ArrowReaderMetadata::load(&file, options).unwrap();
     let metadata = metadata.metadata();
     let offsets = metadata

@@ -320,6 +320,12 @@ impl ColdQueryEngine {
         self.cluster.as_ref().map_or((0, 0), Cluster::jobs)
     }
 
+    /// How many jobs the cluster stopped, at the scheduler's word, because their query was
+    /// cancelled, timed out or lost its client.
+    pub fn cluster_jobs_cancelled(&self) -> u64 {
+        self.cluster.as_ref().map_or(0, Cluster::cancelled_jobs)
+    }
+
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }

@@ -42,3 +42,8 @@ pub(crate) fn cluster_job(by_cluster: bool) {
     let by = if by_cluster { "cluster" } else { "server" };
     counter!(m::CLUSTER_JOBS, "answered_by" => by).increment(1);
 }
+
+/// A job the cluster stopped because its query was cancelled, timed out or lost its client.
+pub(crate) fn cluster_job_cancelled() {
+    counter!(m::CLUSTER_JOBS, "answered_by" => "cancelled").increment(1);
+}

@@ -15,7 +15,7 @@ use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use futures::TryStreamExt as _;
 use orderlake_ingest::SourceRecord;
 use orderlake_query::cluster::{ClusterSettings, ClusterTls};
-use orderlake_query::{ColdQueryEngine, EngineSettings, QueryRequest};
+use orderlake_query::{ColdQueryEngine, EngineSettings, QueryLimits, QueryRequest};
 use orderlake_samples::{OrderEventGenerator, RecordKind, SampleSettings};
 use orderlake_server::cluster;
 
@@ -284,6 +284,51 @@ async fn a_standalone_cluster_answers_every_query_as_the_local_engine_does() {
             "{name} ran on the cluster (on the cluster: {on_cluster:?})"
         );
     }
+
+    // A query past its time limit on the cluster fails with the limit's error, the scheduler
+    // stops its job (it confirms the cancel), and the cluster's slots are free for the next one.
+    let limited = Arc::new(
+        ColdQueryEngine::open(
+            support::table_location(&archive),
+            EngineSettings {
+                views_dir: Some(support::repo_path("sql")),
+                target_partitions: 4,
+                cluster: Some(ClusterSettings {
+                    scheduler: scheduler.clone(),
+                    local_below_bytes: 0,
+                    tls: None,
+                }),
+                limits: QueryLimits {
+                    timeout: Duration::from_millis(500),
+                    ..QueryLimits::default()
+                },
+                ..EngineSettings::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let endless = "SELECT count(*) FROM order_events a CROSS JOIN order_events b \
+                   WHERE a.kafka_offset + b.kafka_offset = 7";
+    let (jobs, _) = limited.cluster_jobs();
+    let err = rows(&limited, endless)
+        .await
+        .expect_err("past its time limit");
+    assert!(err.contains("time limit"), "{err}");
+    assert_eq!(limited.cluster_jobs().0, jobs + 1, "it ran on the cluster");
+    let cancelled = tokio::time::timeout(Duration::from_secs(30), async {
+        while limited.cluster_jobs_cancelled() == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(cancelled.is_ok(), "the scheduler confirmed no cancel");
+    let full_scan = &suite
+        .iter()
+        .find(|(n, _)| n == "full-scan aggregate")
+        .expect("in the suite")
+        .1;
+    assert_the_cluster_answers_as_locally(&local, &distributed, full_scan).await;
 }
 
 /// The test S3 server's settings (scripts/test.sh starts it), as storage options and as a child

@@ -354,8 +354,10 @@ pub mod server {
         counter(
             CLUSTER_JOBS,
             &["answered_by"],
-            "Query plans sent to the Ballista cluster, by who answered them: cluster, or server \
-             (the cluster failed the job and the server ran the plan itself).",
+            "Query plans sent to the Ballista cluster, by who answered them: cluster, server \
+             (the cluster failed the job and the server ran the plan itself), or cancelled \
+             (the query was cancelled, timed out or lost its client, and the scheduler stopped \
+             the job).",
         ),
         gauge(
             TABLE_VERSION_AGE,

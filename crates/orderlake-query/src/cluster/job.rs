@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ballista_core::client::BallistaClient;
@@ -27,7 +27,7 @@ use datafusion::prelude::SessionConfig;
 use futures::{StreamExt as _, TryStreamExt as _};
 use tonic::transport::{Channel, Endpoint};
 
-use super::{ClusterSettings, ClusterTls, USE_TLS_SETTING};
+use super::{ClusterSettings, ClusterTls, JobOutcomes, USE_TLS_SETTING};
 
 /// Plans and result batches up to this size cross the wire in one message.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -42,8 +42,8 @@ pub struct ClusterExec {
     plan: Arc<[u8]>,
     /// The plan as it runs here, when the cluster cannot.
     local: Arc<dyn ExecutionPlan>,
-    /// Incremented when `local` had to answer.
-    fallbacks: Arc<AtomicU64>,
+    /// Counts `local` answering, and cancellations.
+    outcomes: Arc<JobOutcomes>,
     scheduler: String,
     tls: Option<ClusterTls>,
     session_id: String,
@@ -64,7 +64,7 @@ impl ClusterExec {
     pub(crate) fn new(
         plan: Vec<u8>,
         local: Arc<dyn ExecutionPlan>,
-        fallbacks: Arc<AtomicU64>,
+        outcomes: Arc<JobOutcomes>,
         cluster: &ClusterSettings,
         session_id: &str,
         config: &SessionConfig,
@@ -94,7 +94,7 @@ impl ClusterExec {
         Self {
             plan: plan.into(),
             local,
-            fallbacks,
+            outcomes,
             scheduler: cluster.scheduler.clone(),
             tls: cluster.tls.clone(),
             session_id: session_id.to_owned(),
@@ -131,6 +131,7 @@ impl ExecutionPlan for ClusterExec {
         let job = Job {
             scheduler: self.scheduler.clone(),
             tls: self.tls.clone(),
+            outcomes: Arc::clone(&self.outcomes),
             params: ExecuteQueryParams {
                 session_id: self.session_id.clone(),
                 settings: self.settings.clone(),
@@ -139,7 +140,7 @@ impl ExecutionPlan for ClusterExec {
             },
         };
         let local = Arc::clone(&self.local);
-        let fallbacks = Arc::clone(&self.fallbacks);
+        let outcomes = Arc::clone(&self.outcomes);
         let stream = futures::stream::once(async move {
             match job.run().await {
                 Ok(remote) => {
@@ -148,7 +149,7 @@ impl ExecutionPlan for ClusterExec {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the cluster did not answer; the query runs here");
-                    fallbacks.fetch_add(1, Ordering::Relaxed);
+                    outcomes.fallbacks.fetch_add(1, Ordering::Relaxed);
                     crate::meters::cluster_job(false);
                     let local: Arc<dyn ExecutionPlan> =
                         if local.output_partitioning().partition_count() > 1 {
@@ -171,6 +172,7 @@ impl ExecutionPlan for ClusterExec {
 struct Job {
     scheduler: String,
     tls: Option<ClusterTls>,
+    outcomes: Arc<JobOutcomes>,
     params: ExecuteQueryParams,
 }
 
@@ -220,6 +222,7 @@ impl Job {
         let mut running = RunningJob {
             scheduler: scheduler.clone(),
             job_id: job_id.clone(),
+            outcomes: Arc::clone(&self.outcomes),
             done: false,
         };
         let mut wait = FIRST_POLL;
@@ -297,6 +300,7 @@ async fn fetch(
 struct RunningJob {
     scheduler: Scheduler,
     job_id: String,
+    outcomes: Arc<JobOutcomes>,
     done: bool,
 }
 
@@ -307,6 +311,7 @@ impl Drop for RunningJob {
         }
         let mut scheduler = self.scheduler.clone();
         let job_id = std::mem::take(&mut self.job_id);
+        let outcomes = Arc::clone(&self.outcomes);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 match scheduler
@@ -315,7 +320,12 @@ impl Drop for RunningJob {
                     })
                     .await
                 {
-                    Ok(_) => tracing::info!(%job_id, "cluster job cancelled"),
+                    Ok(answer) if answer.get_ref().cancelled => {
+                        outcomes.cancelled.fetch_add(1, Ordering::Relaxed);
+                        crate::meters::cluster_job_cancelled();
+                        tracing::info!(%job_id, "cluster job cancelled");
+                    }
+                    Ok(_) => tracing::info!(%job_id, "cluster job ended before its cancel"),
                     Err(e) => {
                         tracing::warn!(%job_id, error = %e.message(), "cluster job not cancelled");
                     }

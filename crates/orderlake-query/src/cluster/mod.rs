@@ -76,8 +76,18 @@ pub(crate) struct Cluster {
     session_id: String,
     /// Plans sent to the cluster so far.
     jobs: AtomicU64,
-    /// Of those, the ones answered here because the cluster failed them.
-    fallbacks: Arc<AtomicU64>,
+    /// What became of them.
+    outcomes: Arc<JobOutcomes>,
+}
+
+/// What became of the jobs sent to the cluster, counted as they end.
+#[derive(Debug, Default)]
+pub(crate) struct JobOutcomes {
+    /// Answered here because the cluster failed them.
+    pub(crate) fallbacks: AtomicU64,
+    /// Cancelled on the cluster (by the query's cancel, its time limit or its client leaving)
+    /// and acknowledged by the scheduler.
+    pub(crate) cancelled: AtomicU64,
 }
 
 impl Cluster {
@@ -86,7 +96,7 @@ impl Cluster {
             settings,
             session_id: format!("orderlake-{}", crate::engine::new_query_id()),
             jobs: AtomicU64::new(0),
-            fallbacks: Arc::default(),
+            outcomes: Arc::default(),
         }
     }
 
@@ -95,8 +105,13 @@ impl Cluster {
     pub(crate) fn jobs(&self) -> (u64, u64) {
         (
             self.jobs.load(Ordering::Relaxed),
-            self.fallbacks.load(Ordering::Relaxed),
+            self.outcomes.fallbacks.load(Ordering::Relaxed),
         )
+    }
+
+    /// How many jobs the scheduler confirmed cancelling.
+    pub(crate) fn cancelled_jobs(&self) -> u64 {
+        self.outcomes.cancelled.load(Ordering::Relaxed)
     }
 
     /// Whether `plan` is big enough for the cluster.
@@ -135,7 +150,7 @@ impl Cluster {
                 Some(Arc::new(ClusterExec::new(
                     encoded,
                     plan,
-                    Arc::clone(&self.fallbacks),
+                    Arc::clone(&self.outcomes),
                     &self.settings,
                     &self.session_id,
                     config,
