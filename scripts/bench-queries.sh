@@ -15,8 +15,8 @@
 #     table on a local S3 server (moto); DuckDB reads the local files (it cannot install httpfs here)
 #   BENCH_PARTITIONING=daily ./scripts/bench-queries.sh          a table partitioned by date instead
 #     of by month (the default, as the archiver's)
-#   BENCH_CODEC=lz4 ./scripts/bench-queries.sh                   a table whose columns but the raw
-#     record are LZ4 (the [parquet] codec setting) instead of zstd
+#   BENCH_CODEC=zstd ./scripts/bench-queries.sh                  a table whose columns but the raw
+#     record are zstd (the [parquet] codec setting) instead of LZ4
 #   BENCH_PHASES="after cluster-1 cluster-2" ./scripts/bench-queries.sh  then the big queries on
 #     a Ballista cluster of 1 and of 2 executors on this machine ("cluster-tls-2": 2 executors,
 #     TLS between every process)
@@ -27,8 +27,8 @@ years=${BENCH_YEARS:-10}
 reps=${BENCH_REPS:-5}
 maintain=${BENCH_MAINTAIN:-1}
 partitioning=${BENCH_PARTITIONING:-monthly}
-codec=${BENCH_CODEC:-zstd}
-# Daily tables keep the cache's older name; zstd ones too.
+codec=${BENCH_CODEC:-lz4}
+# Daily tables keep the cache's older name; zstd ones (the codec of tables before LZ4) too.
 layout_suffix=$([ "$partitioning" = daily ] || echo "-$partitioning")$([ "$codec" = zstd ] || echo "-$codec")
 table=${BENCH_TABLE:-$ORDERLAKE_CACHE/bench/archive-$events-${years}y$layout_suffix/order_events}
 

@@ -549,15 +549,21 @@ async fn assert_codecs(dir: &Path, columns: &str) {
     }
 }
 
-/// A table created with `--codec lz4` says so, writes its columns but the raw record in LZ4 (a
-/// zstd table all in zstd), keeps its codec when a writer configured otherwise adds to it and
+/// A table created with `--codec lz4` (the default) says so, writes its columns but the raw
+/// record in LZ4 (a zstd table all in zstd), keeps its codec when a writer configured otherwise adds to it and
 /// when compaction rewrites its files, and `status` shows it. An unknown codec in a config file
 /// is refused with the key and the file named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tables_column_codec_holds_for_every_file_written_to_it() {
     let zstd = tempfile::tempdir().unwrap();
     let zstd_uri = zstd.path().display().to_string();
-    generate(&zstd_uri, "1500", "1");
+    generate_layout(
+        &zstd_uri,
+        "1500",
+        "1",
+        Partitioning::Monthly,
+        ColumnCodec::Zstd,
+    );
     assert_eq!(open(zstd.path()).await.codec(), ColumnCodec::Zstd);
     assert_codecs(zstd.path(), "zstd").await;
 

@@ -84,7 +84,16 @@ async fn metrics_follow_an_archiving_run_to_zero_lag() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let (code, body) = http_get(ops, "/ready").unwrap();
+    // Ready once the drain's consumer has reported broker statistics (every second): an
+    // archive this small can be caught up before its first report.
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    let (code, body) = loop {
+        let (code, body) = http_get(ops, "/ready").unwrap();
+        if code == 200 || Instant::now() > ready_by {
+            break (code, body);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(code, 200, "{body}");
 
     // Per topic and partition, as documented, and counted once each.
