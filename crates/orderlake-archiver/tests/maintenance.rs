@@ -293,16 +293,23 @@ async fn compaction_changes_no_answer_even_while_another_writer_commits() {
     );
 }
 
+/// The footer of the Parquet file at `path`, with its page index when it has one.
+fn parquet_metadata(path: &Path) -> std::sync::Arc<parquet::file::metadata::ParquetMetaData> {
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    let file = std::fs::File::open(path).unwrap();
+    let options = ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+    std::sync::Arc::clone(
+        ArrowReaderMetadata::load(&file, options)
+            .unwrap()
+            .metadata(),
+    )
+}
+
 /// Whether compaction marked the Parquet file at `path` as written in its sort order, with the
 /// default rows per row group.
 fn marked_sorted(path: &Path) -> bool {
-    use parquet::file::reader::FileReader as _;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-        std::fs::File::open(path).unwrap(),
-    )
-    .unwrap();
-    reader
-        .metadata()
+    parquet_metadata(path)
         .file_metadata()
         .key_value_metadata()
         .is_some_and(|kv| {
@@ -319,12 +326,7 @@ fn marked_sorted(path: &Path) -> bool {
 /// The most rows a data page of any column holds in the Parquet file at `path`, and the most
 /// pages a column chunk is cut into (from the file's offset index).
 fn page_rows(path: &Path) -> (i64, usize) {
-    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-    let file = std::fs::File::open(path).unwrap();
-    let options = ArrowReaderOptions::new()
-        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
-    let metadata = ArrowReaderMetadata::load(&file, options).unwrap();
-    let metadata = metadata.metadata();
+    let metadata = parquet_metadata(path);
     let offsets = metadata
         .offset_index()
         .expect("compacted files have an offset index");
@@ -511,13 +513,7 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
 /// The codecs of the Parquet file at `path`: (column path, codec name) of every column chunk,
 /// once each.
 fn codecs(path: &Path) -> std::collections::BTreeSet<(String, String)> {
-    use parquet::file::reader::FileReader as _;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-        std::fs::File::open(path).unwrap(),
-    )
-    .unwrap();
-    let metadata = reader.metadata();
-    metadata
+    parquet_metadata(path)
         .row_groups()
         .iter()
         .flat_map(|g| g.columns())
@@ -550,9 +546,9 @@ async fn assert_codecs(dir: &Path, columns: &str) {
 }
 
 /// A table created with `--codec lz4` (the default) says so, writes its columns but the raw
-/// record in LZ4 (a zstd table all in zstd), keeps its codec when a writer configured otherwise adds to it and
-/// when compaction rewrites its files, and `status` shows it. An unknown codec in a config file
-/// is refused with the key and the file named.
+/// record in LZ4 (a zstd table all in zstd), keeps its codec when a writer configured otherwise
+/// adds to it and when compaction rewrites its files, and `status` shows it. An unknown codec
+/// in a config file is refused with the key and the file named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tables_column_codec_holds_for_every_file_written_to_it() {
     let zstd = tempfile::tempdir().unwrap();
