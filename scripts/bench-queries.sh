@@ -189,6 +189,8 @@ for phase in before after cluster-1 cluster-2 cluster-3 cluster-tls-1 cluster-tl
   if [ -d "$out/$phase" ]; then dirs+=("$out/$phase"); fi
 done
 
+# Nothing to report when only the table was built and maintained (BENCH_PHASES=maintain).
+if [ ${#dirs[@]} -eq 0 ]; then exit 0; fi
 "$PYTHON" tests/python/bench_queries.py report "${dirs[@]}"
 for d in "${dirs[@]}"; do
   for name in "${explained[@]}"; do
