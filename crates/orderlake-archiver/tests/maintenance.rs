@@ -323,6 +323,17 @@ fn marked_sorted(path: &Path) -> bool {
         })
 }
 
+/// The columns of the Parquet file at `path` of which some row group has a dictionary page.
+fn dictionary_columns(path: &Path) -> std::collections::BTreeSet<String> {
+    parquet_metadata(path)
+        .row_groups()
+        .iter()
+        .flat_map(|group| group.columns())
+        .filter(|chunk| chunk.dictionary_page_offset().is_some())
+        .map(|chunk| chunk.column_path().string())
+        .collect()
+}
+
 /// The most rows a data page of any column holds in the Parquet file at `path`, and the most
 /// pages a column chunk is cut into (from the file's offset index).
 fn page_rows(path: &Path) -> (i64, usize) {
@@ -474,6 +485,17 @@ async fn a_closed_partition_of_one_unsorted_file_is_sorted_once() {
                     file.relative_path
                 );
                 most_pages = most_pages.max(pages);
+                // Near-unique columns are written plain: a lookup reading one of their pages
+                // does not decode a dictionary first. Others keep theirs.
+                let dictionaries = dictionary_columns(&local);
+                for column in orderlake_archive::schema::COMPACTED_PLAIN_COLUMNS {
+                    assert!(
+                        !dictionaries.contains(column),
+                        "{}: {column} has a dictionary",
+                        file.relative_path
+                    );
+                }
+                assert!(dictionaries.contains("customer_id"), "{dictionaries:?}");
             }
         }
         if partitioning == Partitioning::Monthly {
