@@ -43,6 +43,7 @@ use crate::access_catalog::{HiddenColumn, UserCatalogs};
 use crate::activity::{Activity, CancelOutcome, FinishedQuery, RunningGuard, RunningQueryInfo};
 use crate::bounded_topk::BoundedTopKAggregates;
 use crate::cluster::{Cluster, ClusterSettings};
+use crate::clustered_aggregate::ClusteredPartialAggregates;
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits};
@@ -569,7 +570,8 @@ impl ColdQueryEngine {
             .with_runtime_env(self.runtime(None)?)
             .with_catalog_list(catalogs as Arc<dyn CatalogProviderList>)
             .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(BoundedTopKAggregates));
+            .with_physical_optimizer_rule(Arc::new(BoundedTopKAggregates))
+            .with_physical_optimizer_rule(Arc::new(ClusteredPartialAggregates));
         if self.settings.use_key_index {
             builder = builder.with_optimizer_rule(Arc::new(KeysThroughAggregates));
         }

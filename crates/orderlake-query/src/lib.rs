@@ -8,6 +8,7 @@ mod access_catalog;
 mod activity;
 mod bounded_topk;
 pub mod cluster;
+mod clustered_aggregate;
 pub mod engine;
 pub mod error;
 mod join_keys;

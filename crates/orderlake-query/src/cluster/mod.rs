@@ -131,8 +131,16 @@ impl Cluster {
         optimizer.enable_join_dynamic_filter_pushdown = false;
         optimizer.enable_topk_dynamic_filter_pushdown = false;
         optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+        // Executors do not know the engine's own plan nodes.
+        let rules = state
+            .physical_optimizers()
+            .iter()
+            .filter(|rule| rule.name() != crate::clustered_aggregate::RULE_NAME)
+            .cloned()
+            .collect();
         SessionStateBuilder::new_from_existing(state.clone())
             .with_config(config)
+            .with_physical_optimizer_rules(rules)
             .build()
     }
 
