@@ -9,11 +9,13 @@
 //! partial state per group, merged by the final phase), so rows that are not clustered (the
 //! archiver's files of open partitions) give a correct answer too, only with less reduction.
 //!
-//! Only groupings whose keys are `order_id` plus columns constant along an order's run in a
-//! compacted file (`customer_id`, partition columns) are replaced, read straight from a scan of
-//! the archive (no repartitioning in between, which would interleave the runs). A grouping by
-//! customer alone keeps the hash table: a partition's customers fit in a small table, and runs
-//! would emit a group per customer and file.
+//! Only groupings read straight from a scan of the archive (no repartitioning in between, which
+//! would interleave the runs) are replaced, and only where a run is most of a group: by
+//! `order_id`, with `customer_id` or a file's values; or by `customer_id` with the file's own
+//! period (the partition column, or the event time truncated to the partitions' unit, as in
+//! "distinct customers per month" on a monthly table). A grouping by customer alone, or by
+//! customer and year, keeps the hash table: it is small, and runs would emit a group per
+//! customer and file.
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,8 +30,8 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{
     AggregateExec, AggregateMode, evaluate_group_by, evaluate_many,
@@ -45,14 +47,18 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use futures::{Stream, StreamExt as _};
-use orderlake_archive::schema::{CUSTOMER_ID, ORDER_ID};
+use orderlake_archive::layout::Partitioning;
+use orderlake_archive::schema::{CUSTOMER_ID, EVENT_DATE, EVENT_TIME, ORDER_ID};
 
 use crate::reads::file_scan;
 
-/// Replaces partial aggregations grouping the archive's rows by order with
-/// [`ClusteredPartialAggregateExec`].
+/// Replaces partial aggregations grouping the archive's rows by order (or by customer and the
+/// files' period) with [`ClusteredPartialAggregateExec`].
 #[derive(Debug)]
-pub struct ClusteredPartialAggregates;
+pub struct ClusteredPartialAggregates {
+    /// The archive's partitioning: a file's period.
+    pub partitioning: Partitioning,
+}
 
 /// The rule's name, by which the cluster's planning leaves it out (executors do not know the
 /// node).
@@ -66,7 +72,7 @@ impl PhysicalOptimizerRule for ClusteredPartialAggregates {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             if let Some(aggregate) = node.downcast_ref::<AggregateExec>()
-                && groups_by_order_runs(aggregate)
+                && groups_in_runs(aggregate, self.partitioning)
             {
                 let clustered = ClusteredPartialAggregateExec::new(aggregate.clone());
                 return Ok(Transformed::yes(
@@ -89,8 +95,11 @@ impl PhysicalOptimizerRule for ClusteredPartialAggregates {
 
 /// Whether `aggregate` is a plain partial aggregation (no grouping sets, no limit, no ordering
 /// requirement, every aggregate with a group accumulator) grouping the rows of an archive scan
-/// by `order_id` and columns constant along an order's rows of a compacted file.
-fn groups_by_order_runs(aggregate: &AggregateExec) -> bool {
+/// into groups whose rows lie together in a compacted file: by `order_id` and keys constant along
+/// an order's rows (`customer_id`, values of the file), or by `customer_id` and the file's own
+/// period (the partition column, or `date_trunc` to the partitions' unit: "distinct customers
+/// per month" on a monthly table), where a run is one group of the whole scan.
+fn groups_in_runs(aggregate: &AggregateExec, partitioning: Partitioning) -> bool {
     if *aggregate.mode() != AggregateMode::Partial
         || !aggregate.group_expr().is_single()
         || aggregate.group_expr().expr().is_empty()
@@ -103,20 +112,81 @@ fn groups_by_order_runs(aggregate: &AggregateExec) -> bool {
     {
         return false;
     }
-    let mut columns = Vec::new();
-    for (expr, _) in aggregate.group_expr().expr() {
-        let Some(column) = expr.downcast_ref::<Column>() else {
-            return false;
-        };
-        match scanned_column(aggregate.input(), column.index()) {
-            Some(scanned) => columns.push(scanned),
-            None => return false,
-        }
-    }
-    columns.iter().any(|c| c.name == ORDER_ID)
-        && columns
+    let keys: Vec<GroupKey> = aggregate
+        .group_expr()
+        .expr()
+        .iter()
+        .map(|(expr, _)| group_key(aggregate.input(), expr, partitioning))
+        .collect();
+    let has = |k: GroupKey| keys.contains(&k);
+    let by_order = has(GroupKey::Order)
+        && keys.iter().all(|k| {
+            matches!(
+                k,
+                GroupKey::Order | GroupKey::Customer | GroupKey::FilePeriod | GroupKey::PerFile
+            )
+        });
+    let by_customer_and_period = has(GroupKey::Customer)
+        && has(GroupKey::FilePeriod)
+        && keys
             .iter()
-            .all(|c| c.partition || c.name == ORDER_ID || c.name == CUSTOMER_ID)
+            .all(|k| matches!(k, GroupKey::Customer | GroupKey::FilePeriod));
+    by_order || by_customer_and_period
+}
+
+/// What a grouping key is, for the runs of a compacted file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupKey {
+    Order,
+    Customer,
+    /// The file's period itself: its partition value, or the event time truncated to it.
+    FilePeriod,
+    /// One value per file, coarser than its period (a month's file, truncated to the year).
+    PerFile,
+    Other,
+}
+
+/// Units of `date_trunc` that give one value per file of a table partitioned by
+/// `partitioning` (compaction writes a partition's files; the event date is the event time's UTC
+/// date): the first is the partition's own.
+fn units_per_file(partitioning: Partitioning) -> &'static [&'static str] {
+    match partitioning {
+        Partitioning::Monthly => &["month", "quarter", "year"],
+        Partitioning::Daily => &["day", "week", "month", "quarter", "year"],
+    }
+}
+
+fn group_key(
+    input: &Arc<dyn ExecutionPlan>,
+    expr: &Arc<dyn PhysicalExpr>,
+    partitioning: Partitioning,
+) -> GroupKey {
+    if let Some(column) = expr.downcast_ref::<Column>() {
+        return match scanned_column(input, column.index()) {
+            Some(c) if c.partition => GroupKey::FilePeriod,
+            Some(c) if c.name == ORDER_ID => GroupKey::Order,
+            Some(c) if c.name == CUSTOMER_ID => GroupKey::Customer,
+            _ => GroupKey::Other,
+        };
+    }
+    if let Some(call) = expr.downcast_ref::<ScalarFunctionExpr>()
+        && call.name() == "date_trunc"
+        && let [unit, time] = call.args()
+        && let Some(unit) = unit.downcast_ref::<Literal>()
+        && let Some(Some(unit)) = unit.value().try_as_str()
+        && let Some(time) = time.downcast_ref::<Column>()
+        && let Some(scanned) = scanned_column(input, time.index())
+        && (scanned.name == EVENT_TIME || scanned.name == EVENT_DATE)
+    {
+        let units = units_per_file(partitioning);
+        let unit = unit.to_ascii_lowercase();
+        return match units.iter().position(|u| *u == unit) {
+            Some(0) => GroupKey::FilePeriod,
+            Some(_) => GroupKey::PerFile,
+            None => GroupKey::Other,
+        };
+    }
+    GroupKey::Other
 }
 
 /// A column of an archive scan, and whether it is a partition column (one value per file).
@@ -145,13 +215,12 @@ fn scanned_column(plan: &Arc<dyn ExecutionPlan>, index: usize) -> Option<Scanned
     }
     let scan = file_scan(plan.as_ref())?;
     let field = plan.schema().fields().get(index)?.clone();
-    let partition = scan
-        .table_partition_cols()
-        .iter()
-        .any(|p| p.name() == field.name());
     Some(ScannedColumn {
         name: field.name().clone(),
-        partition,
+        partition: scan
+            .table_partition_cols()
+            .iter()
+            .any(|p| p.name() == field.name()),
     })
 }
 
@@ -434,8 +503,8 @@ impl RecordBatchStream for RunStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::execution::SessionStateBuilder;
     use datafusion::physical_plan::displayable;
     use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -443,19 +512,25 @@ mod tests {
     use parquet::file::properties::WriterProperties;
     use rand::{Rng as _, SeedableRng as _};
 
-    /// Rows as compaction leaves them (each order's rows together, orders in customer runs),
-    /// then the same orders again scattered (as the archiver's files of an open partition),
-    /// with null orders and null amounts among them.
-    fn write_rows(dir: &std::path::Path) {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let (mut orders, mut customers, mut statuses, mut amounts) =
-            (vec![], vec![], vec![], vec![]);
+    /// A month's file (January or February 2024) of a monthly table: rows as compaction leaves
+    /// them (each order's rows together, orders in customer runs), then orders again scattered
+    /// (as the archiver's files of an open partition), with null orders and null amounts.
+    fn write_rows(dir: &std::path::Path, month: u32) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(month));
+        let start_secs: i64 = if month == 1 {
+            1_704_067_200
+        } else {
+            1_706_745_600
+        };
+        let (mut orders, mut customers, mut statuses, mut amounts, mut times) =
+            (vec![], vec![], vec![], vec![], vec![]);
         let mut push =
             |order: Option<String>, customer: String, status: &str, amount: Option<i64>| {
                 orders.push(order);
                 customers.push(customer);
                 statuses.push(status.to_owned());
                 amounts.push(amount);
+                times.push((start_secs + 3_600 * (times.len() as i64 % 600)) * 1_000_000);
             };
         for customer in 0..40 {
             for order in 0..rng.random_range(1..6) {
@@ -486,6 +561,11 @@ mod tests {
             Field::new("customer_id", DataType::Utf8, false),
             Field::new("status", DataType::Utf8, false),
             Field::new("amount", DataType::Int64, true),
+            Field::new(
+                "event_time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
         ]));
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
@@ -494,10 +574,13 @@ mod tests {
                 Arc::new(StringArray::from(customers)),
                 Arc::new(StringArray::from(statuses)),
                 Arc::new(Int64Array::from(amounts)),
+                Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
             ],
         )
         .unwrap();
-        let file = std::fs::File::create(dir.join("rows.parquet")).unwrap();
+        let partition = dir.join(format!("event_month=2024-{month:02}-01"));
+        std::fs::create_dir_all(&partition).unwrap();
+        let file = std::fs::File::create(partition.join("rows.parquet")).unwrap();
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(100))
             .build();
@@ -506,7 +589,7 @@ mod tests {
         writer.close().unwrap();
     }
 
-    /// A session reading `dir`'s file as `order_events` in two ranges (as the archive's scan
+    /// A session reading `dir`'s months as `order_events` in two ranges (as the archive's scan
     /// spreads files, without interleaving batches) of batches of 17 rows (runs cross batch
     /// ends), with or without the rule.
     async fn session(dir: &std::path::Path, rule: bool) -> SessionContext {
@@ -519,13 +602,16 @@ mod tests {
             .with_config(config)
             .with_default_features();
         if rule {
-            builder = builder.with_physical_optimizer_rule(Arc::new(ClusteredPartialAggregates));
+            builder = builder.with_physical_optimizer_rule(Arc::new(ClusteredPartialAggregates {
+                partitioning: Partitioning::Monthly,
+            }));
         }
         let ctx = SessionContext::new_with_state(builder.build());
         ctx.register_parquet(
             "order_events",
             dir.to_str().unwrap(),
-            ParquetReadOptions::default(),
+            ParquetReadOptions::default()
+                .table_partition_cols(vec![("event_month".to_owned(), DataType::Utf8)]),
         )
         .await
         .unwrap();
@@ -550,7 +636,8 @@ mod tests {
     #[tokio::test]
     async fn runs_of_orders_aggregate_as_the_hash_table_does() {
         let dir = tempfile::tempdir().unwrap();
-        write_rows(dir.path());
+        write_rows(dir.path(), 1);
+        write_rows(dir.path(), 2);
         let (with, without) = (
             session(dir.path(), true).await,
             session(dir.path(), false).await,
@@ -563,6 +650,10 @@ mod tests {
             "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY span) FROM (SELECT \
              max(amount) - min(amount) FILTER (WHERE status = 'DELIVERED') AS span \
              FROM order_events WHERE order_id IS NOT NULL GROUP BY order_id) WHERE span IS NOT NULL",
+            // A customer's rows of a month lie together in the month's file.
+            "SELECT date_trunc('month', event_time) AS m, count(DISTINCT customer_id) \
+             FROM order_events GROUP BY 1",
+            "SELECT event_month, customer_id, count(*), max(amount) FROM order_events GROUP BY 1, 2",
         ];
         for sql in replaced {
             let (rows, plan) = answer(&with, sql).await;
@@ -576,11 +667,14 @@ mod tests {
             assert!(rows.len() > 4, "{sql}: {rows:?}");
             assert_eq!(rows, expected, "{sql}");
         }
-        // A customer's rows span many orders: its groups stay in the hash table, as does a
-        // grouping by a column that changes along an order's rows.
+        // A customer's rows span many orders and, without the month, many files: its groups
+        // stay in the hash table, as do groupings by a key that changes along an order's rows
+        // or by a period longer than a file's.
         for sql in [
             "SELECT customer_id, count(*) FROM order_events GROUP BY customer_id",
             "SELECT order_id, status, count(*) FROM order_events GROUP BY order_id, status",
+            "SELECT date_trunc('year', event_time), customer_id, count(*) FROM order_events \
+             GROUP BY 1, 2",
         ] {
             let (rows, plan) = answer(&with, sql).await;
             assert!(

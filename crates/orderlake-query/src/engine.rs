@@ -561,6 +561,7 @@ impl ColdQueryEngine {
         };
         let activity: Arc<dyn TableProvider> =
             Arc::new(DailyActivityProvider::new(Arc::clone(&files), rollup));
+        let partitioning = files.partitioning;
         let provider: Arc<dyn TableProvider> = Arc::new(ArchiveScanProvider::new(files, index)?);
         schema.register_table(TABLE_NAME.to_owned(), Arc::clone(&provider))?;
         schema.register_table(DAILY_ACTIVITY.to_owned(), Arc::clone(&activity))?;
@@ -571,7 +572,7 @@ impl ColdQueryEngine {
             .with_catalog_list(catalogs as Arc<dyn CatalogProviderList>)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(BoundedTopKAggregates))
-            .with_physical_optimizer_rule(Arc::new(ClusteredPartialAggregates));
+            .with_physical_optimizer_rule(Arc::new(ClusteredPartialAggregates { partitioning }));
         if self.settings.use_key_index {
             builder = builder.with_optimizer_rule(Arc::new(KeysThroughAggregates));
         }
