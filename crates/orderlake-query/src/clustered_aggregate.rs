@@ -336,7 +336,6 @@ impl ExecutionPlan for ClusteredPartialAggregateExec {
             .collect();
         Ok(Box::pin(RunStream {
             input: aggregate.input().execute(partition, context)?,
-            schema: aggregate.schema(),
             aggregate: aggregate.clone(),
             arguments,
             accumulators,
@@ -351,7 +350,7 @@ impl ExecutionPlan for ClusteredPartialAggregateExec {
 /// Aggregates one input partition by runs of equal keys.
 struct RunStream {
     input: SendableRecordBatchStream,
-    schema: arrow::datatypes::SchemaRef,
+    /// The partial aggregation replaced: its keys, aggregates, filters and output schema.
     aggregate: AggregateExec,
     /// Each aggregate's argument expressions.
     arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
@@ -376,12 +375,12 @@ impl RunStream {
             .next()
             .unwrap_or_default();
         let runs = partition(&keys)?.ranges();
-        let continues = match &self.open {
-            Some(open) => same_keys(open, &keys)?,
-            None => false,
+        // The open run is group 0: it either takes the batch's first run, or ended before it.
+        let ended_open = match self.open.take() {
+            Some(open) if !same_keys(&open, &keys)? => Some(open),
+            _ => None,
         };
-        // The open run is group 0; it either takes the batch's first run or ends before it.
-        let first = usize::from(self.open.is_some() && !continues);
+        let first = usize::from(ended_open.is_some());
         self.indices.clear();
         self.indices.reserve(rows);
         for (run, range) in runs.iter().enumerate() {
@@ -415,13 +414,13 @@ impl RunStream {
             .map(|k| take(k.as_ref(), &starts, None))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let last = runs.len() - 1;
-        let ended: Vec<ArrayRef> = match (&self.open, first) {
-            (Some(open), 1) => open
+        let ended: Vec<ArrayRef> = match ended_open {
+            Some(open) => open
                 .iter()
                 .zip(&run_keys)
                 .map(|(o, k)| concat(&[o.as_ref(), k.slice(0, last).as_ref()]))
                 .collect::<std::result::Result<_, _>>()?,
-            _ => run_keys.iter().map(|k| k.slice(0, last)).collect(),
+            None => run_keys.iter().map(|k| k.slice(0, last)).collect(),
         };
         self.open = Some(run_keys.iter().map(|k| k.slice(last, 1)).collect());
         self.emit(ended, EmitTo::First(groups - 1))
@@ -437,7 +436,7 @@ impl RunStream {
             columns.extend(accumulator.state(emit)?);
         }
         Ok(Some(RecordBatch::try_new(
-            Arc::clone(&self.schema),
+            self.aggregate.schema(),
             columns,
         )?))
     }
@@ -496,7 +495,7 @@ impl Stream for RunStream {
 
 impl RecordBatchStream for RunStream {
     fn schema(&self) -> arrow::datatypes::SchemaRef {
-        Arc::clone(&self.schema)
+        self.aggregate.schema()
     }
 }
 
