@@ -195,7 +195,7 @@ if [ ${#dirs[@]} -eq 0 ]; then exit 0; fi
 for d in "${dirs[@]}"; do
   for name in "${explained[@]}"; do
     echo; echo "EXPLAIN ANALYZE of the $name ($(basename "$d") maintenance):"
-    grep -o -E '(files_pruned_by_(statistics|index)|files_ranges_pruned_statistics|row_groups_pruned_(statistics|bloom_filter)|page_index_rows_pruned|pushdown_rows_pruned|bytes_scanned|output_rows)=[^,]*' \
+    grep -o -E '(files_pruned_by_(statistics|index)|files_opened|files_ranges_pruned_statistics|row_groups_pruned_(statistics|bloom_filter)|row_groups_read|rows_selected_by_page_index|page_index_rows_pruned|pushdown_rows_pruned|bytes_scanned|output_rows)=[^,]*' \
       "$d/explain-$name.txt" | sort | uniq -c | head -20 || true
   done
 done

@@ -47,6 +47,7 @@ use crate::clustered_aggregate::ClusteredPartialAggregates;
 use crate::error::{QueryError, Result};
 use crate::key_rewrite::KeysThroughAggregates;
 use crate::limits::{Admission, QueryLimits};
+use crate::lookup_scan::ArchiveLookups;
 use crate::memory::QueryMemoryPool;
 use crate::meters;
 use crate::reads::PlanReads;
@@ -81,6 +82,10 @@ pub struct EngineSettings {
     pub metadata_cache_bytes: usize,
     /// Narrow lookups by `order_id` / `customer_id` with the archive's key index.
     pub use_key_index: bool,
+    /// Read key lookups' scans with the archive's own lookup reader (`ArchiveLookupExec`: the
+    /// readers' set-up kept across queries, several files at once) instead of DataFusion's
+    /// Parquet scan.
+    pub lookup_reader: bool,
     /// Answer KPI aggregates over `order_events` from the daily rollup (`daily_activity`).
     pub use_rollup: bool,
     /// DataFusion settings applied to every query after orderlake's own, named without the
@@ -117,6 +122,7 @@ impl Default for EngineSettings {
             target_partitions: 0,
             metadata_cache_bytes: DEFAULT_METADATA_CACHE_BYTES,
             use_key_index: true,
+            lookup_reader: true,
             use_rollup: true,
             datafusion_options: BTreeMap::new(),
             cluster: None,
@@ -573,6 +579,9 @@ impl ColdQueryEngine {
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(BoundedTopKAggregates))
             .with_physical_optimizer_rule(Arc::new(ClusteredPartialAggregates { partitioning }));
+        if self.settings.lookup_reader {
+            builder = builder.with_physical_optimizer_rule(Arc::new(ArchiveLookups));
+        }
         if self.settings.use_key_index {
             builder = builder.with_optimizer_rule(Arc::new(KeysThroughAggregates));
         }

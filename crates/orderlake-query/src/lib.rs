@@ -16,6 +16,7 @@ mod key_rewrite;
 mod leaf;
 pub mod limits;
 mod lookup_reader;
+mod lookup_scan;
 mod memory;
 mod meters;
 mod reads;

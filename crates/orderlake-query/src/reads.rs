@@ -13,6 +13,7 @@ use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 
 use crate::join_keys::KeyJoinScan;
+use crate::lookup_scan::ArchiveLookupExec;
 use crate::rollup::DailyActivityExec;
 use crate::scan::is_key_lookup_scan;
 
@@ -78,11 +79,13 @@ impl PlanReads {
     }
 }
 
-/// A leaf that reads a table (or nothing): the archive's files, a table in memory, the rollup.
+/// A leaf that reads a table (or nothing): the archive's files (scanned, or by a key lookup's
+/// reader), a table in memory, the rollup.
 fn is_table_leaf(node: &dyn ExecutionPlan) -> bool {
     if node.downcast_ref::<EmptyExec>().is_some()
         || node.downcast_ref::<PlaceholderRowExec>().is_some()
         || node.downcast_ref::<DailyActivityExec>().is_some()
+        || node.downcast_ref::<ArchiveLookupExec>().is_some()
     {
         return true;
     }

@@ -24,7 +24,7 @@ mod support;
 use support::run;
 #[path = "support/sample_archive.rs"]
 mod sample_archive;
-use sample_archive::{archive, create, engine, location, records};
+use sample_archive::{archive, create, engine, engine_with, location, records};
 
 /// The queries a lookup of `key` in `column` makes, each with its bound parameters.
 fn lookups(column: KeyColumn, keys: &[String]) -> Vec<(String, Vec<ScalarValue>)> {
@@ -117,6 +117,16 @@ async fn assert_lookups_exact(dir: &Path, orders: &[String], customers: &[String
         }
     }
     assert!(checked > 0);
+}
+
+/// Compacts the archive in `dir`, which must have closed dates to compact.
+async fn compact(dir: &Path) {
+    let mut table = ArchiveTable::open(location(dir)).await.unwrap();
+    let compacted = table
+        .compact(&MaintenanceSettings::default(), |_, _| {})
+        .await
+        .unwrap();
+    assert!(compacted.partitions_compacted > 0);
 }
 
 /// How many files the index ruled out for a query, from its EXPLAIN ANALYZE (summed over its
@@ -218,12 +228,7 @@ async fn lookups_through_the_index_equal_full_scans(partitioning: Partitioning) 
     }
 
     // Compaction rewrites closed dates into files no segment covers yet; more covered flushes.
-    let mut table = ArchiveTable::open(location(dir.path())).await.unwrap();
-    let compacted = table
-        .compact(&MaintenanceSettings::default(), |_, _| {})
-        .await
-        .unwrap();
-    assert!(compacted.partitions_compacted > 0);
+    compact(dir.path()).await;
     archive(dir.path(), &records[4_000..5_000], true).await;
     assert_lookups_exact(dir.path(), &orders, &customers, 8).await;
 
@@ -518,4 +523,81 @@ async fn a_lookup_reads_each_bloom_filter_from_the_file_once() {
         bytes[1] < bytes[0] && bytes[2] == bytes[1],
         "bytes read from the files, run by run: {bytes:?}"
     );
+}
+
+/// Whether `sql`'s physical plan reads with orderlake's lookup reader.
+async fn reads_with_lookup_reader(engine: &Arc<ColdQueryEngine>, sql: &str) -> bool {
+    run(engine, &format!("EXPLAIN {sql}"), vec![])
+        .await
+        .iter()
+        .any(|line| line.contains("ArchiveLookupExec"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lookup_reader_answers_every_shape_of_lookup_as_the_parquet_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), Partitioning::Monthly).await;
+    let (records, orders, customers) = records(3_000);
+    for chunk in records[..2_000].chunks(500) {
+        archive(dir.path(), chunk, true).await;
+    }
+    // Compacted files (sorted by customer, page indexes, bloom filters) beside a writer's file
+    // the index does not cover.
+    compact(dir.path()).await;
+    archive(dir.path(), &records[2_000..], false).await;
+
+    let reader = engine_with(dir.path(), |s| s.lookup_reader = true).await;
+    let scan = engine_with(dir.path(), |s| s.lookup_reader = false).await;
+    let (c, c2) = (&customers[customers.len() / 2], &customers[0]);
+    let (o, o2) = (&orders[orders.len() / 3], &orders[orders.len() - 1]);
+    let since = (chrono::Utc::now() - chrono::Duration::days(45)).date_naive();
+    let by_offset = "ORDER BY kafka_topic, kafka_partition, kafka_offset";
+    let queries = [
+        // Every column: nested items and headers, raw bytes, the partition's date.
+        format!("SELECT * FROM order_events WHERE customer_id = '{c}' {by_offset}"),
+        // No column at all.
+        format!("SELECT count(*) FROM order_events WHERE customer_id IN ('{c}', '{c2}', 'absent')"),
+        // Other conditions beside the keys, on a stored column and on the partition's date.
+        format!(
+            "SELECT order_id, event_date, status FROM order_events WHERE customer_id = '{c}' \
+             AND status <> 'CANCELLED' AND event_date >= DATE '{since}' {by_offset}"
+        ),
+        // Order ids (bloom filters), expressions over the columns, keys of both columns.
+        format!(
+            "SELECT upper(order_id) AS o, total_amount * 2 AS twice, kafka_offset FROM order_events \
+             WHERE order_id IN ('{o}', '{o2}', 'absent') {by_offset}"
+        ),
+        format!(
+            "SELECT kafka_offset, decode_error IS NULL AS decoded FROM order_events \
+             WHERE order_id = '{o}' OR customer_id = '{c2}' {by_offset}"
+        ),
+        // A limit: as many rows as asked for, when there are that many.
+        format!(
+            "SELECT count(*) FROM (SELECT order_id FROM order_events WHERE customer_id = '{c}' LIMIT 3)"
+        ),
+        // An absent key among the present ones (statistics keep the files; a key beyond them
+        // all would leave no scan to read).
+        format!("SELECT * FROM order_events WHERE order_id = '{o}-absent'"),
+        // Through the views: a window over one order's events.
+        format!("SELECT * FROM order_status_history WHERE order_id = '{o}' ORDER BY 1, 2, 3"),
+    ];
+    for sql in &queries {
+        assert!(
+            reads_with_lookup_reader(&reader, sql).await,
+            "the lookup reader reads {sql}"
+        );
+        assert!(!reads_with_lookup_reader(&scan, sql).await);
+        let got = run(&reader, sql, vec![]).await;
+        let want = run(&scan, sql, vec![]).await;
+        assert_eq!(got, want, "{sql}");
+        assert!(
+            got.len() > 4 || sql.contains("-absent'"),
+            "{sql} has rows: {got:?}"
+        );
+    }
+    // A join's keys are known only when it runs: DataFusion's scan, narrowed then.
+    let joined = format!(
+        "SELECT e.kafka_offset FROM order_events e JOIN (VALUES ('{o}')) AS v(id) ON e.order_id = v.id"
+    );
+    assert!(!reads_with_lookup_reader(&reader, &joined).await);
 }

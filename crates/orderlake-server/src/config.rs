@@ -55,6 +55,9 @@ pub struct SqlConfig {
     pub metadata_cache_bytes: usize,
     /// Narrow lookups by order_id / customer_id with the archive's key index (`_orderlake_index/`).
     pub use_key_index: bool,
+    /// Read key lookups with orderlake's own reader (each file's reader set-up kept between
+    /// queries, several files at once); `false` reads them with DataFusion's Parquet scan.
+    pub lookup_reader: bool,
     /// Answer KPI aggregates over order_events from the daily rollup (`_orderlake_rollup/`).
     pub use_rollup: bool,
     /// DataFusion settings for every query, named without the `datafusion.` prefix, for example
@@ -74,6 +77,7 @@ impl Default for SqlConfig {
             spill_dir: PathBuf::new(),
             metadata_cache_bytes: orderlake_query::engine::DEFAULT_METADATA_CACHE_BYTES,
             use_key_index: true,
+            lookup_reader: true,
             use_rollup: true,
             datafusion: BTreeMap::new(),
         }
@@ -375,6 +379,7 @@ impl ServerConfig {
             target_partitions: self.sql.target_partitions,
             metadata_cache_bytes: self.sql.metadata_cache_bytes,
             use_key_index: self.sql.use_key_index,
+            lookup_reader: self.sql.lookup_reader,
             use_rollup: self.sql.use_rollup,
             datafusion_options: self.sql.datafusion.clone(),
             cluster: self.distributed.scheduler.as_ref().map(|scheduler| {

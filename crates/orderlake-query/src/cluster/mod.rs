@@ -135,7 +135,13 @@ impl Cluster {
         let rules = state
             .physical_optimizers()
             .iter()
-            .filter(|rule| rule.name() != crate::clustered_aggregate::RULE_NAME)
+            .filter(|rule| {
+                ![
+                    crate::clustered_aggregate::RULE_NAME,
+                    crate::lookup_scan::RULE_NAME,
+                ]
+                .contains(&rule.name())
+            })
             .cloned()
             .collect();
         SessionStateBuilder::new_from_existing(state.clone())

@@ -93,8 +93,14 @@ pub async fn archive(dir: &Path, records: &[SourceRecord], key_index: bool) {
         .unwrap();
 }
 
-pub async fn engine(dir: &Path, use_key_index: bool) -> Arc<ColdQueryEngine> {
-    engine_with(dir, |s| s.use_key_index = use_key_index).await
+/// An engine over the archive in `dir`; `indexed`: with the key index and orderlake's lookup
+/// reader, else with neither (DataFusion's scan of every file the statistics leave).
+pub async fn engine(dir: &Path, indexed: bool) -> Arc<ColdQueryEngine> {
+    engine_with(dir, |s| {
+        s.use_key_index = indexed;
+        s.lookup_reader = indexed;
+    })
+    .await
 }
 
 /// An engine over the archive in `dir` with the views, settings changed by `configure`.
