@@ -175,8 +175,6 @@ pub struct ArchiveLookupExec {
     bloom_filters: bool,
     /// The files each output partition reads.
     partitions: Vec<Vec<PartitionedFile>>,
-    /// What planning pruned, for EXPLAIN ANALYZE: by the log's statistics, by the key index.
-    planned: Vec<(&'static str, usize)>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -219,24 +217,24 @@ impl ArchiveLookupExec {
             scan.file_groups.iter().flat_map(|g| g.files()),
             node.properties().output_partitioning().partition_count(),
         );
-        let planned = node
-            .metrics()
-            .map(|m| {
-                ["files_pruned_by_statistics", "files_pruned_by_index"]
-                    .into_iter()
-                    .filter_map(|name| Some((name, m.sum_by_name(name)?.as_usize())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // What planning pruned, for EXPLAIN ANALYZE: by the log's statistics, by the key index.
+        let metrics = ExecutionPlanMetricsSet::new();
+        if let Some(planned) = node.metrics() {
+            for name in ["files_pruned_by_statistics", "files_pruned_by_index"] {
+                let pruned = planned.sum_by_name(name).map_or(0, |n| n.as_usize());
+                MetricBuilder::new(&metrics)
+                    .global_counter(name)
+                    .add(pruned);
+            }
+        }
         Ok(Some(Self {
             bloom_filters: source.table_parquet_options().global.bloom_filter_on_read,
             scan: scan.clone(),
             lookup,
             rest,
             partitions,
-            planned,
             properties: Arc::clone(node.properties()),
-            metrics: ExecutionPlanMetricsSet::new(),
+            metrics,
         }))
     }
 }
@@ -341,13 +339,6 @@ impl ExecutionPlan for ArchiveLookupExec {
             counts: Counts::new(&self.metrics, partition),
             metrics: self.metrics.clone(),
         });
-        if partition == 0 {
-            for (name, n) in &self.planned {
-                MetricBuilder::new(&self.metrics)
-                    .global_counter(*name)
-                    .add(*n);
-            }
-        }
         let baseline = BaselineMetrics::new(&self.metrics, partition);
         let files = self.partitions.get(partition).cloned().unwrap_or_default();
         let mut left = self.scan.limit.unwrap_or(usize::MAX);
@@ -370,7 +361,8 @@ impl ExecutionPlan for ArchiveLookupExec {
 }
 
 impl ArchiveLookupExec {
-    /// What every file's reading needs, worked out from the scan once per execution.
+    /// What reading each of a partition's files needs, worked out from the scan when the
+    /// partition starts.
     fn read_plan(&self) -> Result<Arc<ReadPlan>> {
         let table = self.scan.file_source().table_schema();
         let file_fields = table.file_schema().fields().len();
