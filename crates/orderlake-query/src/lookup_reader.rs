@@ -97,10 +97,10 @@ struct LookupReader {
 }
 
 impl LookupReader {
-    /// The cache key of the bloom filter at `range`, if `range` is exactly one column chunk's
-    /// bloom filter as the footer records it (parquet-rs reads a filter in one such range when
-    /// the writer recorded its length, as every writer of the archive does).
-    fn bloom_filter_key(&self, range: &Range<u64>) -> Option<Path> {
+    /// The cache part naming the bloom filter at `range`, if `range` is exactly one column
+    /// chunk's bloom filter as the footer records it (parquet-rs reads a filter in one such range
+    /// when the writer recorded its length, as every writer of the archive does).
+    fn bloom_filter_part(&self, range: &Range<u64>) -> Option<String> {
         let metadata = self.metadata.as_ref()?;
         let is_filter = metadata
             .row_groups()
@@ -112,56 +112,91 @@ impl LookupReader {
                         .bloom_filter_length()
                         .is_some_and(|length| range.end - range.start == length as u64)
             });
-        // A file is an object, never a prefix, so no object can have this key's path.
-        is_filter.then(|| {
-            self.object.location.clone().join(format!(
-                "bloom-filter@{}+{}",
-                range.start,
-                range.end - range.start
-            ))
-        })
+        is_filter.then(|| format!("bloom-filter@{}+{}", range.start, range.end - range.start))
     }
 }
 
-/// A bloom filter's bytes as a metadata-cache entry.
-struct BloomFilterBytes(Bytes);
+/// An immutable part of a file made from its bytes (a bloom filter, a reader's set-up), kept in
+/// the session's metadata cache beside the file's footer.
+struct CachedPart<T> {
+    value: T,
+    bytes: usize,
+    kind: &'static str,
+}
 
-impl FileMetadata for BloomFilterBytes {
+impl<T: Send + Sync + 'static> FileMetadata for CachedPart<T> {
     fn as_any(&self) -> &dyn Any {
         self
     }
 
     fn memory_size(&self) -> usize {
-        self.0.len()
+        self.bytes
     }
 
     fn extra_info(&self) -> HashMap<String, String> {
-        HashMap::from([("kind".to_owned(), "bloom filter".to_owned())])
+        HashMap::from([("kind".to_owned(), self.kind.to_owned())])
     }
+}
+
+/// The cache key of `object`'s part `part`: a file is an object, never a prefix, so no object
+/// can have this key's path.
+fn part_key(object: &ObjectMeta, part: &str) -> Path {
+    object.location.clone().join(part)
+}
+
+/// `object`'s part `part` of type `T`, if an earlier query kept it in `cache` (for this very
+/// object: same size and modification time).
+pub(crate) fn cached_part<T: Clone + Send + Sync + 'static>(
+    cache: &FileMetadataCache,
+    object: &ObjectMeta,
+    part: &str,
+) -> Option<T> {
+    let entry = cache.get(&part_key(object, part))?;
+    if !entry.is_valid_for(object) {
+        return None;
+    }
+    let part = entry
+        .file_metadata
+        .as_any()
+        .downcast_ref::<CachedPart<T>>()?;
+    Some(part.value.clone())
+}
+
+/// Keeps `object`'s part `part` in `cache`, counted as `bytes` against the cache's limit.
+pub(crate) fn keep_part<T: Send + Sync + 'static>(
+    cache: &FileMetadataCache,
+    object: &ObjectMeta,
+    part: &str,
+    kind: &'static str,
+    value: T,
+    bytes: usize,
+) {
+    let entry = CachedPart { value, bytes, kind };
+    cache.put(
+        &part_key(object, part),
+        CachedFileMetadataEntry::new(object.clone(), Arc::new(entry)),
+    );
 }
 
 impl AsyncFileReader for LookupReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        let Some(key) = self.bloom_filter_key(&range) else {
+        let Some(part) = self.bloom_filter_part(&range) else {
             return self.inner.get_bytes(range);
         };
-        if let Some(entry) = self.cache.get(&key)
-            && entry.is_valid_for(&self.object)
-            && let Some(filter) = entry
-                .file_metadata
-                .as_any()
-                .downcast_ref::<BloomFilterBytes>()
-        {
-            let bytes = filter.0.clone();
+        if let Some(bytes) = cached_part::<Bytes>(&*self.cache, &self.object, &part) {
             return async move { Ok(bytes) }.boxed();
         }
         async move {
             let bytes = self.inner.get_bytes(range).await?;
-            let entry = CachedFileMetadataEntry::new(
-                self.object.clone(),
-                Arc::new(BloomFilterBytes(bytes.clone())),
+            let size = bytes.len();
+            keep_part(
+                &*self.cache,
+                &self.object,
+                &part,
+                "bloom filter",
+                bytes.clone(),
+                size,
             );
-            self.cache.put(&key, entry);
             Ok(bytes)
         }
         .boxed()

@@ -204,10 +204,14 @@ impl ArchiveLookupExec {
         if conjuncts.iter().any(holds_dynamic_filter) {
             return Ok(None);
         }
-        let Some(at) = conjuncts.iter().position(|c| KeyLookup::of(c).is_some()) else {
+        let Some((at, lookup)) = conjuncts
+            .iter()
+            .enumerate()
+            .find_map(|(at, c)| Some((at, KeyLookup::of(c)?)))
+        else {
             return Ok(None);
         };
-        let lookup = KeyLookup::of(&conjuncts.remove(at)).expect("a lookup");
+        conjuncts.remove(at);
         let rest = conjuncts
             .into_iter()
             .reduce(|a, b| Arc::new(BinaryExpr::new(a, Operator::And, b)) as _);

@@ -2,11 +2,12 @@
 //! and pages that can hold the keys, the key columns decoded first, the rows holding a key
 //! conformed to the table's columns, filtered and projected.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray as _, RecordBatch, RecordBatchOptions, new_null_array};
+use arrow::array::{
+    ArrayRef, AsArray as _, BooleanArray, RecordBatch, RecordBatchOptions, new_null_array,
+};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, ScalarValue};
@@ -14,9 +15,7 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::ParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::error::Result;
-use datafusion::execution::cache::cache_manager::{
-    CachedFileMetadataEntry, FileMetadata, FileMetadataCache,
-};
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
 use futures::TryStreamExt as _;
@@ -29,6 +28,8 @@ use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuil
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::statistics::Statistics as ParquetStatistics;
+
+use crate::lookup_reader::{cached_part, keep_part};
 
 /// What reading a file of the lookup takes, shared by its files.
 #[derive(Debug)]
@@ -106,9 +107,6 @@ impl Reading {
                 groups.push(group);
             }
         }
-        if groups.is_empty() {
-            return Ok(Vec::new());
-        }
         let (groups, selection) = page_selection(&parquet, &groups, &leaves);
         if groups.is_empty() {
             return Ok(Vec::new());
@@ -125,13 +123,12 @@ impl Reading {
         let key_filter = ArrowPredicateFn::new(
             roots(&mut plan.key_schema.fields().iter().map(|f| f.name())),
             move |batch| {
-                let keys = conform(&batch, &plan.key_schema, &[], &HashMap::new())
-                    .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
-                plan.key_expr
-                    .evaluate(&keys)
-                    .and_then(|v| v.into_array(keys.num_rows()))
-                    .map(|a| a.as_boolean().clone())
-                    .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))
+                let holds_key = || -> Result<BooleanArray> {
+                    let keys = conform(&batch, &plan.key_schema, &[], &HashMap::new())?;
+                    let holds = plan.key_expr.evaluate(&keys)?;
+                    Ok(holds.into_array(keys.num_rows())?.as_boolean().clone())
+                };
+                holds_key().map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))
             },
         );
         let stream = builder
@@ -166,9 +163,7 @@ impl Reading {
                 Some(ParquetStatistics::ByteArray(s)) => s.min_bytes_opt().zip(s.max_bytes_opt()),
                 _ => None,
             };
-            let admitted = |k: &&Vec<u8>| {
-                bounds.is_none_or(|(lo, hi)| lo <= k.as_slice() && k.as_slice() <= hi)
-            };
+            let admitted = |k: &&Vec<u8>| bounds.is_none_or(|(lo, hi)| between(k, lo, hi));
             if !keys.iter().any(|k| admitted(&k)) {
                 continue;
             }
@@ -213,27 +208,21 @@ impl Reading {
             .iter()
             .map(|(e, _)| e.evaluate(&rows)?.into_array(rows.num_rows()))
             .collect::<Result<Vec<ArrayRef>>>()?;
-        let rows = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+        let counted = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
         Ok(RecordBatch::try_new_with_options(
             Arc::clone(&plan.output),
             columns,
-            &rows,
+            &counted,
         )?)
     }
 
     /// `file`'s Arrow reader set-up (footer, page index, Arrow schema), from the session's
     /// metadata cache when an earlier query made it.
     async fn reader_metadata(&self, file: &PartitionedFile) -> Result<ArrowReaderMetadata> {
+        const PART: &str = "arrow-reader-metadata";
         let object = &file.object_meta;
-        let key = object.location.clone().join("arrow-reader-metadata");
-        if let Some(entry) = self.cache.get(&key)
-            && entry.is_valid_for(object)
-            && let Some(cached) = entry
-                .file_metadata
-                .as_any()
-                .downcast_ref::<ReaderMetadata>()
-        {
-            return Ok(cached.0.clone());
+        if let Some(metadata) = cached_part::<ArrowReaderMetadata>(&*self.cache, object, PART) {
+            return Ok(metadata);
         }
         let parquet: Arc<ParquetMetaData> = DFParquetMetadata::new(self.store.as_ref(), object)
             .with_file_metadata_cache(Some(Arc::clone(&self.cache)))
@@ -241,31 +230,12 @@ impl Reading {
             .fetch_metadata()
             .await?;
         let metadata = ArrowReaderMetadata::try_new(parquet, ArrowReaderOptions::new())?;
-        let entry = CachedFileMetadataEntry::new(
-            object.clone(),
-            Arc::new(ReaderMetadata(metadata.clone())),
-        );
-        self.cache.put(&key, entry);
+        // The footer's size (shared with the footer's own entry, counted twice to stay within
+        // the cache's limit), and the Arrow schema's.
+        let bytes = metadata.metadata().memory_size() + 64 * metadata.schema().fields().len();
+        let kind = "arrow reader metadata";
+        keep_part(&*self.cache, object, PART, kind, metadata.clone(), bytes);
         Ok(metadata)
-    }
-}
-
-/// A file's Arrow reader set-up as a metadata-cache entry.
-struct ReaderMetadata(ArrowReaderMetadata);
-
-impl FileMetadata for ReaderMetadata {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    /// The footer's size (shared with the footer's own entry, counted twice to stay within the
-    /// cache's limit), and the Arrow schema's.
-    fn memory_size(&self) -> usize {
-        self.0.metadata().memory_size() + 64 * self.0.schema().fields().len()
-    }
-
-    fn extra_info(&self) -> datafusion::common::HashMap<String, String> {
-        datafusion::common::HashMap::from([("kind".to_owned(), "arrow reader metadata".to_owned())])
     }
 }
 
@@ -322,9 +292,7 @@ fn page_rows(
         let end = locations.get(page + 1).map_or(rows, |l| l.first_row_index);
         let count = (end - location.first_row_index) as usize;
         let holds = match (index.min_value(page), index.max_value(page)) {
-            (Some(lo), Some(hi)) => keys
-                .iter()
-                .any(|k| lo <= k.as_slice() && k.as_slice() <= hi),
+            (Some(lo), Some(hi)) => keys.iter().any(|k| between(k, lo, hi)),
             // A page of nulls holds no key.
             _ => !index.is_null_page(page),
         };
@@ -335,6 +303,11 @@ fn page_rows(
         });
     }
     Some(selectors)
+}
+
+/// Whether `key` lies within statistics' bounds `lo..=hi` (bytes, as Parquet orders strings).
+fn between(key: &[u8], lo: &[u8], hi: &[u8]) -> bool {
+    lo <= key && key <= hi
 }
 
 /// `batch` (columns read from a file, by name) as the columns of `schema`: each cast to the
